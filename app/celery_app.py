@@ -1,0 +1,111 @@
+"""Celery, wired the Flask way (``celery_init_app``), and the policy every task follows.
+
+Acknowledgement and retries, in one place:
+
+* ``task_acks_late`` with ``task_reject_on_worker_lost``: a message is acknowledged only after
+  its task finished, so a worker killed mid-task (SIGKILL, OOM, a lost machine) leaves the
+  message to be redelivered rather than lost. The price is that a task may run twice; every
+  ChatLink task is repeat-safe (conditional UPDATEs, UNIQUE provider ids, outbox rows marked
+  sent), so running twice is harmless.
+* ``worker_prefetch_multiplier = 1``: a worker holds one waiting message per process, so a
+  slow task does not strand others behind it.
+* Redis ``visibility_timeout`` = ``CELERY_VISIBILITY_TIMEOUT`` (900 s): Redis has no real
+  acknowledgements; a message not acknowledged within this time is handed to another worker.
+  It must exceed our longest ETA (the end of a call, at most CALL_DURATION_SECONDS ahead, which
+  config caps below it) and the longest task, or a healthy worker's task would be duplicated.
+  It is kept short (not the 1 h default) so that work held by a dead worker comes back within
+  15 minutes; the time-critical work (ending calls, expiring requests) does not even wait for
+  that, because the beat sweep finds it in the database every few seconds.
+* Retries: a task retries only errors that a later attempt can fix (network errors, 429 and 5xx
+  from a provider), with exponential backoff and jitter (``retry_backoff``), capped at
+  ``RETRY_BACKOFF_MAX``. Permanent errors (a 4xx that will not change) are recorded and not
+  retried. Each task declares its own ``autoretry_for`` and ``max_retries``.
+* Enqueueing happens after commit (``enqueue_after_commit``). If the broker is down at that
+  moment the data is still committed and the sweep re-enqueues it: nothing is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from celery import Celery, Task
+from flask import Flask, current_app, has_app_context
+from sqlalchemy.orm import Session
+
+from app.config import CELERY_VISIBILITY_TIMEOUT, Settings
+from app.db import db, on_commit
+from app.extensions import celery_broker_url
+
+log = logging.getLogger(__name__)
+
+RETRY_BACKOFF_MAX = 600
+
+
+def celery_init_app(app: Flask, settings: Settings) -> Celery:
+    class ChatLinkTask(Task):
+        """Runs inside the Flask app context; ``session_scope()`` gives the task its own unit
+        of work (commit on success, rollback on error)."""
+
+        def __call__(self, *args: object, **kwargs: object) -> object:
+            if has_app_context():
+                return self.run(*args, **kwargs)
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+        @contextmanager
+        def session_scope(self) -> Iterator[Session]:
+            with db.session_scope() as session:
+                yield session
+
+    broker = celery_broker_url(settings.redis_url or "")
+    transport_options = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
+    celery = Celery(app.name, task_cls=ChatLinkTask)
+    celery.conf.update(
+        broker_url=broker,
+        result_backend=broker,
+        broker_transport_options=transport_options,
+        result_backend_transport_options=transport_options,
+        broker_connection_retry_on_startup=True,
+        broker_connection_timeout=3,
+        task_default_queue=settings.celery_queue,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        result_expires=3600,
+        task_ignore_result=True,
+        timezone="UTC",
+        enable_utc=True,
+        # Publishing must not hang a web request when Redis is down: fail fast, the sweep recovers.
+        task_publish_retry=True,
+        task_publish_retry_policy={"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2},
+        worker_hijack_root_logger=False,
+        beat_schedule={
+            "sweep": {"task": "tasks.maintenance.sweep", "schedule": float(settings.sweep_interval_seconds)},
+        },
+        include=["tasks.maintenance"],
+    )
+    celery.set_default()
+    app.extensions["celery"] = celery
+    return celery
+
+
+def enqueue_after_commit(session: Session, task: Task, *args: object, **options: object) -> None:
+    """Publish ``task`` once ``session`` commits. A publish failure is logged, not raised: the
+    committed row it was about is found again by the sweep."""
+
+    def publish() -> None:
+        try:
+            task.apply_async(args, **options)
+        except Exception:
+            log.warning("could not enqueue task; the sweep will retry", extra={"task": task.name})
+
+    on_commit(session, publish)
+
+
+def celery_app() -> Celery:
+    return current_app.extensions["celery"]

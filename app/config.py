@@ -1,0 +1,247 @@
+"""Every setting ChatLink reads, read once from the environment and validated.
+
+This is the only module that looks at ``os.environ``. ``Settings.from_env()`` returns a frozen
+object; a bad value raises ``ConfigError`` naming the variable, so start-up fails with one clear
+line instead of a stack trace deep inside a request. ``.env.example`` documents every field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+DEV_SECRET_KEY = "dev-only-secret-key-change-me"
+DEV_WEBHOOK_SECRET = "whsec_chatlink_dev_only"
+
+APP_ENVS = ("development", "test", "production")
+CAPTURE_MODES = ("manual", "immediate")
+
+# Celery redelivers an unacknowledged Redis message after this many seconds. Every ETA we schedule
+# (the end of a call) is at most CALL_DURATION_SECONDS ahead, so this must stay above it; see
+# app/celery_app.py for the whole acknowledgement policy.
+CELERY_VISIBILITY_TIMEOUT = 900
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message starts with the variable's name."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    app_env: str = "development"
+    secret_key: str = DEV_SECRET_KEY
+    app_url: str = "http://127.0.0.1:5000"
+    instance_path: Path = PROJECT_ROOT / "instance"
+    log_level: str = "INFO"
+
+    # Engines. None means "start the embedded one under instance/".
+    database_url: str | None = None
+    redis_url: str | None = None
+
+    # Payments.
+    stripe_secret_key: str | None = None
+    stripe_webhook_secret: str = DEV_WEBHOOK_SECRET
+    stripe_api_base: str | None = None
+    payment_capture: str = "manual"
+    platform_fee_bps: int = 2000
+    currency: str = "usd"
+
+    # Calls.
+    call_duration_seconds: int = 300
+    request_ttl_seconds: int = 86400
+    join_window_seconds: int = 900
+    sweep_interval_seconds: int = 5
+    celery_queue: str = "chatlink"
+    webrtc_ice_servers: tuple[dict, ...] = ()
+    daily_api_key: str | None = None
+    daily_api_base: str = "https://api.daily.co/v1"
+
+    # Email.
+    postmark_server_token: str | None = None
+    postmark_api_base: str = "https://api.postmarkapp.com"
+    email_from: str = "ChatLink <no-reply@chatlink.localhost>"
+
+    # Operations.
+    sentry_dsn: str | None = None
+    metrics_token: str | None = None
+
+    @property
+    def is_production(self) -> bool:
+        return self.app_env == "production"
+
+    @property
+    def uses_builtin_stripe(self) -> bool:
+        return not self.stripe_secret_key
+
+    @property
+    def uses_builtin_video(self) -> bool:
+        return not self.daily_api_key
+
+    @property
+    def uses_dev_mailbox(self) -> bool:
+        return not self.postmark_server_token
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, dotenv: bool = True) -> Settings:
+        """Read and validate every setting. ``environ`` defaults to the process environment,
+        completed (never overridden) by an optional ``.env`` file at the project root."""
+        env = dict(os.environ if environ is None else environ)
+        if dotenv and environ is None:
+            env = {**_read_dotenv(PROJECT_ROOT / ".env"), **env}
+        reader = _Reader(env)
+        settings = cls(
+            app_env=reader.choice("APP_ENV", APP_ENVS, "development"),
+            secret_key=reader.text("SECRET_KEY", DEV_SECRET_KEY),
+            app_url=reader.url("APP_URL", "http://127.0.0.1:5000", ("http", "https")).rstrip("/"),
+            instance_path=Path(reader.text("INSTANCE_PATH", str(PROJECT_ROOT / "instance"))),
+            log_level=reader.choice("LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
+            database_url=_normalise_database_url(reader.optional("DATABASE_URL")),
+            redis_url=_validate_redis_url(reader.optional("REDIS_URL")),
+            stripe_secret_key=reader.optional("STRIPE_SECRET_KEY"),
+            stripe_webhook_secret=reader.text("STRIPE_WEBHOOK_SECRET", DEV_WEBHOOK_SECRET),
+            stripe_api_base=reader.optional_url("STRIPE_API_BASE"),
+            payment_capture=reader.choice("PAYMENT_CAPTURE", CAPTURE_MODES, "manual"),
+            platform_fee_bps=reader.integer("PLATFORM_FEE_BPS", 2000, low=0, high=10000),
+            currency=reader.text("CURRENCY", "usd").lower(),
+            call_duration_seconds=reader.integer(
+                "CALL_DURATION_SECONDS", 300, low=1, high=CELERY_VISIBILITY_TIMEOUT - 60
+            ),
+            request_ttl_seconds=reader.integer("REQUEST_TTL_SECONDS", 86400, low=1),
+            join_window_seconds=reader.integer("JOIN_WINDOW_SECONDS", 900, low=1),
+            sweep_interval_seconds=reader.integer("SWEEP_INTERVAL_SECONDS", 5, low=1, high=3600),
+            celery_queue=reader.text("CELERY_QUEUE", "chatlink"),
+            webrtc_ice_servers=_parse_ice_servers(reader.optional("WEBRTC_ICE_SERVERS")),
+            daily_api_key=reader.optional("DAILY_API_KEY"),
+            daily_api_base=reader.url("DAILY_API_BASE", "https://api.daily.co/v1").rstrip("/"),
+            postmark_server_token=reader.optional("POSTMARK_SERVER_TOKEN"),
+            postmark_api_base=reader.url("POSTMARK_API_BASE", "https://api.postmarkapp.com"),
+            email_from=reader.text("EMAIL_FROM", "ChatLink <no-reply@chatlink.localhost>"),
+            sentry_dsn=reader.optional("SENTRY_DSN"),
+            metrics_token=reader.optional("METRICS_TOKEN"),
+        )
+        if len(settings.currency) != 3 or not settings.currency.isalpha():
+            raise ConfigError("CURRENCY: must be a three-letter ISO currency code such as usd")
+        settings.check_production()
+        return settings
+
+    def check_production(self) -> None:
+        """Production refuses development defaults: a known secret or any built-in provider."""
+        if not self.is_production:
+            return
+        required = {
+            "SECRET_KEY": self.secret_key != DEV_SECRET_KEY and len(self.secret_key) >= 32,
+            "DATABASE_URL": self.database_url,
+            "REDIS_URL": self.redis_url,
+            "STRIPE_SECRET_KEY": self.stripe_secret_key,
+            "STRIPE_WEBHOOK_SECRET": self.stripe_webhook_secret != DEV_WEBHOOK_SECRET,
+            "DAILY_API_KEY": self.daily_api_key,
+            "POSTMARK_SERVER_TOKEN": self.postmark_server_token,
+        }
+        for name, ok in required.items():
+            if not ok:
+                raise ConfigError(
+                    f"{name}: must be set to a real value when APP_ENV=production "
+                    "(the built-in development default is refused)"
+                )
+        if not self.app_url.startswith("https://"):
+            raise ConfigError("APP_URL: must be an https:// address when APP_ENV=production")
+
+    def replace(self, **changes: object) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+class _Reader:
+    """Typed access to a mapping of raw strings; every error names the variable."""
+
+    def __init__(self, env: Mapping[str, str]):
+        self.env = env
+
+    def optional(self, name: str) -> str | None:
+        value = self.env.get(name, "").strip()
+        return value or None
+
+    def text(self, name: str, default: str) -> str:
+        return self.optional(name) or default
+
+    def choice(self, name: str, allowed: tuple[str, ...], default: str) -> str:
+        value = self.text(name, default)
+        if value not in allowed:
+            raise ConfigError(f"{name}: {value!r} is not one of {', '.join(allowed)}")
+        return value
+
+    def integer(self, name: str, default: int, *, low: int | None = None, high: int | None = None) -> int:
+        raw = self.optional(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{name}: {raw!r} is not a whole number") from None
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise ConfigError(f"{name}: {value} is outside the allowed range {low}..{high}")
+        return value
+
+    def url(self, name: str, default: str, schemes: tuple[str, ...] = ("http", "https")) -> str:
+        value = self.text(name, default)
+        parts = urlsplit(value)
+        if parts.scheme not in schemes or not parts.netloc:
+            raise ConfigError(f"{name}: {value!r} is not a valid {'/'.join(schemes)} URL")
+        return value
+
+    def optional_url(self, name: str) -> str | None:
+        return self.url(name, "") if self.optional(name) else None
+
+
+def _normalise_database_url(value: str | None) -> str | None:
+    """Accept the usual ``postgres://`` spellings and pin the psycopg 3 driver."""
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    scheme = parts.scheme
+    if scheme in ("postgres", "postgresql", "postgresql+psycopg"):
+        rest = value.split("://", 1)[1]
+        if not parts.path.strip("/"):
+            raise ConfigError("DATABASE_URL: names no database (expected postgresql://user@host/dbname)")
+        return f"postgresql+psycopg://{rest}"
+    raise ConfigError(
+        f"DATABASE_URL: scheme {scheme!r} is not supported; ChatLink runs on PostgreSQL only "
+        "(postgresql://user:password@host:5432/dbname)"
+    )
+
+
+def _validate_redis_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme in ("redis", "rediss") and parts.hostname:
+        return value
+    if parts.scheme == "unix" and parts.path:
+        return value
+    raise ConfigError(f"REDIS_URL: {value!r} is not a redis://host:port/db or unix:///path URL")
+
+
+def _parse_ice_servers(value: str | None) -> tuple[dict, ...]:
+    if value is None:
+        return ()
+    try:
+        servers = json.loads(value)
+    except json.JSONDecodeError:
+        raise ConfigError("WEBRTC_ICE_SERVERS: is not valid JSON (expected a list of RTCIceServer objects)") from None
+    if not isinstance(servers, list) or not all(isinstance(s, dict) and "urls" in s for s in servers):
+        raise ConfigError('WEBRTC_ICE_SERVERS: must be a JSON list like [{"urls": "stun:host:3478"}]')
+    return tuple(servers)
+
+
+def _read_dotenv(path: Path) -> dict[str, str]:
+    if not path.exists():
+        return {}
+    from dotenv import dotenv_values
+
+    return {key: value for key, value in dotenv_values(path).items() if value is not None}

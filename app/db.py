@@ -1,0 +1,125 @@
+"""The database: one engine, one session per web request or task, and after-commit hooks.
+
+The request or the task owns the transaction (STYLE.md rule 4). Services receive a ``Session``
+and may add and flush, never commit. Side effects that must only happen once the data is safe
+(enqueueing a task, delivering mail) are registered with ``on_commit(session, fn)`` and run
+right after the commit; a rollback discards them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+from flask import Flask, g
+from sqlalchemy import Connection, Engine, MetaData, create_engine, event
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+log = logging.getLogger(__name__)
+
+# Stable constraint names, so Alembic migrations can refer to them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Database:
+    """Holds the engine and hands out sessions; one instance per Flask app."""
+
+    def __init__(self) -> None:
+        self.engine: Engine | None = None
+        self._sessionmaker: sessionmaker[Session] | None = None
+
+    def init_app(self, app: Flask, url: str) -> None:
+        self.engine = create_engine(
+            url,
+            pool_pre_ping=True,
+            pool_size=5,
+            max_overflow=10,
+            pool_timeout=5,
+            connect_args={"connect_timeout": 5},
+        )
+        self._sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+        app.extensions["db"] = self
+        app.teardown_appcontext(self._close_request_session)
+
+    def bind_to(self, connection: Connection) -> None:
+        """Send every session through ``connection``, each commit becoming a savepoint.
+
+        Tests use this to run each test inside one outer transaction that is rolled back.
+        """
+        self._sessionmaker = sessionmaker(
+            bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
+        )
+
+    def new_session(self) -> Session:
+        assert self._sessionmaker is not None, "Database.init_app() was not called"
+        return self._sessionmaker()
+
+    @property
+    def session(self) -> Session:
+        """The session of the current web request (created on first use)."""
+        if "db_session" not in g:
+            g.db_session = self.new_session()
+        return g.db_session
+
+    @contextmanager
+    def session_scope(self) -> Iterator[Session]:
+        """A unit of work for a task or a script: commit on success, roll back on error."""
+        session = self.new_session()
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def _close_request_session(self, exc: BaseException | None) -> None:
+        session = g.pop("db_session", None)
+        if session is not None:
+            if exc is not None or session.in_transaction():
+                # A view that did not commit has nothing to keep.
+                session.rollback()
+            session.close()
+
+
+db = Database()
+
+
+def on_commit(session: Session, fn: Callable[[], object]) -> None:
+    """Run ``fn`` once ``session``'s current transaction commits; forget it on rollback."""
+    session.info.setdefault("after_commit", []).append(fn)
+
+
+@event.listens_for(Session, "after_commit")
+def _run_after_commit(session: Session) -> None:
+    callbacks = session.info.pop("after_commit", [])
+    for fn in callbacks:
+        try:
+            fn()
+        except Exception:
+            # The data is committed; a failed side effect is recovered by the sweep (an inbox
+            # event or outbox row left pending), so it must not turn a success into an error.
+            log.exception("after-commit callback failed", extra={"callback": getattr(fn, "__name__", repr(fn))})
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_after_rollback(session: Session, previous_transaction: object) -> None:
+    if not session.in_transaction():
+        session.info.pop("after_commit", None)

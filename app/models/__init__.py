@@ -1,0 +1,46 @@
+"""All models, imported here so that ``Base.metadata`` knows every table."""
+
+from app.models.calls import CallRequest, CancelReason, Rating, RequestStatus
+from app.models.messaging import EmailStatus, EventLog, OutboxEmail
+from app.models.payments import (
+    Checkout,
+    CheckoutStatus,
+    LedgerEntry,
+    LedgerKind,
+    PaymentState,
+    PayoutRequest,
+    PayoutStatus,
+    StripeEvent,
+    StripeEventStatus,
+    Transaction,
+)
+from app.models.safety import Block, Report, ReporterRole, ReportStatus
+from app.models.users import PasswordResetToken, Profile, Role, User
+
+__all__ = [
+    "Block",
+    "CallRequest",
+    "CancelReason",
+    "Checkout",
+    "CheckoutStatus",
+    "EmailStatus",
+    "EventLog",
+    "LedgerEntry",
+    "LedgerKind",
+    "OutboxEmail",
+    "PasswordResetToken",
+    "PaymentState",
+    "PayoutRequest",
+    "PayoutStatus",
+    "Profile",
+    "Rating",
+    "Report",
+    "ReportStatus",
+    "ReporterRole",
+    "RequestStatus",
+    "Role",
+    "StripeEvent",
+    "StripeEventStatus",
+    "Transaction",
+    "User",
+]

@@ -1,0 +1,89 @@
+"""A paid request for a call, from PENDING to its end, and the buyer's rating of it."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.db import Base
+from app.models._types import Email, UTCDateTime, UUIDPk, created_at_column, enum_column, updated_at_column
+from app.models.payments import Transaction
+
+
+class RequestStatus(enum.StrEnum):
+    PENDING = "PENDING"
+    ACCEPTED = "ACCEPTED"
+    DECLINED = "DECLINED"
+    CANCELLED = "CANCELLED"
+    COMPLETED = "COMPLETED"
+
+
+class CancelReason(enum.StrEnum):
+    EXPIRED = "expired"
+    SELLER_NO_SHOW = "seller_no_show"
+    BUYER_NO_SHOW = "buyer_no_show"
+    BLOCKED = "blocked"
+    PAYMENT_FAILED = "payment_failed"
+    ADMIN = "admin"
+
+
+class CallRequest(Base):
+    __tablename__ = "call_requests"
+    __table_args__ = (
+        CheckConstraint("ends_at IS NULL OR started_at IS NOT NULL", name="ends_after_start"),
+        CheckConstraint("(status = 'CANCELLED') = (cancel_reason IS NOT NULL)", name="cancel_reason_iff_cancelled"),
+        Index("ix_call_requests_seller_status", "seller_id", "status"),
+        # The sweeps look for overdue rows by status and deadline.
+        Index("ix_call_requests_status_expires", "status", "expires_at"),
+        Index("ix_call_requests_status_ends", "status", "ends_at"),
+    )
+
+    id: Mapped[UUIDPk]
+    seller_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    transaction_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("transactions.id", ondelete="RESTRICT"), unique=True)
+    buyer_email: Mapped[Email]
+    note: Mapped[str] = mapped_column(String(280), default="", server_default="")
+    status: Mapped[RequestStatus] = enum_column(RequestStatus, default=RequestStatus.PENDING)
+    cancel_reason: Mapped[CancelReason | None] = enum_column(CancelReason, nullable=True)
+    created_at: Mapped[datetime] = created_at_column()
+    updated_at: Mapped[datetime] = updated_at_column()
+    expires_at: Mapped[UTCDateTime]  # a PENDING request is cancelled (expired) after this
+    accepted_at: Mapped[UTCDateTime | None]
+    declined_at: Mapped[UTCDateTime | None]
+    cancelled_at: Mapped[UTCDateTime | None]
+    join_deadline: Mapped[UTCDateTime | None]  # both must have joined by then (accepted_at + join window)
+    # Random per-request key from which each party's join credential is derived; rotating it
+    # revokes both links.
+    join_key: Mapped[str | None] = mapped_column(String(64))
+    video_provider: Mapped[str | None] = mapped_column(String(20))
+    room_name: Mapped[str | None] = mapped_column(String(128), unique=True)
+    room_url: Mapped[str | None] = mapped_column(String(500))
+    room_ready_at: Mapped[UTCDateTime | None]
+    room_deleted_at: Mapped[UTCDateTime | None]
+    buyer_joined_at: Mapped[UTCDateTime | None]  # first join of each party
+    seller_joined_at: Mapped[UTCDateTime | None]
+    buyer_present: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    seller_present: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    started_at: Mapped[UTCDateTime | None]  # both present for the first time
+    ends_at: Mapped[UTCDateTime | None]  # started_at + CALL_DURATION_SECONDS
+    ended_at: Mapped[UTCDateTime | None]
+    ended_by: Mapped[str | None] = mapped_column(String(20))  # timer, seller, sweep, admin
+
+    transaction: Mapped[Transaction] = relationship()
+
+
+class Rating(Base):
+    __tablename__ = "ratings"
+    __table_args__ = (CheckConstraint("stars BETWEEN 1 AND 5", name="stars_range"),)
+
+    id: Mapped[UUIDPk]
+    call_request_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("call_requests.id", ondelete="CASCADE"), unique=True
+    )
+    seller_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    stars: Mapped[int]
+    created_at: Mapped[datetime] = created_at_column()
