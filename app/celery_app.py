@@ -20,7 +20,7 @@ Acknowledgement and retries, in one place:
   from a provider), with exponential backoff and jitter (``retry_backoff``), capped at
   ``RETRY_BACKOFF_MAX``. Permanent errors (a 4xx that will not change) are recorded and not
   retried. Each task declares its own ``autoretry_for`` and ``max_retries``.
-* Enqueueing happens after commit (``enqueue_after_commit``). If the broker is down at that
+* Enqueueing happens after commit (``app.queue.enqueue_after_commit``). If the broker is down at that
   moment the data is still committed and the sweep re-enqueues it: nothing is lost.
 """
 
@@ -35,7 +35,7 @@ from flask import Flask, current_app, has_app_context
 from sqlalchemy.orm import Session
 
 from app.config import CELERY_VISIBILITY_TIMEOUT, Settings
-from app.db import db, on_commit
+from app.db import db
 from app.extensions import celery_broker_url
 
 log = logging.getLogger(__name__)
@@ -87,24 +87,13 @@ def celery_init_app(app: Flask, settings: Settings) -> Celery:
         beat_schedule={
             "sweep": {"task": "tasks.maintenance.sweep", "schedule": float(settings.sweep_interval_seconds)},
         },
-        include=["tasks.maintenance"],
     )
     celery.set_default()
     app.extensions["celery"] = celery
+    # Register every task by name, in the web process too, so services can publish by name.
+    import tasks  # noqa: F401
+
     return celery
-
-
-def enqueue_after_commit(session: Session, task: Task, *args: object, **options: object) -> None:
-    """Publish ``task`` once ``session`` commits. A publish failure is logged, not raised: the
-    committed row it was about is found again by the sweep."""
-
-    def publish() -> None:
-        try:
-            task.apply_async(args, **options)
-        except Exception:
-            log.warning("could not enqueue task; the sweep will retry", extra={"task": task.name})
-
-    on_commit(session, publish)
 
 
 def celery_app() -> Celery:

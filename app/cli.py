@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 
 import click
 from flask import current_app
@@ -51,3 +52,14 @@ def seed_demo_command() -> None:
     for login in logins:
         click.echo(f"  {login.role:<7} {login.email}  password: {login.password}")
     click.echo(f"  paywall {settings.app_url}/u/demo")
+
+
+@chatlink_cli.command("ping-worker")
+@click.option("--timeout", default=10.0, help="Seconds to wait for a worker to answer.")
+def ping_worker(timeout: float) -> None:
+    """Send a task through the broker and wait for a worker to answer it."""
+    from tasks.maintenance import ping
+
+    started = time.time()
+    answer = ping.delay().get(timeout=timeout)
+    click.echo(f"worker {answer['host']} answered in {time.time() - started:.3f} s")

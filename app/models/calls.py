@@ -81,9 +81,7 @@ class Rating(Base):
     __table_args__ = (CheckConstraint("stars BETWEEN 1 AND 5", name="stars_range"),)
 
     id: Mapped[UUIDPk]
-    call_request_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("call_requests.id", ondelete="CASCADE"), unique=True
-    )
+    call_request_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("call_requests.id", ondelete="CASCADE"), unique=True)
     seller_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     stars: Mapped[int]
     created_at: Mapped[datetime] = created_at_column()

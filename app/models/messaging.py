@@ -58,4 +58,3 @@ class EventLog(Base):
     actor: Mapped[str | None] = mapped_column(String(100))  # "user:<id>", "system", "stripe"
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     created_at: Mapped[datetime] = created_at_column()
-

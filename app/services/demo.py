@@ -11,9 +11,9 @@ from app.models import Profile, Role, User
 from app.services.accounts import create_user, find_user_by_email, hash_password
 
 DEMO_SELLER_EMAIL = "demo-seller@example.com"
-DEMO_SELLER_PASSWORD = "demo-seller-password"
+DEMO_SELLER_PASSWORD = "demo-seller-password"  # noqa: S105 (demo data, refused in production)
 DEMO_ADMIN_EMAIL = "admin@example.com"
-DEMO_ADMIN_PASSWORD = "demo-admin-password"
+DEMO_ADMIN_PASSWORD = "demo-admin-password"  # noqa: S105 (demo data, refused in production)
 DEMO_SLUG = "demo"
 
 

@@ -53,8 +53,5 @@ def check_health(engine: Engine, client: redis.Redis, queue: str, *, stale_after
     except redis.RedisError:
         redis_state = "down"
 
-    if age is None:
-        worker = "unknown"
-    else:
-        worker = "ok" if age <= stale_after else "stale"
+    worker = "unknown" if age is None else ("ok" if age <= stale_after else "stale")
     return HealthReport(db=db_state, redis=redis_state, worker=worker, worker_heartbeat_age_seconds=age)

@@ -10,10 +10,11 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.config import Settings
 from app.models import EmailStatus, OutboxEmail, StripeEvent, StripeEventStatus
 
 
-def pending_work(session: Session, *, now: datetime) -> dict[str, int]:
+def pending_work(session: Session, now: datetime, settings: Settings) -> dict[str, int]:
     """Counts of work waiting in the inbox and the outbox, for the sweep's log line."""
     inbox = session.scalar(
         select(func.count()).select_from(StripeEvent).where(StripeEvent.status == StripeEventStatus.RECEIVED)

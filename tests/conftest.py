@@ -1,0 +1,195 @@
+"""Test harness, in the manner of warehouse's.
+
+* Real PostgreSQL, never SQLite: ``DATABASE_URL``'s server when it is set, otherwise an embedded
+  PostgreSQL started for this run. Each run creates its own database, builds it with Alembic
+  and drops it at the end, so concurrent runs never meet.
+* Real Redis: ``REDIS_URL`` when set, otherwise an embedded Redis for this run. Each run uses its
+  own Celery queue and key prefix.
+* A savepoint per test (``db_session``): every commit in the code under test is a savepoint
+  release inside one outer transaction that is rolled back afterwards. Tests that need real
+  concurrent transactions use ``committed_db`` instead, which truncates every table afterwards.
+* Tasks are recorded, not published (``enqueued``): a test runs them explicitly, as warehouse
+  does. Tests marked ``real_celery`` publish to the real broker.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.config import Config
+from celery.app.task import Task
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from app import create_app
+from app.config import PROJECT_ROOT, Settings
+from app.db import Base, db
+from app.engines import EmbeddedPostgres, EmbeddedRedis, create_database, drop_database
+from tests import factories
+
+RUN_ID = uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(scope="session")
+def engine_urls() -> Iterator[tuple[str, str]]:
+    """(database URL, redis URL) for this run; embedded servers when the env names none."""
+    scratch = PROJECT_ROOT / "instance" / f"test-{RUN_ID}"
+    embedded_pg = embedded_redis = None
+    server_url = os.environ.get("DATABASE_URL")
+    if server_url:
+        server_url = str(Settings.from_env({"DATABASE_URL": server_url}, dotenv=False).database_url)
+    else:
+        embedded_pg = EmbeddedPostgres(scratch / "postgres")
+        server_url = embedded_pg.start(database="postgres")
+    redis_url = os.environ.get("REDIS_URL")
+    if not redis_url:
+        embedded_redis = EmbeddedRedis(scratch / "redis")
+        redis_url = embedded_redis.start()
+
+    name = f"chatlink_test_{RUN_ID}"
+    server = make_url(server_url)
+    admin_url = server.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+    create_database(admin_url, name)
+    database_url = server.set(database=name).render_as_string(hide_password=False)
+    try:
+        yield database_url, redis_url
+    finally:
+        db.engine.dispose() if db.engine is not None else None
+        drop_database(admin_url, name)
+        if embedded_redis:
+            embedded_redis.stop()
+        if embedded_pg:
+            embedded_pg.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def alembic_config(database_url: str) -> Config:
+    config = Config(str(PROJECT_ROOT / "alembic.ini"))
+    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    config.attributes["configure_logger"] = False
+    return config
+
+
+@pytest.fixture(scope="session")
+def migrated(engine_urls: tuple[str, str]) -> str:
+    database_url = engine_urls[0]
+    command.upgrade(alembic_config(database_url), "head")
+    return database_url
+
+
+@pytest.fixture(scope="session")
+def settings(engine_urls: tuple[str, str], migrated: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return Settings.from_env(
+        {
+            "APP_ENV": "test",
+            "DATABASE_URL": migrated,
+            "REDIS_URL": engine_urls[1],
+            "CELERY_QUEUE": f"test-{RUN_ID}",
+            "INSTANCE_PATH": str(tmp_path_factory.mktemp("instance")),
+            "SECRET_KEY": "test-secret-key-that-is-long-enough-0123456789",
+            "LOG_LEVEL": "WARNING",
+        },
+        dotenv=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def app(settings: Settings):  # type: ignore[no-untyped-def]
+    return create_app(settings)
+
+
+@pytest.fixture
+def make_app(app):  # type: ignore[no-untyped-def]
+    """Build extra apps (other settings); the process-wide ``db`` is restored afterwards."""
+    saved = (db.engine, db._sessionmaker)
+    built = []
+
+    def build(settings: Settings):  # type: ignore[no-untyped-def]
+        new_app = create_app(settings)
+        built.append(db.engine)
+        db.engine, db._sessionmaker = saved
+        return new_app
+
+    yield build
+    for engine in built:
+        engine.dispose()
+    db.engine, db._sessionmaker = saved
+
+
+@pytest.fixture
+def db_session(app):  # type: ignore[no-untyped-def]
+    """A session whose work is rolled back after the test, and every session the app opens
+    during the test joins the same outer transaction."""
+    connection = db.engine.connect()
+    outer = connection.begin()
+    db.bind_to(connection)
+    session = db.new_session()
+    factories.bind(session)
+    try:
+        yield session
+    finally:
+        session.close()
+        outer.rollback()
+        connection.close()
+        db.unbind()
+
+
+@pytest.fixture
+def committed_db(app):  # type: ignore[no-untyped-def]
+    """Real commits (for concurrency tests); every table is emptied afterwards."""
+    session = db.new_session()
+    factories.bind(session)
+    try:
+        yield session
+    finally:
+        session.close()
+        tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+        with db.engine.begin() as conn:
+            conn.execute(text(f"TRUNCATE {tables} CASCADE"))
+
+
+@pytest.fixture
+def client(app, db_session):  # type: ignore[no-untyped-def]
+    return app.test_client()
+
+
+@pytest.fixture
+def redis(app):  # type: ignore[no-untyped-def]
+    client = app.extensions["redis"]
+    yield client
+    for key in client.scan_iter(f"chatlink:test-{RUN_ID}:*"):
+        client.delete(key)
+
+
+class Enqueued(list):
+    """Tasks the code under test enqueued, as (task name, args, options)."""
+
+    def names(self) -> list[str]:
+        return [name for name, _, _ in self]
+
+
+@pytest.fixture(autouse=True)
+def enqueued(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Enqueued:
+    recorded = Enqueued()
+    if request.node.get_closest_marker("real_celery") is None:
+
+        def record(self: Task, args=None, kwargs=None, **options):  # type: ignore[no-untyped-def]
+            recorded.append((self.name, tuple(args or ()), options))
+
+        monkeypatch.setattr(Task, "apply_async", record)
+    return recorded
+
+
+@pytest.fixture
+def project_root() -> Path:
+    return PROJECT_ROOT
+
+
+def fresh_engine(url: str):  # type: ignore[no-untyped-def]
+    return create_engine(url)

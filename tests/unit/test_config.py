@@ -1,0 +1,111 @@
+from pathlib import Path
+
+import pytest
+
+from app.config import DEV_SECRET_KEY, ConfigError, Settings
+
+
+def settings(**env: str) -> Settings:
+    return Settings.from_env(env, dotenv=False)
+
+
+class TestDefaults:
+    def test_nothing_configured_means_embedded_engines_and_builtin_providers(self) -> None:
+        s = settings()
+        assert s.database_url is None and s.redis_url is None
+        assert s.uses_builtin_stripe and s.uses_builtin_video and s.uses_dev_mailbox
+        assert s.platform_fee_bps == 2000
+        assert s.call_duration_seconds == 300
+        assert s.payment_capture == "manual"
+
+
+class TestValidation:
+    @pytest.mark.parametrize(
+        ("name", "value"),
+        [
+            ("PLATFORM_FEE_BPS", "twenty"),
+            ("PLATFORM_FEE_BPS", "10001"),
+            ("CALL_DURATION_SECONDS", "0"),
+            ("PAYMENT_CAPTURE", "later"),
+            ("APP_ENV", "staging"),
+            ("DATABASE_URL", "mysql://root@localhost/chatlink"),
+            ("DATABASE_URL", "sqlite:///chatlink.db"),
+            ("DATABASE_URL", "postgresql://postgres@localhost"),
+            ("REDIS_URL", "localhost:6379"),
+            ("WEBRTC_ICE_SERVERS", "stun:example.org"),
+            ("WEBRTC_ICE_SERVERS", '[{"url": "stun:example.org"}]'),
+            ("APP_URL", "chatlink.example"),
+            ("CURRENCY", "dollars"),
+        ],
+    )
+    def test_bad_value_names_the_variable(self, name: str, value: str) -> None:
+        with pytest.raises(ConfigError) as raised:
+            settings(**{name: value})
+        assert str(raised.value).startswith(f"{name}:")
+
+    def test_call_duration_must_stay_below_the_visibility_timeout(self) -> None:
+        with pytest.raises(ConfigError, match="CALL_DURATION_SECONDS"):
+            settings(CALL_DURATION_SECONDS="3600")
+
+    @pytest.mark.parametrize("scheme", ["postgres", "postgresql", "postgresql+psycopg"])
+    def test_database_url_is_pinned_to_psycopg(self, scheme: str) -> None:
+        s = settings(DATABASE_URL=f"{scheme}://u:p@db.internal:5432/chatlink")
+        assert s.database_url == "postgresql+psycopg://u:p@db.internal:5432/chatlink"
+
+    def test_ice_servers_are_parsed(self) -> None:
+        s = settings(WEBRTC_ICE_SERVERS='[{"urls": "stun:stun.example.org:3478"}]')
+        assert s.webrtc_ice_servers == ({"urls": "stun:stun.example.org:3478"},)
+
+
+class TestProduction:
+    REAL = {
+        "APP_ENV": "production",
+        "SECRET_KEY": "x" * 40,
+        "APP_URL": "https://chatlink.example",
+        "DATABASE_URL": "postgresql://u@db/chatlink",
+        "REDIS_URL": "redis://cache:6379/0",
+        "STRIPE_SECRET_KEY": "sk_live_123",
+        "STRIPE_WEBHOOK_SECRET": "whsec_real",
+        "DAILY_API_KEY": "daily-key",
+        "POSTMARK_SERVER_TOKEN": "pm-token",
+    }
+
+    def test_fully_configured_production_starts(self) -> None:
+        assert settings(**self.REAL).is_production
+
+    @pytest.mark.parametrize(
+        "missing",
+        [
+            "DATABASE_URL",
+            "REDIS_URL",
+            "STRIPE_SECRET_KEY",
+            "STRIPE_WEBHOOK_SECRET",
+            "DAILY_API_KEY",
+            "POSTMARK_SERVER_TOKEN",
+        ],
+    )
+    def test_refuses_any_builtin_provider_or_engine(self, missing: str) -> None:
+        env = {k: v for k, v in self.REAL.items() if k != missing}
+        with pytest.raises(ConfigError, match=f"^{missing}:"):
+            settings(**env)
+
+    def test_refuses_the_development_secret_key(self) -> None:
+        with pytest.raises(ConfigError, match=r"^SECRET_KEY:"):
+            settings(**{**self.REAL, "SECRET_KEY": DEV_SECRET_KEY})
+
+    def test_refuses_plain_http(self) -> None:
+        with pytest.raises(ConfigError, match=r"^APP_URL:"):
+            settings(**{**self.REAL, "APP_URL": "http://chatlink.example"})
+
+
+def test_env_example_documents_every_setting() -> None:
+    """Every variable the code reads appears in .env.example."""
+    root = Path(__file__).resolve().parents[2]
+    source = (root / "app" / "config.py").read_text()
+    documented = (root / ".env.example").read_text()
+    import re
+
+    read = set(re.findall(r'reader\.\w+\(\s*"([A-Z_]+)"', source))
+    assert read, "found no settings in app/config.py"
+    missing = sorted(name for name in read if f"{name}=" not in documented)
+    assert missing == []

@@ -1,0 +1,51 @@
+from sqlalchemy import func, select
+
+from app.db import db, on_commit
+from app.models import EventLog
+
+
+class TestOnCommit:
+    def test_runs_after_commit(self, db_session) -> None:
+        calls: list[str] = []
+        db_session.add(EventLog(type="test.event"))
+        on_commit(db_session, lambda: calls.append("sent"))
+        assert calls == []
+        db_session.commit()
+        assert calls == ["sent"]
+
+    def test_forgotten_on_rollback(self, db_session) -> None:
+        calls: list[str] = []
+        on_commit(db_session, lambda: calls.append("sent"))
+        db_session.rollback()
+        db_session.commit()
+        assert calls == []
+
+    def test_a_failing_callback_does_not_undo_the_commit_or_stop_the_others(self, db_session) -> None:
+        calls: list[str] = []
+
+        def broken() -> None:
+            raise RuntimeError("broker down")
+
+        db_session.add(EventLog(type="test.kept"))
+        on_commit(db_session, broken)
+        on_commit(db_session, lambda: calls.append("second"))
+        db_session.commit()
+        assert calls == ["second"]
+        assert db_session.scalar(select(func.count()).where(EventLog.type == "test.kept")) == 1
+
+
+class TestSessionScope:
+    def test_commits_on_success(self, db_session) -> None:
+        with db.session_scope() as session:
+            session.add(EventLog(type="test.scope"))
+        assert db_session.scalar(select(func.count()).where(EventLog.type == "test.scope")) == 1
+
+    def test_rolls_back_on_error(self, db_session) -> None:
+        try:
+            with db.session_scope() as session:
+                session.add(EventLog(type="test.scope-error"))
+                session.flush()
+                raise ValueError("boom")
+        except ValueError:
+            pass
+        assert db_session.scalar(select(func.count()).where(EventLog.type == "test.scope-error")) == 0
