@@ -193,3 +193,16 @@ def project_root() -> Path:
 
 def fresh_engine(url: str):  # type: ignore[no-untyped-def]
     return create_engine(url)
+
+
+def login(client, user) -> None:  # type: ignore[no-untyped-def]
+    """Log ``user`` in on ``client`` the way Flask-Login's cookie session would."""
+    with client.session_transaction() as session:
+        session["_user_id"] = user.get_id()
+        session["_fresh"] = True
+
+
+def csrf_token(client) -> str:  # type: ignore[no-untyped-def]
+    """A valid CSRF token for ``client``'s session (for the JSON API's X-CSRFToken header)."""
+    response = client.get("/api/auth/csrf")
+    return response.get_json()["csrfToken"]

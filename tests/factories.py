@@ -9,7 +9,7 @@ from factory.alchemy import SQLAlchemyModelFactory
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
-from app.models import Profile, Role, User
+from app.models import CallRequest, PaymentState, Profile, RequestStatus, Role, Transaction, User
 
 # bcrypt of PASSWORD at cost 4, precomputed so that building users stays fast.
 PASSWORD = "correct horse battery"
@@ -56,3 +56,33 @@ class ProfileFactory(_Base):
     bio = "I answer questions."
     price_cents = 1000
     currency = "usd"
+
+
+class TransactionFactory(_Base):
+    class Meta:
+        model = Transaction
+        exclude = ("seller",)
+
+    # Pass seller=<User> to attach the transaction to an existing seller.
+    seller = factory.SubFactory(UserFactory)
+    seller_id = factory.SelfAttribute("seller.id")
+    buyer_email = factory.Sequence(lambda n: f"buyer{n}@example.org")
+    stripe_checkout_session_id = factory.Sequence(lambda n: f"cs_test_{n:08d}")
+    stripe_payment_intent_id = factory.Sequence(lambda n: f"pi_test_{n:08d}")
+    gross_cents = 1000
+    platform_fee_cents = 200
+    net_cents = 800
+    currency = "usd"
+    payment_state = PaymentState.HELD
+
+
+class CallRequestFactory(_Base):
+    class Meta:
+        model = CallRequest
+
+    transaction = factory.SubFactory(TransactionFactory)
+    seller_id = factory.SelfAttribute("transaction.seller_id")
+    buyer_email = factory.SelfAttribute("transaction.buyer_email")
+    note = "Hello!"
+    status = RequestStatus.PENDING
+    expires_at = factory.LazyFunction(lambda: utcnow() + timedelta(days=1))
