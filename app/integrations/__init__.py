@@ -1,0 +1,1 @@
+"""Adapters to vendors, each with a built-in twin chosen by configuration."""
