@@ -35,7 +35,13 @@ def main() -> int:
     try:
         settings = resolve_engines(configured)
         check_engines(settings)
-        env = {**os.environ, "DATABASE_URL": settings.database_url or "", "REDIS_URL": settings.redis_url or ""}
+        env = {
+            **os.environ,
+            "DATABASE_URL": settings.database_url or "",
+            "REDIS_URL": settings.redis_url or "",
+            # Links in emails and the built-in checkout's webhooks must reach this port.
+            "APP_URL": os.environ.get("APP_URL") or f"http://{HOST}:{PORT}",
+        }
         _step("migrating", [str(BIN / "alembic"), "upgrade", "head"], env)
         print("\nDemo accounts:", flush=True)
         _step(None, [str(BIN / "flask"), "--app", "wsgi", "chatlink", "seed-demo"], env)
