@@ -2,14 +2,17 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+AXE    := node_modules/axe-core/axe.min.js
 
 .PHONY: run test lint format migrate bench clean
 
 run: $(VENV)/.runtime
 	$(BIN)/python -m app.runner
 
-test: $(VENV)/.dev
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+# Browser tests run apart, inside a loopback-only network namespace (tests/e2e/netns.py).
+test: $(VENV)/.dev $(AXE)
+	$(BIN)/python -m pytest -m "not browser" $(PYTEST_ARGS)
+	$(BIN)/python -m tests.e2e.netns $(BIN)/python -m pytest -m browser $(PYTEST_ARGS)
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
@@ -35,5 +38,11 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(VENV)/bin/python
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	@touch $@ $(VENV)/.runtime
 
+# axe-core for the accessibility checks; skipped (the tests then skip) where npm is missing.
+$(AXE):
+	@if command -v npm >/dev/null 2>&1; then \
+	  npm install --no-save --no-package-lock --no-audit --no-fund axe-core@4 >/dev/null; \
+	else echo "npm not found: accessibility tests will be skipped"; fi
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache node_modules artifacts
