@@ -45,6 +45,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         RATELIMIT_STORAGE_URI=limiter_storage_uri(settings.redis_url or ""),
         RATELIMIT_KEY_PREFIX=f"chatlink:{settings.celery_queue}:rl",
         RATELIMIT_HEADERS_ENABLED=True,
+        # With Redis down, rate limits fail open (logged) rather than turning every request into an
+        # error: the pages that matter then still answer, and the database stays the source of truth.
+        RATELIMIT_SWALLOW_ERRORS=True,
         SEND_FILE_MAX_AGE_DEFAULT=31536000,
     )
 
