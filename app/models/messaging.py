@@ -6,7 +6,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Index, Integer, String, Text
+from sqlalchemy import Index, Integer, String, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -25,7 +25,16 @@ class OutboxEmail(Base):
     task. ``dedupe_key`` makes the writer repeat-safe: the same cause never queues two emails."""
 
     __tablename__ = "email_outbox"
-    __table_args__ = (Index("ix_email_outbox_pending", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_email_outbox_pending", "status", "next_attempt_at"),
+        # The "account deleted" emails still holding the old address until they are scrubbed
+        # (app.services.privacy.scrub_farewell_emails): tiny, so the sweep never scans the outbox.
+        Index(
+            "ix_email_outbox_farewell_unscrubbed",
+            "id",
+            postgresql_where=text("template = 'account_deleted' AND right(recipient, 8) <> '@invalid'"),
+        ),
+    )
 
     id: Mapped[UUIDPk]
     recipient: Mapped[Email]
@@ -39,6 +48,8 @@ class OutboxEmail(Base):
     provider_message_id: Mapped[str | None] = mapped_column(String(100), unique=True)
     # Rendered at send time and kept, so the dev mailbox shows exactly what was delivered.
     subject: Mapped[str | None] = mapped_column(String(200))
+    text_body: Mapped[str | None] = mapped_column(Text)
+    html_body: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[UTCDateTime | None]
     created_at: Mapped[datetime] = created_at_column()
 

@@ -1,0 +1,176 @@
+"""A local fake of the parts of Stripe's API ChatLink calls: an ``http.server`` thread on 127.0.0.1.
+
+Point ``STRIPE_API_BASE`` (stripe-python's api base address) at ``fake.url``. Every request is
+recorded with its method, path, form parameters exactly as sent (flat bracket keys such as
+``payment_intent_data[capture_method]``), query parameters and the ``Idempotency-Key`` header.
+
+    with FakeStripe() as fake:
+        fake.fail_next(500)  # the next call answers a Stripe-shaped 500
+        ...
+        assert fake.requests[0].params["mode"] == "payment"
+
+Objects it creates are kept, so a retrieve returns what was created; ``fake.set_intent`` sets the
+PaymentIntent a session reports (for the webhook's re-fetch).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    method: str
+    path: str
+    params: dict[str, str]
+    query: dict[str, str]
+    idempotency_key: str | None
+    headers: dict[str, str]
+
+
+@dataclass
+class FakeStripe:
+    requests: list[RecordedRequest] = field(default_factory=list)
+    sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    intents: dict[str, dict[str, Any]] = field(default_factory=dict)
+    charges: dict[str, str] = field(default_factory=dict)  # charge id -> payment intent id
+    _failures: deque[tuple[int, str]] = field(default_factory=deque)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def fail_next(self, status: int, code: str = "api_error") -> None:
+        """The next call answers ``status`` with a Stripe-shaped error body."""
+        self._failures.append((status, code))
+
+    def set_intent(self, session_id: str, status: str, *, intent_id: str | None = None) -> dict[str, Any]:
+        intent_id = intent_id or f"pi_fake_{len(self.intents) + 1}"
+        self.intents[intent_id] = {"id": intent_id, "object": "payment_intent", "status": status}
+        self.sessions[session_id]["payment_intent"] = intent_id
+        self.sessions[session_id]["status"] = "complete"
+        return self.intents[intent_id]
+
+    def __enter__(self) -> FakeStripe:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.shutdown()
+        self._server.server_close()
+
+    # Routing.
+
+    def handle(self, method: str, path: str, params: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        with self._lock:
+            if self._failures:
+                status, code = self._failures.popleft()
+                return status, {"error": {"type": "api_error", "code": code, "message": f"fake {status}"}}
+            routes = [
+                ("POST", r"/v1/checkout/sessions", self._create_session),
+                ("GET", r"/v1/checkout/sessions/(?P<id>[^/]+)", self._get_session),
+                ("POST", r"/v1/payment_intents/(?P<id>[^/]+)/(?P<action>capture|cancel)", self._move_intent),
+                ("GET", r"/v1/payment_intents/(?P<id>[^/]+)", lambda p, id: self._found(self.intents.get(id))),
+                ("POST", r"/v1/refunds", self._refund),
+                ("GET", r"/v1/charges/(?P<id>[^/]+)", self._get_charge),
+            ]
+            for route_method, pattern, action in routes:
+                match = re.fullmatch(pattern, path)
+                if match and method == route_method:
+                    return action(params, **match.groupdict())
+            return 404, {"error": {"type": "invalid_request_error", "message": f"Unrecognized request URL {path}"}}
+
+    def _create_session(self, params: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        session_id = f"cs_test_fake_{len(self.sessions) + 1}"
+        metadata = {key[9:-1]: value for key, value in params.items() if key.startswith("metadata[")}
+        self.sessions[session_id] = {
+            "id": session_id,
+            "object": "checkout.session",
+            "url": f"https://checkout.stripe.test/c/pay/{session_id}",
+            "status": "open",
+            "payment_status": "unpaid",
+            "amount_total": int(params.get("line_items[0][price_data][unit_amount]", "0")),
+            "currency": params.get("line_items[0][price_data][currency]"),
+            "customer_email": params.get("customer_email"),
+            "customer_details": None,
+            "metadata": metadata,
+            "payment_intent": None,
+        }
+        return 200, self.sessions[session_id]
+
+    def _get_session(self, params: dict[str, str], id: str) -> tuple[int, dict[str, Any]]:
+        session = self.sessions.get(id)
+        if session is None:
+            return self._found(None)
+        body = dict(session)
+        if body["payment_intent"] and params.get("expand[0]") == "payment_intent":
+            body["payment_intent"] = self.intents[body["payment_intent"]]
+        return 200, body
+
+    def _move_intent(self, params: dict[str, str], id: str, action: str) -> tuple[int, dict[str, Any]]:
+        intent = self.intents.get(id) or {"id": id, "object": "payment_intent", "status": "requires_capture"}
+        intent["status"] = "succeeded" if action == "capture" else "canceled"
+        self.intents[id] = intent
+        return 200, intent
+
+    def _refund(self, params: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        return 200, {"id": f"re_fake_{len(self.requests)}", "object": "refund", "status": "succeeded"}
+
+    def _get_charge(self, params: dict[str, str], id: str) -> tuple[int, dict[str, Any]]:
+        if id not in self.charges:
+            return self._found(None)
+        return 200, {"id": id, "object": "charge", "payment_intent": self.charges[id]}
+
+    @staticmethod
+    def _found(obj: dict[str, Any] | None) -> tuple[int, dict[str, Any]]:
+        if obj is None:
+            error = {"type": "invalid_request_error", "code": "resource_missing", "message": "No such object"}
+            return 404, {"error": error}
+        return 200, obj
+
+
+def _handler(fake: FakeStripe) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def _serve(self) -> None:
+            parts = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length).decode() if length else ""
+            query = dict(parse_qsl(parts.query, keep_blank_values=True))
+            form = dict(parse_qsl(body, keep_blank_values=True))
+            recorded = RecordedRequest(
+                method=self.command,
+                path=parts.path,
+                params=form,
+                query=query,
+                idempotency_key=self.headers.get("Idempotency-Key"),
+                headers={key: value for key, value in self.headers.items()},
+            )
+            fake.requests.append(recorded)
+            status, payload = fake.handle(self.command, parts.path, {**query, **form})
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Request-Id", f"req_fake_{len(fake.requests)}")
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = _serve
+
+        def log_message(self, format: str, *args: object) -> None:  # keep test output clean
+            pass
+
+    return Handler
