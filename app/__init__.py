@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
+# First of the app's own imports: app.metrics exports PROMETHEUS_MULTIPROC_DIR before anything can
+# import prometheus_client, which reads it once (see app/metrics.py).
+from app import metrics as _metrics  # noqa: F401
 from app.celery_app import celery_init_app
 from app.config import PROJECT_ROOT, Settings
 from app.db import db
@@ -50,6 +54,12 @@ def create_app(settings: Settings | None = None) -> Flask:
         RATELIMIT_SWALLOW_ERRORS=True,
         SEND_FILE_MAX_AGE_DEFAULT=31536000,
     )
+
+    if settings.trusted_proxies:
+        # Behind a load balancer, take the client address and scheme from that many proxies'
+        # X-Forwarded-* headers (rate limits key on the client address); never trust more.
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
 
     db.init_app(app, settings.database_url or "")
     init_redis(app, settings.redis_url or "")

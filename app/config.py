@@ -69,6 +69,7 @@ class Settings:
     email_from: str = "ChatLink <no-reply@chatlink.localhost>"
 
     # Operations.
+    trusted_proxies: int = 0
     sentry_dsn: str | None = None
     metrics_token: str | None = None
 
@@ -123,6 +124,7 @@ class Settings:
             postmark_server_token=reader.optional("POSTMARK_SERVER_TOKEN"),
             postmark_api_base=reader.url("POSTMARK_API_BASE", "https://api.postmarkapp.com"),
             email_from=reader.text("EMAIL_FROM", "ChatLink <no-reply@chatlink.localhost>"),
+            trusted_proxies=reader.integer("TRUSTED_PROXIES", 0, low=0, high=5),
             sentry_dsn=reader.optional("SENTRY_DSN"),
             metrics_token=reader.optional("METRICS_TOKEN"),
         )
@@ -197,6 +199,31 @@ class _Reader:
 
     def optional_url(self, name: str) -> str | None:
         return self.url(name, "") if self.optional(name) else None
+
+
+def metrics_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """Where prometheus_client's per-process files live: ``PROMETHEUS_MULTIPROC_DIR`` when set,
+    otherwise ``<INSTANCE_PATH>/prometheus`` (``.env`` completes the environment, as above)."""
+    env = {**_read_dotenv(PROJECT_ROOT / ".env"), **(os.environ if environ is None else environ)}
+    explicit = env.get("PROMETHEUS_MULTIPROC_DIR", "").strip()
+    if explicit:
+        return Path(explicit)
+    return Path(env.get("INSTANCE_PATH", "").strip() or PROJECT_ROOT / "instance") / "prometheus"
+
+
+def prepare_metrics_dir() -> Path:
+    """Create the metrics directory and export it as ``PROMETHEUS_MULTIPROC_DIR``.
+
+    Every ChatLink process (each gunicorn worker, each Celery worker child, the CLI) writes its
+    counters to its own files there and ``GET /metrics`` adds them all up. prometheus_client picks
+    its mode from this variable once, when it is first imported, so ``app.metrics`` calls this
+    right before importing it (and nothing else imports the library): every launcher (Procfile,
+    ``make run``, tests, a shell) then gets multiprocess mode without having to remember it.
+    """
+    path = metrics_dir()
+    path.mkdir(parents=True, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    return path
 
 
 def _normalise_database_url(value: str | None) -> str | None:

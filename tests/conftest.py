@@ -110,16 +110,24 @@ def make_app(app):  # type: ignore[no-untyped-def]
     saved = (db.engine, db._sessionmaker)
     built = []
 
-    def build(settings: Settings):  # type: ignore[no-untyped-def]
-        new_app = create_app(settings)
-        built.append(db.engine)
+    def restore() -> None:
         db.engine, db._sessionmaker = saved
+        # create_app() makes its Celery app the default one; shared tasks must go back to ours.
+        app.extensions["celery"].set_default()
+
+    def build(settings: Settings):  # type: ignore[no-untyped-def]
+        try:
+            new_app = create_app(settings)
+        finally:
+            if db.engine is not saved[0]:
+                built.append(db.engine)
+            restore()
         return new_app
 
     yield build
     for engine in built:
         engine.dispose()
-    db.engine, db._sessionmaker = saved
+    restore()
 
 
 @pytest.fixture
@@ -163,8 +171,10 @@ def client(app, db_session):  # type: ignore[no-untyped-def]
 def redis(app):  # type: ignore[no-untyped-def]
     client = app.extensions["redis"]
     yield client
-    for key in client.scan_iter(f"chatlink:test-{RUN_ID}:*"):
-        client.delete(key)
+    # Our own keys, and Flask-Limiter's (stored as LIMITS:LIMITER/<our prefix>/...).
+    for pattern in (f"chatlink:test-{RUN_ID}:*", f"LIMITS:LIMITER/chatlink:test-{RUN_ID}:*"):
+        for key in client.scan_iter(pattern):
+            client.delete(key)
 
 
 class Enqueued(list):

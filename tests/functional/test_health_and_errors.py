@@ -104,3 +104,37 @@ class TestSecurityHeaders:
     def test_request_id_is_echoed(self, client) -> None:
         response = client.get("/", headers={"X-Request-ID": "abcdef12-3456"})
         assert response.headers["X-Request-ID"] == "abcdef12-3456"
+
+
+class TestTrustedProxies:
+    def test_client_address_comes_from_the_trusted_proxy_header(self, make_app, settings) -> None:
+        from flask import request
+
+        app = make_app(settings.replace(trusted_proxies=1))
+        seen = {}
+
+        @app.get("/whoami")
+        def whoami():  # type: ignore[no-untyped-def]
+            seen["addr"] = request.remote_addr
+            return "ok"
+
+        app.test_client().get(
+            "/whoami", headers={"X-Forwarded-For": "203.0.113.9"}, environ_base={"REMOTE_ADDR": "10.0.0.2"}
+        )
+        assert seen["addr"] == "203.0.113.9"
+
+    def test_without_trusted_proxies_the_header_is_ignored(self, make_app, settings) -> None:
+        from flask import request
+
+        app = make_app(settings)
+        seen = {}
+
+        @app.get("/whoami")
+        def whoami():  # type: ignore[no-untyped-def]
+            seen["addr"] = request.remote_addr
+            return "ok"
+
+        app.test_client().get(
+            "/whoami", headers={"X-Forwarded-For": "203.0.113.9"}, environ_base={"REMOTE_ADDR": "10.0.0.2"}
+        )
+        assert seen["addr"] == "10.0.0.2"
