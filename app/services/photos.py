@@ -1,0 +1,189 @@
+"""Profile photos: check an upload by decoding it, strip everything but the pixels, cut it to a
+square, store it, and point the profile at it.
+
+The upload is never stored as sent. It is sniffed by its first bytes (the file name and the
+browser's content type are the sender's claims, not facts), decoded in full by Pillow, then
+re-encoded from the pixels alone, so EXIF (GPS position, camera serial), XMP, comments and text
+chunks cannot survive. Stored keys contain a digest of the picture, so a new photo gets a new
+URL and the old one can be cached forever.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import uuid
+import warnings
+from dataclasses import dataclass
+
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from app.db import on_commit
+from app.integrations.storage import Storage
+from app.models import Profile
+
+log = logging.getLogger(__name__)
+
+MAX_PHOTO_BYTES = 5 * 1024 * 1024
+# Pixels, checked from the header before decoding: a small file can claim a huge canvas
+# (a "decompression bomb") and exhaust memory once decoded.
+MAX_PHOTO_PIXELS = 40_000_000
+MIN_PHOTO_SIDE = 64
+PHOTO_SIDE = 512
+THUMB_SIDE = 128
+VARIANTS = ("512", "thumb")
+
+_ACCEPTED = {"JPEG", "PNG", "WEBP"}
+# Recognised but refused, so the message can say what the file is rather than "not an image".
+_REFUSED_NAMES = {"GIF": "GIF", "BMP": "BMP", "TIFF": "TIFF", "HEIC": "HEIC", "AVIF": "AVIF", "ICO": "ICO"}
+_ACCEPTED_HINT = "Use a JPEG, PNG or WebP photo."
+
+
+class PhotoError(ValueError):
+    """The upload is refused; the message is written for the seller."""
+
+
+@dataclass(frozen=True)
+class ProcessedPhoto:
+    photo: bytes  # PHOTO_SIDE square JPEG
+    thumbnail: bytes  # THUMB_SIDE square JPEG
+    digest: str  # of the photo's bytes; part of its storage key and so of its URL
+
+
+def sniff_format(data: bytes) -> str | None:
+    """Name the image format from its first bytes, or None when it is not a known image."""
+    head = data[:32]
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if head[:2] == b"BM":
+        return "BMP"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "TIFF"
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        return "AVIF" if brand in (b"avif", b"avis") else "HEIC" if brand[:3] in (b"hei", b"hev", b"mif") else None
+    if head[:4] == b"\x00\x00\x01\x00":
+        return "ICO"
+    return None
+
+
+def process_photo(data: bytes) -> ProcessedPhoto:
+    """Verify ``data`` is a JPEG, PNG or WebP photo and return clean square JPEGs of it."""
+    if not data:
+        raise PhotoError("The file is empty. " + _ACCEPTED_HINT)
+    if len(data) > MAX_PHOTO_BYTES:
+        raise PhotoError(f"The photo is {len(data) / 1024 / 1024:.1f} MB; the limit is 5 MB.")
+    kind = sniff_format(data)
+    if kind is None:
+        raise PhotoError("That file is not an image we can read. " + _ACCEPTED_HINT)
+    if kind not in _ACCEPTED:
+        raise PhotoError(f"{_REFUSED_NAMES[kind]} images are not supported. {_ACCEPTED_HINT}")
+    image = _decode(data, kind)
+    width, height = image.size
+    if min(width, height) < MIN_PHOTO_SIDE:
+        raise PhotoError(f"The photo is {width} by {height} pixels; it needs at least {MIN_PHOTO_SIDE} on each side.")
+    square = ImageOps.fit(_to_srgb(image), (PHOTO_SIDE, PHOTO_SIDE), Image.Resampling.LANCZOS)
+    thumb = square.resize((THUMB_SIDE, THUMB_SIDE), Image.Resampling.LANCZOS)
+    photo = _encode_jpeg(square, quality=85)
+    return ProcessedPhoto(
+        photo=photo,
+        thumbnail=_encode_jpeg(thumb, quality=80),
+        digest=hashlib.sha256(photo).hexdigest()[:20],
+    )
+
+
+def _decode(data: bytes, kind: str) -> Image.Image:
+    """Decode the first frame fully; any failure is the sender's problem, not a 500."""
+    try:
+        with warnings.catch_warnings():
+            # Pillow only warns below twice its pixel limit; we refuse outright.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=[kind]) as probe:
+                if probe.width * probe.height > MAX_PHOTO_PIXELS:
+                    raise PhotoError("The photo has too many pixels; use one under 40 megapixels.")
+                probe.verify()  # checks structure and checksums without decoding pixels
+            image = Image.open(io.BytesIO(data), formats=[kind])
+            image.seek(0)  # animated WebP/PNG: the first frame is the photo
+            image.load()
+            # Orientation lives in EXIF, which is about to be dropped: apply it to the pixels.
+            return ImageOps.exif_transpose(image)
+    except PhotoError:
+        raise
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise PhotoError("The photo has too many pixels; use one under 40 megapixels.") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError):
+        raise PhotoError("That file is damaged or not really an image. " + _ACCEPTED_HINT) from None
+
+
+def _to_srgb(image: Image.Image) -> Image.Image:
+    """Plain RGB in sRGB: transparency goes onto white, a wide-gamut profile is converted
+    (dropping it unconverted would wash out phone photos)."""
+    icc = image.info.get("icc_profile")
+    if icc and image.mode in ("RGB", "RGBA"):
+        try:
+            source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            image = ImageCms.profileToProfile(image, source, ImageCms.createProfile("sRGB"), outputMode=image.mode)
+        except (ImageCms.PyCMSError, OSError):
+            log.info("photo colour profile ignored (unreadable)")
+    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        flat = Image.new("RGB", rgba.size, (255, 255, 255))
+        flat.paste(rgba, mask=rgba.getchannel("A"))
+        return flat
+    return image.convert("RGB")
+
+
+def _encode_jpeg(image: Image.Image, *, quality: int) -> bytes:
+    # A brand-new image carries no info dict, so nothing but pixels is written.
+    clean = Image.new("RGB", image.size)
+    clean.paste(image)
+    out = io.BytesIO()
+    clean.save(out, format="JPEG", quality=quality, optimize=True, progressive=True)
+    return out.getvalue()
+
+
+def photo_variant_key(photo_key: str, variant: str) -> str:
+    """Storage key (and URL path under /media/) of one variant of a stored photo."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown photo variant {variant!r}")
+    return f"{photo_key}/{variant}.jpg"
+
+
+def set_profile_photo(session: Session, *, profile_id: uuid.UUID, data: bytes, storage: Storage) -> str:
+    """Store ``data`` as the profile's photo and return its key. The files are written first;
+    the previous photo's files are deleted only once the new key is committed."""
+    processed = process_photo(data)
+    key = f"photos/{profile_id.hex}/{processed.digest}"
+    storage.save(photo_variant_key(key, "512"), processed.photo, content_type="image/jpeg")
+    storage.save(photo_variant_key(key, "thumb"), processed.thumbnail, content_type="image/jpeg")
+    previous = _swap_photo_key(session, profile_id, key)
+    if previous and previous != key:
+        on_commit(session, lambda: delete_photo_files(storage, previous))
+    return key
+
+
+def remove_profile_photo(session: Session, *, profile_id: uuid.UUID, storage: Storage) -> None:
+    previous = _swap_photo_key(session, profile_id, None)
+    if previous:
+        on_commit(session, lambda: delete_photo_files(storage, previous))
+
+
+def _swap_photo_key(session: Session, profile_id: uuid.UUID, key: str | None) -> str | None:
+    # Lock the row so two uploads at once each see the key they replace.
+    previous = session.scalar(select(Profile.photo_key).where(Profile.id == profile_id).with_for_update())
+    session.execute(update(Profile).where(Profile.id == profile_id).values(photo_key=key))
+    return previous
+
+
+def delete_photo_files(storage: Storage, photo_key: str) -> None:
+    for variant in VARIANTS:
+        storage.delete(photo_variant_key(photo_key, variant))

@@ -1,0 +1,393 @@
+"""Sellers' public profiles: the rules for names, slugs, bios and prices, saving a profile, and the
+read models of the paywall and the dashboard.
+
+A slug is the seller's public address (``/u/<slug>``). It is generated from the display name
+(transliterated to ASCII, so "José Núñez" becomes ``jose-nunez``), checked against a list of
+reserved words that would impersonate the product or clash with its routes, and made unique by
+a numeric suffix. The database's unique constraint has the last word when two sellers race for
+the same slug.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import unicodedata
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from anyascii import anyascii
+from sqlalchemy import bindparam, func, select, true, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, joinedload
+
+from app.models import CallRequest, Profile, Rating, RequestStatus, User
+
+DISPLAY_NAME_MAX = 60
+BIO_MAX = 500
+PRICE_MIN_CENTS = 100
+PRICE_MAX_CENTS = 100000
+PRICE_DEFAULT_CENTS = 1000
+SLUG_MIN, SLUG_MAX = 3, 40
+RATINGS_SHOWN_FROM = 3  # fewer ratings say more about luck than about the seller
+
+SLUG_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")
+# Route names, the product's own name and words that suggest authority.
+_RESERVED_WORDS = """
+    about account accounts admin administrator api app assets auth balance billing blog call calls cancel
+    chatlink checkout contact dashboard dev docs download edit email faq forgot help home info legal login
+    logout mailbox me media metrics moderator new null official owner password payment payments payout
+    payouts pricing privacy profile profiles register report reports request requests reset root security
+    seller sellers settings signin signup staff static status success support system team terms undefined
+    user users verify verify-email webhooks www
+"""
+RESERVED_SLUGS = frozenset(_RESERVED_WORDS.split())
+UnavailableReason = str  # "unverified" | "paused" | "suspended" | "deleted"
+
+
+class ProfileError(ValueError):
+    """Refused input. ``fields`` maps a field name to a message for the seller; ``conflict`` is
+    set when the only problem is a slug someone else already has."""
+
+    def __init__(self, fields: dict[str, str], *, conflict: bool = False):
+        super().__init__("; ".join(f"{name}: {message}" for name, message in fields.items()))
+        self.fields = fields
+        self.conflict = conflict
+
+
+# --- Rules ------------------------------------------------------------------------------------
+
+
+def clean_display_name(value: str) -> str:
+    name = " ".join(value.split())  # no leading, trailing or repeated whitespace, no newlines
+    if not name:
+        raise ProfileError({"display_name": "Enter the name buyers will see."})
+    if len(name) > DISPLAY_NAME_MAX:
+        raise ProfileError({"display_name": f"Keep the name to {DISPLAY_NAME_MAX} characters or fewer."})
+    if _has_control_characters(name, allowed=""):
+        raise ProfileError({"display_name": "The name contains characters that cannot be shown."})
+    return name
+
+
+def clean_bio(value: str) -> str:
+    bio = "\n".join(line.rstrip() for line in value.replace("\r\n", "\n").replace("\r", "\n").split("\n")).strip()
+    if len(bio) > BIO_MAX:
+        raise ProfileError({"bio": f"Keep the bio to {BIO_MAX} characters or fewer (it has {len(bio)})."})
+    if _has_control_characters(bio, allowed="\n\t"):
+        raise ProfileError({"bio": "The bio contains characters that cannot be shown."})
+    return bio
+
+
+def check_price(cents: int) -> int:
+    if isinstance(cents, bool) or not isinstance(cents, int):
+        raise ProfileError({"price_cents": "The price must be a whole number of cents."})
+    if not PRICE_MIN_CENTS <= cents <= PRICE_MAX_CENTS:
+        raise ProfileError({"price_cents": f"The price must be between {PRICE_MIN_CENTS} and {PRICE_MAX_CENTS} cents."})
+    return cents
+
+
+def slug_problem(slug: str) -> str | None:
+    """Why ``slug`` cannot be used (format or reserved word), or None. Taken slugs are checked
+    against the database separately."""
+    if not SLUG_MIN <= len(slug) <= SLUG_MAX:
+        return f"Use {SLUG_MIN} to {SLUG_MAX} characters."
+    if not SLUG_PATTERN.match(slug):
+        return "Use lower-case letters, digits and hyphens only, starting and ending with a letter or digit."
+    if slug in RESERVED_SLUGS:
+        return f"“{slug}” is reserved; choose another."
+    return None
+
+
+def slugify(name: str) -> str:
+    """The slug stem for ``name``: ASCII, lower-case, words joined by hyphens. Emoji and other
+    symbols are dropped rather than spelled out (anyascii would turn 😀 into "grinning")."""
+    kept = "".join(ch for ch in name if unicodedata.category(ch)[0] not in "SC")
+    ascii_text = anyascii(kept).lower()
+    stem = re.sub(r"[^a-z0-9]+", "-", ascii_text).strip("-")
+    # Leave room for a "-NN" suffix.
+    return stem[: SLUG_MAX - 4].rstrip("-")
+
+
+def generate_slug(session: Session, display_name: str, *, exclude_profile_id: uuid.UUID | None = None) -> str:
+    """A free, valid slug for ``display_name``: the stem itself, else stem-2, stem-3, ... found
+    with one query over the slugs that share the stem."""
+    stem = slugify(display_name) or "seller"
+    taken_query = select(Profile.slug).where((Profile.slug == stem) | Profile.slug.like(f"{stem}-%"))
+    if exclude_profile_id is not None:
+        taken_query = taken_query.where(Profile.id != exclude_profile_id)
+    taken = set(session.scalars(taken_query))
+    if slug_problem(stem) is None and stem not in taken:
+        return stem
+    for n in range(2, 1000):
+        candidate = f"{stem}-{n}"
+        if candidate not in taken and slug_problem(candidate) is None:
+            return candidate
+    return f"{stem}-{secrets.token_hex(3)}"
+
+
+def _has_control_characters(text: str, *, allowed: str) -> bool:
+    return any(unicodedata.category(ch) in ("Cc", "Cf", "Co", "Cs") and ch not in allowed for ch in text)
+
+
+# --- Saving -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProfileChanges:
+    """What the seller sent; None leaves a field as it is (partial updates from the API). An
+    empty slug means "generate one" for a new profile and "keep it" for an existing one."""
+
+    display_name: str | None = None
+    slug: str | None = None
+    bio: str | None = None
+    price_cents: int | None = None
+    paused: bool | None = None
+
+
+def get_profile(session: Session, user_id: uuid.UUID) -> Profile | None:
+    return session.scalar(select(Profile).where(Profile.user_id == user_id))
+
+
+def save_profile(session: Session, *, user_id: uuid.UUID, changes: ProfileChanges, currency: str) -> Profile:
+    """Create or update the seller's profile. Raises ``ProfileError`` listing every refused field."""
+    profile = session.scalar(select(Profile).where(Profile.user_id == user_id).with_for_update())
+    values, errors = _validated(changes, profile)
+    wanted_slug = (changes.slug or "").strip().lower()
+    if profile is not None and wanted_slug == profile.slug:
+        wanted_slug = ""  # unchanged
+    taken = bool(wanted_slug) and "slug" not in errors and _slug_taken(session, wanted_slug)
+    if taken:
+        errors["slug"] = f"“{wanted_slug}” is already taken; choose another."
+    if errors:
+        raise ProfileError(errors, conflict=taken and len(errors) == 1)
+    if profile is None:
+        profile = Profile(user_id=user_id, currency=currency, price_cents=PRICE_DEFAULT_CENTS)
+        slug = wanted_slug or generate_slug(session, str(values["display_name"]))
+    else:
+        slug = wanted_slug or profile.slug
+    _store(session, profile, values, slug, generated=not wanted_slug)
+    return profile
+
+
+def _validated(changes: ProfileChanges, profile: Profile | None) -> tuple[dict[str, object], dict[str, str]]:
+    values: dict[str, object] = {}
+    errors: dict[str, str] = {}
+    checks = (
+        ("display_name", changes.display_name, clean_display_name),
+        ("bio", changes.bio, clean_bio),
+        ("price_cents", changes.price_cents, check_price),
+    )
+    for name, raw, check in checks:
+        if raw is None:
+            continue
+        try:
+            values[name] = check(raw)  # type: ignore[operator]
+        except ProfileError as error:
+            errors.update(error.fields)
+    if changes.paused is not None:
+        values["paused"] = bool(changes.paused)
+    wanted_slug = (changes.slug or "").strip().lower()
+    if wanted_slug and (profile is None or wanted_slug != profile.slug):
+        problem = slug_problem(wanted_slug)
+        if problem:
+            errors["slug"] = problem
+    if profile is None and changes.display_name is None:
+        errors.setdefault("display_name", "Enter the name buyers will see.")
+    return values, errors
+
+
+def _slug_taken(session: Session, slug: str) -> bool:
+    return session.scalar(select(Profile.id).where(Profile.slug == slug)) is not None
+
+
+def _store(session: Session, profile: Profile, values: dict[str, object], slug: str, *, generated: bool) -> None:
+    """Write the profile inside a savepoint. If another seller took the same slug in the
+    meantime, a generated slug gets a random suffix and a chosen one is refused."""
+    for _attempt in range(3):
+        try:
+            # Changes are applied inside the savepoint: begin_nested() flushes what is already
+            # pending first, and a failed savepoint expunges or expires what it touched.
+            with session.begin_nested():
+                for name, value in values.items():
+                    setattr(profile, name, value)
+                profile.slug = slug
+                session.add(profile)
+                session.flush()
+            return
+        except IntegrityError as error:
+            if "uq_profiles_slug" not in str(error.orig):
+                raise
+            if not generated:
+                raise ProfileError({"slug": f"“{slug}” is already taken; choose another."}, conflict=True) from None
+            slug = f"{slugify(str(values.get('display_name', ''))) or 'seller'}-{secrets.token_hex(3)}"
+    raise ProfileError({"slug": "Could not find a free address; choose one yourself."}, conflict=True)
+
+
+def set_paused(session: Session, *, user_id: uuid.UUID, paused: bool) -> bool:
+    """Pause or resume taking calls; True when the seller has a profile to pause."""
+    result = session.execute(update(Profile).where(Profile.user_id == user_id).values(paused=paused))
+    return result.rowcount > 0  # type: ignore[attr-defined]
+
+
+# --- Availability -----------------------------------------------------------------------------
+
+
+def seller_unavailable_reason(user: User, profile: Profile | None) -> UnavailableReason | None:
+    """None when the seller can be booked now; otherwise a short machine reason. The order is
+    from the most to the least permanent, so the reason shown is the one that matters."""
+    if profile is None:
+        return "deleted"
+    return _unavailable_reason(user.deleted_at, user.suspended_at, user.email_verified_at, profile.paused)
+
+
+def _unavailable_reason(
+    deleted_at: datetime | None, suspended_at: datetime | None, verified_at: datetime | None, paused: bool
+) -> UnavailableReason | None:
+    if deleted_at is not None:
+        return "deleted"
+    if suspended_at is not None:
+        return "suspended"
+    if verified_at is None:
+        return "unverified"
+    if paused:
+        return "paused"
+    return None
+
+
+# --- Read models ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PaywallView:
+    """Everything the paywall page shows, read in one query. Plain values: the template never
+    touches the database."""
+
+    profile_id: uuid.UUID
+    seller_id: uuid.UUID
+    slug: str
+    display_name: str
+    bio: str
+    price_cents: int
+    currency: str
+    photo_key: str | None
+    unavailable_reason: UnavailableReason | None
+    rating_count: int
+    rating_average: float | None
+
+    @property
+    def is_live(self) -> bool:
+        return self.unavailable_reason is None
+
+    @property
+    def shows_rating(self) -> bool:
+        return self.rating_count >= RATINGS_SHOWN_FROM
+
+
+def _paywall_query():  # type: ignore[no-untyped-def]
+    profiles, users, ratings = Profile.__table__.c, User.__table__.c, Rating.__table__.c
+    summary = (
+        select(func.count(ratings.id).label("count"), func.avg(ratings.stars).label("average"))
+        .where(ratings.seller_id == profiles.user_id)
+        .lateral("rating_summary")
+    )
+    # Table columns, not ORM entities, run on the session's connection: this is the hottest
+    # read in the product, and the ORM layer would double its CPU cost for a dozen plain values.
+    return (
+        select(
+            profiles.id,
+            profiles.user_id,
+            profiles.slug,
+            profiles.display_name,
+            profiles.bio,
+            profiles.price_cents,
+            profiles.currency,
+            profiles.photo_key,
+            profiles.paused,
+            users.deleted_at,
+            users.suspended_at,
+            users.email_verified_at,
+            summary.c.count,
+            summary.c.average,
+        )
+        .select_from(Profile.__table__.join(User.__table__, users.id == profiles.user_id).join(summary, true()))
+        .where(profiles.slug == bindparam("slug"))
+    )
+
+
+# Built once: SQLAlchemy then reuses its cache key and compiled form on every request.
+_PAYWALL_QUERY = _paywall_query()
+
+
+def load_paywall(session: Session, slug: str) -> PaywallView | None:
+    """The paywall's data for ``slug`` in ONE query (profile, seller, rating summary), or None
+    when no profile has that slug."""
+    row = session.connection().execute(_PAYWALL_QUERY, {"slug": slug}).one_or_none()
+    if row is None:
+        return None
+    return PaywallView(
+        profile_id=row.id,
+        seller_id=row.user_id,
+        slug=row.slug,
+        display_name=row.display_name,
+        bio=row.bio,
+        price_cents=row.price_cents,
+        currency=row.currency,
+        photo_key=row.photo_key,
+        unavailable_reason=_unavailable_reason(row.deleted_at, row.suspended_at, row.email_verified_at, row.paused),
+        rating_count=int(row.count),
+        rating_average=round(float(row.average), 1) if row.average is not None else None,
+    )
+
+
+@dataclass(frozen=True)
+class DashboardView:
+    profile: Profile | None
+    status: str  # "live", "setup" (no profile yet), or an unavailable reason
+    pending_requests: list[CallRequest]
+
+
+def load_dashboard(session: Session, *, user: User, now: datetime, limit: int = 50) -> DashboardView:
+    """The seller's profile, status and the PENDING requests still waiting for an answer."""
+    profile = get_profile(session, user.id)
+    status = "setup" if profile is None else (seller_unavailable_reason(user, profile) or "live")
+    pending = list(
+        session.scalars(
+            select(CallRequest)
+            .options(joinedload(CallRequest.transaction))
+            .where(
+                CallRequest.seller_id == user.id,
+                CallRequest.status == RequestStatus.PENDING,
+                CallRequest.expires_at > now,
+            )
+            .order_by(CallRequest.created_at.desc())
+            .limit(limit)
+        )
+    )
+    return DashboardView(profile=profile, status=status, pending_requests=pending)
+
+
+# --- Wording ----------------------------------------------------------------------------------
+
+# Currencies whose smallest unit is the whole unit (Stripe's list), and the symbols we show.
+_ZERO_DECIMAL_CODES = "bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf"
+_ZERO_DECIMAL = frozenset(_ZERO_DECIMAL_CODES.split())
+_SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥", "inr": "₹", "cad": "CA$", "aud": "A$", "nzd": "NZ$"}
+
+
+def currency_exponent(currency: str) -> int:
+    return 0 if currency.lower() in _ZERO_DECIMAL else 2
+
+
+def format_price(cents: int, currency: str) -> str:
+    """``1000, "usd"`` → ``$10``; ``1050, "usd"`` → ``$10.50``; unknown symbols use the code."""
+    exponent = currency_exponent(currency)
+    major, minor = divmod(cents, 10**exponent)
+    amount = f"{major:,}" if minor == 0 else f"{major:,}.{minor:0{exponent}d}"
+    symbol = _SYMBOLS.get(currency.lower())
+    return f"{symbol}{amount}" if symbol else f"{amount} {currency.upper()}"
+
+
+def call_length_label(seconds: int) -> str:
+    """``300`` → ``5-minute``; ``90`` → ``90-second``."""
+    return f"{seconds // 60}-minute" if seconds % 60 == 0 else f"{seconds}-second"

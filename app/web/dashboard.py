@@ -1,0 +1,36 @@
+"""``/dashboard``: the seller's home: their link, their status and the requests waiting for them."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, render_template
+from flask_login import current_user, login_required
+
+from app.db import db, utcnow
+from app.services.profiles import format_price, load_dashboard
+
+bp = Blueprint("dashboard", __name__)
+
+
+@bp.after_request
+def no_store(response: Response) -> Response:
+    # Buyers' emails and notes, and a CSRF token: nothing here belongs in a cache.
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/dashboard")
+@login_required
+def dashboard():  # type: ignore[no-untyped-def]
+    settings = current_app.extensions["settings"]
+    user = current_user._get_current_object()  # type: ignore[attr-defined]
+    view = load_dashboard(db.session, user=user, now=utcnow())
+    paywall_url = f"{settings.app_url}/u/{view.profile.slug}" if view.profile else None
+    return render_template(
+        "dashboard.html",
+        view=view,
+        user=user,
+        paywall_url=paywall_url,
+        currency=view.profile.currency if view.profile else settings.currency,
+        format_price=format_price,
+        capture_manual=settings.payment_capture == "manual",
+    )

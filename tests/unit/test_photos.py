@@ -1,0 +1,242 @@
+import io
+
+import pytest
+from PIL import Image
+
+from app.integrations.storage import FileNotStored, LocalStorage, StorageError
+from app.models import Profile
+from app.services.photos import (
+    MAX_PHOTO_BYTES,
+    PHOTO_SIDE,
+    THUMB_SIDE,
+    PhotoError,
+    photo_variant_key,
+    process_photo,
+    remove_profile_photo,
+    set_profile_photo,
+    sniff_format,
+)
+from tests.factories import ProfileFactory
+
+EXIF_MAKE, EXIF_ARTIST, EXIF_ORIENTATION, GPS_IFD = 0x010F, 0x013B, 0x0112, 0x8825
+
+
+def make_image(fmt: str = "JPEG", size: tuple[int, int] = (300, 200), mode: str = "RGB", **save_args) -> bytes:
+    image = Image.new("RGB", size)
+    # A gradient rather than a flat colour, so encoders have real work to do.
+    image.putdata([((x * 7) % 256, (y * 5) % 256, 128) for y in range(size[1]) for x in range(size[0])])
+    image = image.convert(mode)
+    out = io.BytesIO()
+    image.save(out, format=fmt, **save_args)
+    return out.getvalue()
+
+
+def exif_with_secrets(orientation: int | None = None) -> Image.Exif:
+    exif = Image.Exif()
+    exif[EXIF_MAKE] = "SecretCam"
+    exif[EXIF_ARTIST] = "Jane Private"
+    gps = exif.get_ifd(GPS_IFD)
+    gps[1], gps[2] = "N", (51.0, 30.0, 0.0)
+    if orientation:
+        exif[EXIF_ORIENTATION] = orientation
+    return exif
+
+
+def decode(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
+class TestProcessPhoto:
+    @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+    def test_accepted_formats_become_square_jpegs(self, fmt: str) -> None:
+        result = process_photo(make_image(fmt))
+        photo, thumb = decode(result.photo), decode(result.thumbnail)
+        assert (photo.format, photo.size) == ("JPEG", (PHOTO_SIDE, PHOTO_SIDE))
+        assert (thumb.format, thumb.size) == ("JPEG", (THUMB_SIDE, THUMB_SIDE))
+        assert len(result.digest) == 20
+
+    def test_exif_and_gps_are_stripped(self) -> None:
+        original = make_image("JPEG", exif=exif_with_secrets().tobytes())
+        assert b"SecretCam" in original and decode(original).getexif()  # the fixture really has EXIF
+        result = process_photo(original)
+        for data in (result.photo, result.thumbnail):
+            assert b"SecretCam" not in data and b"Jane Private" not in data and b"Exif" not in data
+            image = decode(data)
+            assert not image.getexif()
+            assert "exif" not in image.info and "icc_profile" not in image.info
+
+    def test_png_text_chunks_are_stripped(self) -> None:
+        from PIL import PngImagePlugin
+
+        info = PngImagePlugin.PngInfo()
+        info.add_text("Author", "Jane Private")
+        info.add_text("Location", "12 Secret Street")
+        result = process_photo(make_image("PNG", pnginfo=info))
+        assert b"Jane Private" not in result.photo and b"Secret Street" not in result.photo
+
+    def test_orientation_is_applied_before_metadata_goes(self) -> None:
+        # Landscape: red on the left, blue on the right; EXIF 6 says "rotate 90° clockwise".
+        image = Image.new("RGB", (400, 200), "red")
+        image.paste(Image.new("RGB", (200, 200), "blue"), (200, 0))
+        out = io.BytesIO()
+        image.save(out, format="JPEG", exif=exif_with_secrets(orientation=6).tobytes())
+        photo = decode(process_photo(out.getvalue()).photo)
+        top, bottom = photo.getpixel((256, 100)), photo.getpixel((256, 412))
+        assert top[0] > 200 and top[2] < 60  # red on top once upright
+        assert bottom[2] > 200 and bottom[0] < 60
+
+    def test_transparency_is_flattened_onto_white(self) -> None:
+        clear = Image.new("RGBA", (100, 100), (0, 0, 0, 0))
+        out = io.BytesIO()
+        clear.save(out, format="PNG")
+        assert decode(process_photo(out.getvalue()).photo).getpixel((10, 10)) >= (250, 250, 250)
+
+    def test_oversized_file_is_refused_before_decoding(self) -> None:
+        data = make_image("JPEG") + b"\0" * MAX_PHOTO_BYTES
+        with pytest.raises(PhotoError, match="limit is 5 MB"):
+            process_photo(data)
+
+    def test_exactly_five_megabytes_is_allowed_by_size(self) -> None:
+        padded = make_image("PNG")
+        # PNG ignores bytes after IEND, so this is a valid image of exactly the limit.
+        padded += b"\0" * (MAX_PHOTO_BYTES - len(padded))
+        assert len(padded) == MAX_PHOTO_BYTES
+        assert decode(process_photo(padded).photo).size == (PHOTO_SIDE, PHOTO_SIDE)
+
+    def test_text_renamed_to_jpg_is_refused(self) -> None:
+        with pytest.raises(PhotoError, match="not an image"):
+            process_photo(b"I am a text file pretending to be holiday.jpg\n" * 10)
+
+    def test_html_posing_as_image_is_refused(self) -> None:
+        with pytest.raises(PhotoError, match="not an image"):
+            process_photo(b"<html><script>alert(1)</script></html>")
+
+    def test_gif_is_refused_by_name(self) -> None:
+        with pytest.raises(PhotoError, match="GIF images are not supported"):
+            process_photo(make_image("GIF", mode="P"))
+
+    def test_bmp_is_refused_by_name(self) -> None:
+        with pytest.raises(PhotoError, match="BMP images are not supported"):
+            process_photo(make_image("BMP"))
+
+    def test_jpeg_header_with_garbage_is_refused(self) -> None:
+        with pytest.raises(PhotoError, match="damaged"):
+            process_photo(b"\xff\xd8\xff\xe0" + b"garbage" * 100)
+
+    def test_truncated_image_is_refused(self) -> None:
+        data = make_image("PNG", size=(400, 400))
+        with pytest.raises(PhotoError, match="damaged"):
+            process_photo(data[: len(data) // 2])
+
+    def test_empty_file_is_refused(self) -> None:
+        with pytest.raises(PhotoError, match="empty"):
+            process_photo(b"")
+
+    def test_tiny_image_is_refused(self) -> None:
+        with pytest.raises(PhotoError, match="at least 64"):
+            process_photo(make_image("PNG", size=(40, 300)))
+
+    def test_pixel_bomb_is_refused_without_decoding(self) -> None:
+        # A PNG header claiming 20000 x 20000 pixels (400 MP) in a few hundred bytes.
+        bomb = Image.new("1", (20000, 20000))
+        out = io.BytesIO()
+        bomb.save(out, format="PNG")
+        assert len(out.getvalue()) < MAX_PHOTO_BYTES
+        with pytest.raises(PhotoError, match="too many pixels"):
+            process_photo(out.getvalue())
+
+    def test_same_picture_same_digest(self) -> None:
+        data = make_image("PNG")
+        assert process_photo(data).digest == process_photo(data).digest
+        assert process_photo(make_image("PNG", size=(200, 300))).digest != process_photo(data).digest
+
+
+class TestSniffFormat:
+    @pytest.mark.parametrize(
+        ("head", "name"),
+        [
+            (b"\xff\xd8\xff\xe0....", "JPEG"),
+            (b"\x89PNG\r\n\x1a\n....", "PNG"),
+            (b"RIFF\x00\x00\x00\x00WEBPVP8 ", "WEBP"),
+            (b"GIF89a....", "GIF"),
+            (b"\x00\x00\x00\x18ftypheic....", "HEIC"),
+            (b"hello", None),
+        ],
+    )
+    def test_sniffs(self, head: bytes, name: str | None) -> None:
+        assert sniff_format(head) == name
+
+
+class TestLocalStorage:
+    def test_save_open_delete(self, tmp_path) -> None:
+        storage = LocalStorage(tmp_path)
+        storage.save("photos/a/b.jpg", b"data", content_type="image/jpeg")
+        assert storage.open("photos/a/b.jpg") == b"data"
+        storage.delete("photos/a/b.jpg")
+        storage.delete("photos/a/b.jpg")  # repeat-safe
+        with pytest.raises(FileNotStored):
+            storage.open("photos/a/b.jpg")
+
+    @pytest.mark.parametrize("key", ["../escape.jpg", "/etc/passwd", "a//b", "a/../../b", ".hidden", "a/b/", "sp ace"])
+    def test_unsafe_keys_are_refused(self, tmp_path, key: str) -> None:
+        with pytest.raises(StorageError):
+            LocalStorage(tmp_path / "root").save(key, b"x", content_type="image/jpeg")
+        assert not (tmp_path / "escape.jpg").exists()
+
+
+class TestSetProfilePhoto:
+    def test_stores_both_variants_and_points_the_profile_at_them(self, db_session, tmp_path) -> None:
+        storage = LocalStorage(tmp_path)
+        profile = ProfileFactory()
+        key = set_profile_photo(db_session, profile_id=profile.id, data=make_image("PNG"), storage=storage)
+        assert key.startswith(f"photos/{profile.id.hex}/")
+        assert decode(storage.open(photo_variant_key(key, "512"))).size == (PHOTO_SIDE, PHOTO_SIDE)
+        assert decode(storage.open(photo_variant_key(key, "thumb"))).size == (THUMB_SIDE, THUMB_SIDE)
+        db_session.expire_all()
+        assert db_session.get(Profile, profile.id).photo_key == key
+
+    def test_refused_upload_stores_nothing(self, db_session, tmp_path) -> None:
+        profile = ProfileFactory()
+        with pytest.raises(PhotoError):
+            set_profile_photo(db_session, profile_id=profile.id, data=b"not an image", storage=LocalStorage(tmp_path))
+        assert list(tmp_path.iterdir()) == []
+        db_session.expire_all()
+        assert db_session.get(Profile, profile.id).photo_key is None
+
+    def test_old_files_are_deleted_only_after_commit(self, db_session, tmp_path) -> None:
+        storage = LocalStorage(tmp_path)
+        profile = ProfileFactory()
+        first = set_profile_photo(db_session, profile_id=profile.id, data=make_image("PNG"), storage=storage)
+        db_session.commit()
+        second = set_profile_photo(db_session, profile_id=profile.id, data=make_image("JPEG"), storage=storage)
+        assert first != second
+        assert storage.open(photo_variant_key(first, "512"))  # still there until the commit
+        db_session.commit()
+        with pytest.raises(FileNotStored):
+            storage.open(photo_variant_key(first, "512"))
+        with pytest.raises(FileNotStored):
+            storage.open(photo_variant_key(first, "thumb"))
+        assert storage.open(photo_variant_key(second, "512"))
+
+    def test_rollback_keeps_the_old_photo(self, db_session, tmp_path) -> None:
+        storage = LocalStorage(tmp_path)
+        profile = ProfileFactory()
+        first = set_profile_photo(db_session, profile_id=profile.id, data=make_image("PNG"), storage=storage)
+        db_session.commit()
+        set_profile_photo(db_session, profile_id=profile.id, data=make_image("JPEG"), storage=storage)
+        db_session.rollback()
+        assert storage.open(photo_variant_key(first, "512"))
+        assert db_session.get(Profile, profile.id).photo_key == first
+
+    def test_remove(self, db_session, tmp_path) -> None:
+        storage = LocalStorage(tmp_path)
+        profile = ProfileFactory()
+        key = set_profile_photo(db_session, profile_id=profile.id, data=make_image("PNG"), storage=storage)
+        db_session.commit()
+        remove_profile_photo(db_session, profile_id=profile.id, storage=storage)
+        db_session.commit()
+        assert db_session.get(Profile, profile.id).photo_key is None
+        with pytest.raises(FileNotStored):
+            storage.open(photo_variant_key(key, "512"))
