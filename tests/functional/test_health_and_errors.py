@@ -138,3 +138,9 @@ class TestTrustedProxies:
             "/whoami", headers={"X-Forwarded-For": "203.0.113.9"}, environ_base={"REMOTE_ADDR": "10.0.0.2"}
         )
         assert seen["addr"] == "10.0.0.2"
+
+
+def test_favicon_is_served(client) -> None:
+    response = client.get("/favicon.ico")
+    assert response.status_code == 301
+    assert client.get(response.headers["Location"]).mimetype == "image/svg+xml"
