@@ -143,4 +143,6 @@ class TestTrustedProxies:
 def test_favicon_is_served(client) -> None:
     response = client.get("/favicon.ico")
     assert response.status_code == 301
-    assert client.get(response.headers["Location"]).mimetype == "image/svg+xml"
+    icon = client.get(response.headers["Location"])
+    assert icon.mimetype == "image/svg+xml"
+    icon.close()
