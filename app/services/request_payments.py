@@ -1,0 +1,261 @@
+"""Moving the money after the seller's decision: capture on accept, release on decline or expiry.
+
+These run in tasks, never in a web request, because they call the payment gateway. Each gateway
+call carries a deterministic idempotency key (``capture:<request id>``, ``cancel:<request id>``,
+``refund:<request id>``), and each state change is one conditional UPDATE from the state it
+leaves, so a task that runs twice (a redelivery, a crash between the gateway call and the commit,
+two workers) moves the money once and records it once.
+
+Transient gateway errors become ``GatewayUnavailable``, which the task retries with backoff.
+Permanent ones are decided here: a capture the gateway refuses cancels the call
+(payment_failed); a hold that cannot be cancelled is reconciled with what the gateway says the
+PaymentIntent is now.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timedelta
+
+from sqlalchemy import String, cast, exists, select, update
+from sqlalchemy.orm import Session, joinedload
+
+from app.config import Settings
+from app.integrations.payments import PaymentError, PaymentGateway
+from app.models import CallRequest, CancelReason, EventLog, PaymentState, RequestStatus, Transaction
+from app.queue import enqueue_after_commit
+from app.services.audit import record_event
+from app.services.requests import CAPTURE_TASK, RELEASE_TASK, SYSTEM, mark_payment_failed
+
+log = logging.getLogger(__name__)
+
+PROVISION_TASK = "tasks.calls.provision_room"
+# Cancelled requests whose payment this module gives back. Seller no-shows are refunded by the
+# call's own code and a buyer no-show is the seller's to keep.
+RELEASE_REASONS = (CancelReason.EXPIRED, CancelReason.PAYMENT_FAILED, CancelReason.BLOCKED)
+RELEASE_FAILED_EVENT = "payment.release_failed"
+# The sweep re-publishes payment work still undone this long after the last change to the
+# request, and no more often than that (it bumps ``updated_at`` when it does).
+FOLLOW_UP_AFTER = timedelta(seconds=120)
+FOLLOW_UP_BATCH = 100
+
+
+class GatewayUnavailable(Exception):
+    """The gateway failed in a way a later attempt may fix (network, 429, 5xx): retry with backoff."""
+
+
+def capture_accepted_payment(session: Session, request_id: uuid.UUID, *, gateway: PaymentGateway, now: datetime) -> str:
+    """Capture the hold of an ACCEPTED request, then have the room provisioned.
+
+    Returns ``captured``, ``failed`` (the request is now CANCELLED, payment_failed) or ``skipped``
+    (the request is gone or no longer ACCEPTED). Already captured (a repeat, or
+    ``PAYMENT_CAPTURE=immediate``) → the room task is published again, which is repeat-safe.
+    """
+    call_request = _load(session, request_id)
+    if call_request is None or call_request.status != RequestStatus.ACCEPTED:
+        return "skipped"
+    state = call_request.transaction.payment_state
+    if state == PaymentState.HELD:
+        if _capture(session, call_request, gateway, now) == "failed":
+            return "failed"
+    elif state != PaymentState.CAPTURED:
+        # Voided, refunded or disputed before the call: there is no money to take.
+        mark_payment_failed(session, call_request.id, now=now, code=f"payment_{state.value}")
+        return "failed"
+    enqueue_after_commit(session, PROVISION_TASK, str(call_request.id))
+    return "captured"
+
+
+def release_payment(session: Session, request_id: uuid.UUID, *, gateway: PaymentGateway, now: datetime) -> str:
+    """Give the buyer's money back for a DECLINED request or a CANCELLED one (expired,
+    payment_failed, blocked): a hold is cancelled (VOIDED), a captured payment (under
+    ``PAYMENT_CAPTURE=immediate``) is refunded (REFUNDED).
+
+    Returns ``voided``, ``refunded``, ``unchanged`` (already settled), ``skipped`` (not a request
+    this applies to) or ``failed`` (the gateway refused for good; recorded for an operator).
+    """
+    call_request = _load(session, request_id)
+    if call_request is None or not _releasable(call_request):
+        return "skipped"
+    state = call_request.transaction.payment_state
+    if state == PaymentState.HELD:
+        return _void(session, call_request, gateway, now)
+    if state == PaymentState.CAPTURED:
+        return _refund(session, call_request, gateway, now, from_state=PaymentState.CAPTURED)
+    return "unchanged"
+
+
+def payment_followups(session: Session, now: datetime, settings: Settings) -> dict[str, int]:
+    """Sweep step: re-publish captures and releases whose task was lost (broker down at commit,
+    retries exhausted during a gateway outage). Both tasks are repeat-safe, so a duplicate of a
+    task still in flight is harmless."""
+    quiet_since = now - FOLLOW_UP_AFTER
+    stale = CallRequest.updated_at < quiet_since
+    captures = _claim(
+        session,
+        now,
+        stale,
+        CallRequest.status == RequestStatus.ACCEPTED,
+        Transaction.payment_state == PaymentState.HELD,
+        CallRequest.join_deadline > now,  # past it, the call can no longer happen
+    )
+    releases = _claim(
+        session,
+        now,
+        stale,
+        (CallRequest.status == RequestStatus.DECLINED)
+        | ((CallRequest.status == RequestStatus.CANCELLED) & CallRequest.cancel_reason.in_(RELEASE_REASONS)),
+        Transaction.payment_state.in_((PaymentState.HELD, PaymentState.CAPTURED)),
+        ~exists().where(EventLog.type == RELEASE_FAILED_EVENT, EventLog.ref_id == cast(CallRequest.id, String)),
+    )
+    for request_id in captures:
+        enqueue_after_commit(session, CAPTURE_TASK, str(request_id))
+    for request_id in releases:
+        enqueue_after_commit(session, RELEASE_TASK, str(request_id))
+    return {"captures_requeued": len(captures), "releases_requeued": len(releases)}
+
+
+def _capture(session: Session, call_request: CallRequest, gateway: PaymentGateway, now: datetime) -> str:
+    transaction = call_request.transaction
+    try:
+        gateway.capture(_intent_id(transaction), idempotency_key=f"capture:{call_request.id}")
+    except PaymentError as error:
+        if error.transient:
+            raise GatewayUnavailable(str(error)) from error
+        log.warning("capture refused", extra={"request_id": str(call_request.id), "code": error.code})
+        record_event(
+            session, "payment.capture_failed", ref_id=call_request.id, actor=SYSTEM, payload={"code": error.code}
+        )
+        mark_payment_failed(session, call_request.id, now=now, code=error.code)
+        return "failed"
+    if _move(session, transaction.id, PaymentState.HELD, PaymentState.CAPTURED, captured_at=now):
+        record_event(session, "payment.captured", ref_id=call_request.id, actor=SYSTEM)
+    return "captured"
+
+
+def _void(session: Session, call_request: CallRequest, gateway: PaymentGateway, now: datetime) -> str:
+    transaction = call_request.transaction
+    try:
+        gateway.cancel(_intent_id(transaction), idempotency_key=f"cancel:{call_request.id}")
+    except PaymentError as error:
+        if error.transient:
+            raise GatewayUnavailable(str(error)) from error
+        return _reconcile(session, call_request, gateway, now, error)
+    if _move(session, transaction.id, PaymentState.HELD, PaymentState.VOIDED, voided_at=now):
+        record_event(session, "payment.voided", ref_id=call_request.id, actor=SYSTEM)
+    return "voided"
+
+
+def _refund(
+    session: Session, call_request: CallRequest, gateway: PaymentGateway, now: datetime, *, from_state: PaymentState
+) -> str:
+    transaction = call_request.transaction
+    try:
+        refund_status = gateway.refund(_intent_id(transaction), idempotency_key=f"refund:{call_request.id}")
+    except PaymentError as error:
+        if error.transient:
+            raise GatewayUnavailable(str(error)) from error
+        if error.code != "charge_already_refunded":
+            return _release_failed(session, call_request, error)
+        refund_status = "succeeded"
+    # A refund may still be pending at the bank; the charge.refunded webhook confirms it later.
+    if _move(
+        session,
+        transaction.id,
+        from_state,
+        PaymentState.REFUNDED,
+        refunded_at=now,
+        refunded_cents=transaction.gross_cents,
+    ):
+        record_event(
+            session, "payment.refunded", ref_id=call_request.id, actor=SYSTEM, payload={"refund_status": refund_status}
+        )
+    return "refunded"
+
+
+def _reconcile(
+    session: Session, call_request: CallRequest, gateway: PaymentGateway, now: datetime, error: PaymentError
+) -> str:
+    """A hold that cannot be cancelled has usually gone already: it lapsed (card holds last about
+    seven days), was cancelled in the Stripe dashboard, or was captured. Follow what the gateway
+    says the PaymentIntent is now."""
+    transaction = call_request.transaction
+    try:
+        intent_status = gateway.retrieve_checkout(transaction.stripe_checkout_session_id).payment_intent_status
+    except PaymentError as lookup_error:
+        if lookup_error.transient:
+            raise GatewayUnavailable(str(lookup_error)) from lookup_error
+        intent_status = None
+    if intent_status == "canceled":
+        if _move(session, transaction.id, PaymentState.HELD, PaymentState.VOIDED, voided_at=now):
+            record_event(session, "payment.voided", ref_id=call_request.id, actor=SYSTEM, payload={"reconciled": True})
+        return "voided"
+    if intent_status == "succeeded":
+        return _refund(session, call_request, gateway, now, from_state=PaymentState.HELD)
+    return _release_failed(session, call_request, error)
+
+
+def _release_failed(session: Session, call_request: CallRequest, error: PaymentError) -> str:
+    # Recorded once per request; the sweep does not retry a request with this event, an operator does.
+    log.error("payment release refused", extra={"request_id": str(call_request.id), "code": error.code})
+    record_event(session, RELEASE_FAILED_EVENT, ref_id=call_request.id, actor=SYSTEM, payload={"code": error.code})
+    return "failed"
+
+
+def _move(
+    session: Session, transaction_id: uuid.UUID, from_state: PaymentState, to_state: PaymentState, **values: object
+) -> bool:
+    """One conditional UPDATE of the transaction's payment state; False when another run won."""
+    statement = (
+        update(Transaction)
+        .where(Transaction.id == transaction_id, Transaction.payment_state == from_state)
+        .values(payment_state=to_state, **values)
+        .returning(Transaction.id)
+        .execution_options(synchronize_session=False)
+    )
+    return session.execute(statement).scalar_one_or_none() is not None
+
+
+def _claim(session: Session, now: datetime, *conditions: object) -> list[uuid.UUID]:
+    """Ids of requests matching ``conditions``, locked (skipping rows another sweep holds) and
+    marked as followed up now, so the next run leaves them alone for FOLLOW_UP_AFTER."""
+    ids = list(
+        session.scalars(
+            select(CallRequest.id)
+            .join(Transaction, Transaction.id == CallRequest.transaction_id)
+            .where(*conditions)
+            .order_by(CallRequest.updated_at)
+            .limit(FOLLOW_UP_BATCH)
+            .with_for_update(of=CallRequest, skip_locked=True)
+        )
+    )
+    if ids:
+        session.execute(
+            update(CallRequest)
+            .where(CallRequest.id.in_(ids))
+            .values(updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    return ids
+
+
+def _releasable(call_request: CallRequest) -> bool:
+    if call_request.status == RequestStatus.DECLINED:
+        return True
+    return call_request.status == RequestStatus.CANCELLED and call_request.cancel_reason in RELEASE_REASONS
+
+
+def _intent_id(transaction: Transaction) -> str:
+    if not transaction.stripe_payment_intent_id:
+        raise PaymentError("the transaction has no PaymentIntent", transient=False, code="missing_payment_intent")
+    return transaction.stripe_payment_intent_id
+
+
+def _load(session: Session, request_id: uuid.UUID) -> CallRequest | None:
+    return session.execute(
+        select(CallRequest)
+        .options(joinedload(CallRequest.transaction))
+        .where(CallRequest.id == request_id)
+        .execution_options(populate_existing=True)
+    ).scalar_one_or_none()

@@ -1,0 +1,140 @@
+"""The seller's requests: the ``/requests`` page (works without JavaScript) and the JSON API.
+
+A seller only ever sees and acts on their own requests; anyone else's id answers 404, exactly
+like an id that does not exist. Accept and decline are one conditional UPDATE each in the
+service; the loser of a race (double click, two tabs, the expiry sweep) gets 409.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from flask import Blueprint, current_app, flash, jsonify, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_login import current_user, login_required
+
+from app.db import db, utcnow
+from app.errors import ApiError
+from app.models import CallRequest, RequestStatus
+from app.services.requests import (
+    LIST_LIMIT,
+    RequestConflict,
+    RequestNotFound,
+    accept_request,
+    decline_request,
+    format_money,
+    list_requests,
+    parse_status,
+    seller_join_url,
+    serialize_request,
+)
+from app.web.forms.requests import DecisionForm
+
+bp = Blueprint("requests", __name__)
+
+FILTERS = ("all", "pending", "accepted", "declined", "cancelled", "completed")
+_STATUS_HELP = f"Use one of: {', '.join(FILTERS)}."
+
+
+@bp.get("/requests")
+@login_required
+def page() -> ResponseReturnValue:
+    chosen = (request.args.get("status") or "all").strip().lower()
+    if chosen not in FILTERS:
+        chosen = "all"
+    rows = list_requests(db.session, current_user.id, parse_status(chosen))
+    return render_template(
+        "requests.html",
+        rows=rows,
+        chosen=chosen,
+        filters=FILTERS,
+        join_urls={row.id: _join_url(row) for row in rows},
+        money=format_money,
+        when=_when,
+        time_left=_time_left,
+        limit=LIST_LIMIT,
+        pending=RequestStatus.PENDING,
+        accepted=RequestStatus.ACCEPTED,
+    )
+
+
+@bp.post("/requests/<uuid:request_id>/<any(accept, decline):action>")
+@login_required
+def decide_form(request_id: uuid.UUID, action: str) -> ResponseReturnValue:
+    form = DecisionForm()
+    back = (form.back.data or "").strip().lower()
+    target = url_for("requests.page", status=back) if back in FILTERS[1:] else url_for("requests.page")
+    try:
+        _decide(action, request_id)
+    except ApiError as error:
+        if error.status != 409:
+            raise
+        flash(error.message, "error")
+        return redirect(target, code=303)
+    if action == "accept":
+        flash("Accepted. We are charging the buyer and preparing your room; your join link appears here.", "success")
+    else:
+        flash("Declined. The buyer's payment is released and they have been told.", "success")
+    return redirect(target, code=303)
+
+
+@bp.get("/api/requests")
+@login_required
+def api_list() -> ResponseReturnValue:
+    try:
+        status = parse_status(request.args.get("status"))
+    except ValueError:
+        raise ApiError(422, "Unknown status filter.", fields={"status": _STATUS_HELP}) from None
+    rows = list_requests(db.session, current_user.id, status)
+    return jsonify(requests=[_serialize(row) for row in rows])
+
+
+@bp.post("/api/requests/<uuid:request_id>/<any(accept, decline):action>")
+@login_required
+def api_decide(request_id: uuid.UUID, action: str) -> ResponseReturnValue:
+    return jsonify(request=_serialize(_decide(action, request_id)))
+
+
+def _decide(action: str, request_id: uuid.UUID) -> CallRequest:
+    """Run the seller's decision, commit, and map refusals to 404 / 409."""
+    settings = current_app.extensions["settings"]
+    try:
+        if action == "accept":
+            call_request = accept_request(
+                db.session,
+                request_id,
+                seller_id=current_user.id,
+                now=utcnow(),
+                join_window_seconds=settings.join_window_seconds,
+            )
+        else:
+            call_request = decline_request(db.session, request_id, seller_id=current_user.id, now=utcnow())
+    except RequestNotFound:
+        raise ApiError(404, "No such request.") from None
+    except RequestConflict as conflict:
+        raise ApiError(409, conflict.message, code=conflict.code) from None
+    db.session.commit()
+    return call_request
+
+
+def _serialize(call_request: CallRequest) -> dict[str, object]:
+    return serialize_request(call_request, join_url=_join_url(call_request))
+
+
+def _join_url(call_request: CallRequest) -> str | None:
+    settings = current_app.extensions["settings"]
+    return seller_join_url(call_request, app_url=settings.app_url, secret_key=settings.secret_key)
+
+
+def _when(value: datetime | None) -> str:
+    return value.astimezone(UTC).strftime("%d %b %Y, %H:%M UTC") if value else ""
+
+
+def _time_left(deadline: datetime) -> str:
+    """``"3 h 20 min left"``; the page is static, so this is as of the page load."""
+    minutes = max(0, int((deadline - utcnow()).total_seconds()) // 60)
+    if minutes == 0:
+        return "less than a minute left"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min left" if hours else f"{minutes} min left"

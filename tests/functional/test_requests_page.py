@@ -1,0 +1,131 @@
+"""The ``/requests`` page: server-rendered, filterable, and usable with plain form posts."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from app.db import utcnow
+from app.models import CallRequest, RequestStatus
+from tests.conftest import login
+from tests.factories import CallRequestFactory, ProfileFactory
+
+
+@pytest.fixture
+def seller(db_session):  # type: ignore[no-untyped-def]
+    return ProfileFactory(display_name="Ada").user
+
+
+@pytest.fixture
+def signed_in(client, seller):  # type: ignore[no-untyped-def]
+    login(client, seller)
+    return client
+
+
+def page_token(client) -> str:  # type: ignore[no-untyped-def]
+    html = client.get("/requests").get_data(as_text=True)
+    return re.search(r'<meta name="csrf-token" content="([^"]+)"', html).group(1)
+
+
+def status_of(db_session, call_request: CallRequest) -> RequestStatus:  # type: ignore[no-untyped-def]
+    db_session.expire_all()
+    return db_session.get(CallRequest, call_request.id).status
+
+
+class TestPage:
+    def test_anonymous_is_sent_to_log_in(self, client) -> None:  # type: ignore[no-untyped-def]
+        response = client.get("/requests")
+        assert response.status_code == 302
+        assert "/login" in response.headers["Location"]
+
+    def test_lists_own_pending_requests_with_both_buttons(self, signed_in, seller) -> None:  # type: ignore[no-untyped-def]
+        mine = CallRequestFactory(transaction__seller=seller, note="<script>alert(1)</script>\nsecond line")
+        theirs = CallRequestFactory()
+
+        response = signed_in.get("/requests")
+        html = response.get_data(as_text=True)
+
+        assert response.status_code == 200
+        assert f'id="request-{mine.id}"' in html
+        assert str(theirs.id) not in html and theirs.buyer_email not in html
+        assert mine.buyer_email in html
+        assert "$10.00" in html and "You earn $8.00" in html
+        assert f'action="/requests/{mine.id}/accept"' in html
+        assert f'action="/requests/{mine.id}/decline"' in html
+        row = html[html.index(f'id="request-{mine.id}"') :].split("</tr>")[0]
+        assert row.count('name="csrf_token"') == 2
+        # The buyer's note is data, never markup; the page has no inline script or style (CSP).
+        assert "<script>alert(1)</script>" not in html
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+        assert "<script>" not in html and "style=" not in html and "<style" not in html
+
+    def test_status_filter(self, signed_in, seller) -> None:  # type: ignore[no-untyped-def]
+        pending = CallRequestFactory(transaction__seller=seller)
+        declined = CallRequestFactory(transaction__seller=seller, status=RequestStatus.DECLINED, declined_at=utcnow())
+
+        html = signed_in.get("/requests?status=declined").get_data(as_text=True)
+
+        assert f"request-{declined.id}" in html and f"request-{pending.id}" not in html
+        assert re.search(r'href="/requests\?status=declined"\s+aria-current="page"', html)
+        everything = signed_in.get("/requests?status=bogus").get_data(as_text=True)
+        assert f"request-{declined.id}" in everything and f"request-{pending.id}" in everything
+
+    def test_empty_state(self, signed_in) -> None:  # type: ignore[no-untyped-def]
+        html = signed_in.get("/requests?status=completed").get_data(as_text=True)
+        assert "No completed requests." in html
+
+
+class TestFormPosts:
+    def test_accept_without_javascript(self, signed_in, seller, db_session, enqueued) -> None:  # type: ignore[no-untyped-def]
+        call_request = CallRequestFactory(transaction__seller=seller)
+
+        response = signed_in.post(
+            f"/requests/{call_request.id}/accept", data={"csrf_token": page_token(signed_in), "back": "pending"}
+        )
+
+        assert response.status_code == 303
+        assert response.headers["Location"].endswith("/requests?status=pending")
+        assert status_of(db_session, call_request) is RequestStatus.ACCEPTED
+        assert "tasks.requests.capture_accepted" in enqueued.names()
+        html = signed_in.get("/requests?status=accepted").get_data(as_text=True)
+        assert "Accepted. We are charging the buyer" in html
+        assert f'href="http://127.0.0.1:5000/call/{call_request.id}?t=' in html
+
+    def test_decline_without_javascript(self, signed_in, seller, db_session, enqueued) -> None:  # type: ignore[no-untyped-def]
+        call_request = CallRequestFactory(transaction__seller=seller)
+
+        response = signed_in.post(
+            f"/requests/{call_request.id}/decline", data={"csrf_token": page_token(signed_in)}, follow_redirects=True
+        )
+
+        assert response.status_code == 200
+        assert "Declined. The buyer&#39;s payment is released" in response.get_data(as_text=True)
+        assert status_of(db_session, call_request) is RequestStatus.DECLINED
+        assert "tasks.requests.release_hold" in enqueued.names()
+
+    def test_conflict_is_explained_not_raised(self, signed_in, seller, db_session) -> None:  # type: ignore[no-untyped-def]
+        call_request = CallRequestFactory(transaction__seller=seller)
+        token = page_token(signed_in)
+        signed_in.post(f"/requests/{call_request.id}/accept", data={"csrf_token": token})
+
+        response = signed_in.post(
+            f"/requests/{call_request.id}/decline", data={"csrf_token": token}, follow_redirects=True
+        )
+
+        assert response.status_code == 200
+        assert "This request was already accepted." in response.get_data(as_text=True)
+        assert status_of(db_session, call_request) is RequestStatus.ACCEPTED
+
+    def test_csrf_token_is_required(self, signed_in, seller, db_session) -> None:  # type: ignore[no-untyped-def]
+        call_request = CallRequestFactory(transaction__seller=seller)
+        response = signed_in.post(f"/requests/{call_request.id}/accept", data={})
+        assert response.status_code == 400
+        assert status_of(db_session, call_request) is RequestStatus.PENDING
+
+    def test_another_sellers_request_is_404(self, signed_in, db_session) -> None:  # type: ignore[no-untyped-def]
+        theirs = CallRequestFactory()
+        response = signed_in.post(f"/requests/{theirs.id}/decline", data={"csrf_token": page_token(signed_in)})
+        assert response.status_code == 404
+        assert "text/html" in response.headers["Content-Type"]
+        assert status_of(db_session, theirs) is RequestStatus.PENDING
