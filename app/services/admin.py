@@ -1,0 +1,300 @@
+"""The operator's tools: suspend and reinstate sellers, and the read models of the admin pages
+(sellers, disputes, the event log, a per-day summary).
+
+Every admin action is audited with the admin as actor (``user:<id>``) and the object as
+reference. Suspension is one conditional UPDATE on ``users.suspended_at``; the paywall and the
+checkout read it (``app.services.profiles.seller_unavailable_reason``), and the seller's PENDING
+requests are declined here, each hold released by ``tasks.requests.release_hold`` after commit.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+from sqlalchemy import Date, case, cast, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from app.models import (
+    CallRequest,
+    CancelReason,
+    EventLog,
+    PaymentState,
+    PayoutRequest,
+    PayoutStatus,
+    Profile,
+    Report,
+    ReportStatus,
+    RequestStatus,
+    Role,
+    Transaction,
+    User,
+)
+from app.queue import enqueue_after_commit
+from app.services.audit import record_event, user_actor
+from app.services.outbox import queue_email
+from app.services.requests import RELEASE_TASK, email_context
+
+LIST_LIMIT = 200
+NOTE_MAX = 500
+SUMMARY_DAYS_MAX = 366
+
+
+class AdminError(Exception):
+    """A refusal with the status and code the API answers."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+# --- Suspension -------------------------------------------------------------------------------
+
+
+def suspend_seller(
+    session: Session, seller_id: uuid.UUID, *, admin_id: uuid.UUID, note: str, now: datetime
+) -> list[uuid.UUID]:
+    """Suspend a seller: their paywall becomes unavailable and their PENDING requests are
+    declined (holds released). Returns the declined request ids. 409 when already suspended."""
+    note = _clean_note(note)
+    suspended = session.execute(
+        update(User)
+        .where(User.id == seller_id, User.role == Role.SELLER, User.deleted_at.is_(None), User.suspended_at.is_(None))
+        .values(suspended_at=now, updated_at=now)
+        .returning(User.email)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    if suspended is None:
+        raise _refusal(session, seller_id, already="already_suspended")
+    record_event(
+        session, "admin.seller_suspended", ref_id=seller_id, actor=user_actor(admin_id), payload={"note": note}
+    )
+    declined = decline_pending_requests(session, seller_id, now=now, actor=user_actor(admin_id))
+    queue_email(
+        session,
+        recipient=suspended,
+        template="seller_suspended",
+        context={"declined": len(declined)},
+        dedupe_key=f"seller_suspended:{seller_id}:{now.isoformat()}",
+    )
+    return declined
+
+
+def unsuspend_seller(session: Session, seller_id: uuid.UUID, *, admin_id: uuid.UUID, now: datetime) -> None:
+    """Lift a suspension: the paywall takes bookings again. 409 when not suspended."""
+    reinstated = session.execute(
+        update(User)
+        .where(User.id == seller_id, User.role == Role.SELLER, User.deleted_at.is_(None), User.suspended_at.isnot(None))
+        .values(suspended_at=None, updated_at=now)
+        .returning(User.email)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    if reinstated is None:
+        raise _refusal(session, seller_id, already="not_suspended")
+    record_event(session, "admin.seller_unsuspended", ref_id=seller_id, actor=user_actor(admin_id))
+    queue_email(
+        session,
+        recipient=reinstated,
+        template="seller_unsuspended",
+        context={},
+        dedupe_key=f"seller_unsuspended:{seller_id}:{now.isoformat()}",
+    )
+
+
+def decline_pending_requests(session: Session, seller_id: uuid.UUID, *, now: datetime, actor: str) -> list[uuid.UUID]:
+    """PENDING → DECLINED for every request of the seller, in ONE conditional UPDATE (a request
+    the seller accepts at the same moment is either accepted or declined, never both). Each hold
+    is released after commit and each buyer gets the ordinary "declined" email."""
+    declined = list(
+        session.scalars(
+            update(CallRequest)
+            .where(CallRequest.seller_id == seller_id, CallRequest.status == RequestStatus.PENDING)
+            .values(status=RequestStatus.DECLINED, declined_at=now, updated_at=now)
+            .returning(CallRequest.id)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    for request_id in declined:
+        record_event(session, "request.declined", ref_id=request_id, actor=actor)
+        enqueue_after_commit(session, RELEASE_TASK, str(request_id))
+        call_request = session.get(CallRequest, request_id, populate_existing=True)
+        queue_email(
+            session,
+            recipient=call_request.buyer_email,  # type: ignore[union-attr]
+            template="request_declined_buyer",
+            context=email_context(session, call_request),  # type: ignore[arg-type]
+            dedupe_key=f"request_declined:buyer:{request_id}",
+        )
+    return declined
+
+
+def _refusal(session: Session, seller_id: uuid.UUID, *, already: str) -> AdminError:
+    user = session.get(User, seller_id)
+    if user is None or user.role != Role.SELLER:
+        return AdminError(404, "not_found", "No such seller.")
+    if user.deleted_at is not None:
+        return AdminError(409, "deleted", "This seller deleted their account.")
+    if already == "already_suspended":
+        return AdminError(409, already, "This seller is already suspended.")
+    return AdminError(409, already, "This seller is not suspended.")
+
+
+def _clean_note(note: str | None) -> str:
+    note = (note or "").strip()
+    if len(note) > NOTE_MAX:
+        raise AdminError(422, "invalid", f"Keep the note under {NOTE_MAX} characters.")
+    return note
+
+
+# --- Read models ------------------------------------------------------------------------------
+
+
+def admin_counts(session: Session) -> dict[str, int]:
+    """What waits for an admin, for the index page: one round trip."""
+    counts = select(
+        select(func.count()).where(Report.status == ReportStatus.OPEN).scalar_subquery(),
+        select(func.count()).where(PayoutRequest.status == PayoutStatus.REQUESTED).scalar_subquery(),
+        select(func.count()).where(Transaction.payment_state == PaymentState.DISPUTED).scalar_subquery(),
+        select(func.count()).where(User.role == Role.SELLER, User.suspended_at.isnot(None)).scalar_subquery(),
+    )
+    reports, payouts, disputes, suspended = session.execute(counts).one()
+    return {"open_reports": reports, "requested_payouts": payouts, "disputes": disputes, "suspended": suspended}
+
+
+@dataclass(frozen=True)
+class SellerRow:
+    id: uuid.UUID
+    email: str
+    display_name: str | None
+    slug: str | None
+    created_at: datetime
+    verified: bool
+    suspended_at: datetime | None
+    deleted_at: datetime | None
+
+
+def list_sellers(session: Session, query: str = "", *, limit: int = LIST_LIMIT) -> list[SellerRow]:
+    """Sellers, newest first; ``query`` matches part of the email, slug or display name."""
+    statement = (
+        select(User, Profile.display_name, Profile.slug)
+        .outerjoin(Profile, Profile.user_id == User.id)
+        .where(User.role == Role.SELLER)
+        .order_by(User.created_at.desc(), User.id)
+        .limit(limit)
+    )
+    query = (query or "").strip().lower()
+    if query:
+        pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        statement = statement.where(
+            or_(User.email.ilike(pattern), Profile.slug.ilike(pattern), Profile.display_name.ilike(pattern))
+        )
+    return [
+        SellerRow(
+            id=user.id,
+            email=user.email,
+            display_name=display_name,
+            slug=slug,
+            created_at=user.created_at,
+            verified=user.email_verified_at is not None,
+            suspended_at=user.suspended_at,
+            deleted_at=user.deleted_at,
+        )
+        for user, display_name, slug in session.execute(statement)
+    ]
+
+
+@dataclass(frozen=True)
+class DisputeRow:
+    transaction: Transaction
+    request_id: uuid.UUID | None
+    seller_email: str
+
+
+def list_disputes(session: Session, *, limit: int = LIST_LIMIT) -> list[DisputeRow]:
+    """Transactions in DISPUTED state, most recent dispute first."""
+    rows = session.execute(
+        select(Transaction, CallRequest.id, User.email)
+        .outerjoin(CallRequest, CallRequest.transaction_id == Transaction.id)
+        .join(User, User.id == Transaction.seller_id)
+        .where(Transaction.payment_state == PaymentState.DISPUTED)
+        .order_by(Transaction.disputed_at.desc().nulls_last(), Transaction.id)
+        .limit(limit)
+    )
+    return [DisputeRow(transaction=t, request_id=request_id, seller_email=email) for t, request_id, email in rows]
+
+
+def query_events(session: Session, *, type: str = "", ref: str = "", limit: int = LIST_LIMIT) -> list[EventLog]:
+    """The audit trail, newest first. ``type`` matches exactly or as a dotted prefix
+    (``admin`` finds ``admin.seller_suspended``); ``ref`` is an exact reference id."""
+    statement = select(EventLog).order_by(EventLog.created_at.desc(), EventLog.id).limit(limit)
+    type = (type or "").strip().rstrip(".")
+    if type:
+        prefix = type.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + ".%"
+        statement = statement.where(or_(EventLog.type == type, EventLog.type.like(prefix)))
+    ref = (ref or "").strip()
+    if ref:
+        statement = statement.where(EventLog.ref_id == ref)
+    return list(session.scalars(statement))
+
+
+@dataclass(frozen=True)
+class DayTotals:
+    day: date
+    calls_completed: int
+    buyer_no_shows: int
+    gross_cents: int
+    fee_cents: int
+    net_cents: int
+    refunded_cents: int
+
+
+def daily_summary(session: Session, *, now: datetime, days: int = 30) -> list[DayTotals]:
+    """Per UTC day, newest first, over the last ``days`` days: calls that took place, buyer
+    no-shows (the seller keeps the money), and the gross, platform fee and seller net of both,
+    with any amount refunded afterwards shown apart. Days without calls are left out."""
+    days = max(1, min(days, SUMMARY_DAYS_MAX))
+    finished_at = func.coalesce(CallRequest.ended_at, CallRequest.cancelled_at)
+    day = cast(func.timezone("UTC", finished_at), Date).label("day")
+    completed = CallRequest.status == RequestStatus.COMPLETED
+    since = datetime.combine(now.astimezone(UTC).date() - timedelta(days=days - 1), datetime.min.time(), UTC)
+    rows = session.execute(
+        select(
+            day,
+            func.count(case((completed, 1))),
+            func.count(case((~completed, 1))),
+            func.sum(Transaction.gross_cents),
+            func.sum(Transaction.platform_fee_cents),
+            func.sum(Transaction.net_cents),
+            func.sum(Transaction.refunded_cents),
+        )
+        .join(Transaction, Transaction.id == CallRequest.transaction_id)
+        .where(
+            or_(
+                completed,
+                (CallRequest.status == RequestStatus.CANCELLED)
+                & (CallRequest.cancel_reason == CancelReason.BUYER_NO_SHOW),
+            ),
+            finished_at >= since,
+        )
+        .group_by(day)
+        .order_by(day.desc())
+    )
+    return [DayTotals(*(row[0], *(int(value or 0) for value in row[1:]))) for row in rows]
+
+
+def summary_totals(rows: list[DayTotals]) -> DayTotals | None:
+    """The sum of ``rows`` (its ``day`` is the earliest day), or None for no rows."""
+    if not rows:
+        return None
+    return DayTotals(
+        day=min(row.day for row in rows),
+        calls_completed=sum(row.calls_completed for row in rows),
+        buyer_no_shows=sum(row.buyer_no_shows for row in rows),
+        gross_cents=sum(row.gross_cents for row in rows),
+        fee_cents=sum(row.fee_cents for row in rows),
+        net_cents=sum(row.net_cents for row in rows),
+        refunded_cents=sum(row.refunded_cents for row in rows),
+    )

@@ -1,0 +1,230 @@
+"""The admin area: ``/admin`` and ``/api/admin/...`` (payouts live in helper "ledger"'s blueprint).
+
+The guard is on the blueprint, not on each view, so no page or endpoint added here can forget it:
+anonymous visitors are sent to log in (401 on the API) and sellers get 403. Every action is one
+service call, audited with the admin as actor, then committed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask import Blueprint, Response, current_app, flash, jsonify, make_response, redirect, render_template, request
+from flask.typing import ResponseReturnValue
+from flask_login import current_user
+
+from app.db import db, utcnow
+from app.errors import ApiError
+from app.models import ReportStatus
+from app.services import admin, privacy, safety
+from app.services.admin import AdminError
+from app.services.privacy import PrivacyError
+from app.services.requests import format_money
+from app.services.safety import ReportError
+from app.web.auth import admin_required
+from app.web.forms.trust import EmptyForm, EraseForm, ResolveForm, SuspendForm
+
+bp = Blueprint("admin", __name__)
+
+REPORT_FILTERS = {"open": ReportStatus.OPEN, "resolved": ReportStatus.RESOLVED, "all": None}
+
+
+@bp.before_request
+@admin_required
+def admins_only() -> None:
+    """Runs before every view of this blueprint; ``admin_required`` answers for anyone else."""
+    return None
+
+
+@bp.after_request
+def no_store(response: Response) -> Response:
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _admin_id() -> uuid.UUID:
+    return current_user.id  # type: ignore[no-any-return]
+
+
+def _page(template: str, status: int = 200, **context: Any) -> Response:
+    return make_response(render_template(template, money=format_money, **context), status)
+
+
+@bp.get("/admin")
+def index() -> ResponseReturnValue:
+    return _page("admin/index.html", counts=admin.admin_counts(db.session))
+
+
+# --- Reports ----------------------------------------------------------------------------------
+
+
+@bp.get("/admin/reports")
+def reports() -> ResponseReturnValue:
+    chosen = request.args.get("status", "open")
+    if chosen not in REPORT_FILTERS:
+        chosen = "open"
+    rows = safety.list_reports(db.session, REPORT_FILTERS[chosen])
+    return _page("admin/reports.html", rows=rows, chosen=chosen, filters=list(REPORT_FILTERS), form=ResolveForm())
+
+
+@bp.post("/admin/reports/<uuid:report_id>/resolve")
+def resolve_report_form(report_id: uuid.UUID) -> ResponseReturnValue:
+    form = ResolveForm()
+    if not form.validate_on_submit():
+        flash(" ".join(form.note.errors) or "The form expired. Please try again.", "error")
+        return redirect("/admin/reports", 303)
+    try:
+        safety.resolve_report(db.session, report_id, admin_id=_admin_id(), note=form.note.data or "", now=utcnow())
+    except ReportError as error:
+        db.session.rollback()
+        flash(error.message, "error")
+    else:
+        db.session.commit()
+        flash("Report resolved.", "success")
+    return redirect("/admin/reports", 303)
+
+
+@bp.get("/api/admin/reports")
+def api_reports() -> ResponseReturnValue:
+    chosen = request.args.get("status", "open")
+    if chosen not in REPORT_FILTERS:
+        raise ApiError(422, f"Use status one of: {', '.join(REPORT_FILTERS)}.", fields={"status": "unknown"})
+    rows = safety.list_reports(db.session, REPORT_FILTERS[chosen])
+    return jsonify(reports=[safety.serialize_report(row.report) for row in rows])
+
+
+@bp.post("/api/admin/reports/<uuid:report_id>/resolve")
+def api_resolve_report(report_id: uuid.UUID) -> ResponseReturnValue:
+    body = _json_body()
+    note = body.get("note")
+    if not isinstance(note, str):
+        raise ApiError(422, "Write a short note on what was done.", fields={"note": "required"})
+    try:
+        report = safety.resolve_report(db.session, report_id, admin_id=_admin_id(), note=note, now=utcnow())
+    except ReportError as error:
+        fields = {error.field: error.message} if error.field else None
+        raise ApiError(error.status, error.message, code=error.code, fields=fields) from None
+    db.session.commit()
+    return jsonify(report=safety.serialize_report(report))
+
+
+# --- Sellers ----------------------------------------------------------------------------------
+
+
+@bp.get("/admin/sellers")
+def sellers() -> ResponseReturnValue:
+    query = request.args.get("q", "")[:100]
+    rows = admin.list_sellers(db.session, query)
+    return _page("admin/sellers.html", rows=rows, q=query, suspend_form=SuspendForm(), button=EmptyForm())
+
+
+@bp.post("/admin/sellers/<uuid:seller_id>/<any(suspend, unsuspend):action>")
+def seller_action_form(seller_id: uuid.UUID, action: str) -> ResponseReturnValue:
+    form = SuspendForm()
+    if not form.validate_on_submit():
+        flash("The form expired. Please try again.", "error")
+        return redirect("/admin/sellers", 303)
+    try:
+        message = _seller_action(seller_id, action, form.note.data or "")
+    except AdminError as error:
+        db.session.rollback()
+        flash(error.message, "error")
+    else:
+        db.session.commit()
+        flash(message, "success")
+    return redirect("/admin/sellers", 303)
+
+
+@bp.post("/api/admin/sellers/<uuid:seller_id>/<any(suspend, unsuspend):action>")
+def api_seller_action(seller_id: uuid.UUID, action: str) -> ResponseReturnValue:
+    body = request.get_json(silent=True) or {}
+    note = body.get("note") if isinstance(body, dict) else None
+    try:
+        _seller_action(seller_id, action, note if isinstance(note, str) else "")
+    except AdminError as error:
+        raise ApiError(error.status, error.message, code=error.code) from None
+    db.session.commit()
+    return jsonify(seller={"id": str(seller_id), "suspended": action == "suspend"})
+
+
+def _seller_action(seller_id: uuid.UUID, action: str, note: str) -> str:
+    if action == "suspend":
+        declined = admin.suspend_seller(db.session, seller_id, admin_id=_admin_id(), note=note, now=utcnow())
+        return f"Seller suspended; {len(declined)} pending request(s) declined and their holds released."
+    admin.unsuspend_seller(db.session, seller_id, admin_id=_admin_id(), now=utcnow())
+    return "Seller reinstated: their paywall takes bookings again."
+
+
+# --- Disputes, events, summary ----------------------------------------------------------------
+
+
+@bp.get("/admin/disputes")
+def disputes() -> ResponseReturnValue:
+    return _page("admin/disputes.html", rows=admin.list_disputes(db.session))
+
+
+@bp.get("/admin/events")
+def events() -> ResponseReturnValue:
+    event_type = request.args.get("type", "")[:60]
+    ref = request.args.get("ref", "")[:255]
+    rows = admin.query_events(db.session, type=event_type, ref=ref)
+    return _page("admin/events.html", rows=rows, type=event_type, ref=ref, limit=admin.LIST_LIMIT)
+
+
+@bp.get("/admin/summary")
+def summary() -> ResponseReturnValue:
+    days = request.args.get("days", "30")
+    days_count = int(days) if days.isdigit() else 30
+    rows = admin.daily_summary(db.session, now=utcnow(), days=days_count)
+    return _page(
+        "admin/summary.html",
+        rows=rows,
+        totals=admin.summary_totals(rows),
+        days=min(max(days_count, 1), admin.SUMMARY_DAYS_MAX),
+        currency=current_app.extensions["settings"].currency,
+    )
+
+
+# --- Buyer erasure ----------------------------------------------------------------------------
+
+
+@bp.get("/admin/erase")
+def erase_page() -> ResponseReturnValue:
+    return _page("admin/erase.html", form=EraseForm(formdata=None), result=None)
+
+
+@bp.post("/admin/erase")
+def erase_form() -> ResponseReturnValue:
+    form = EraseForm()
+    if not form.validate_on_submit():
+        return _page("admin/erase.html", 422, form=form, result=None)
+    try:
+        result = privacy.erase_buyer_email(db.session, form.email.data or "", admin_id=_admin_id(), now=utcnow())
+    except PrivacyError as error:
+        db.session.rollback()
+        form.email.errors = [error.message]
+        return _page("admin/erase.html", error.status, form=form, result=None)
+    db.session.commit()
+    return _page("admin/erase.html", form=EraseForm(formdata=None), result=result)
+
+
+@bp.post("/api/admin/erase")
+def api_erase() -> ResponseReturnValue:
+    body = _json_body()
+    email = body.get("email")
+    try:
+        result = privacy.erase_buyer_email(
+            db.session, email if isinstance(email, str) else "", admin_id=_admin_id(), now=utcnow()
+        )
+    except PrivacyError as error:
+        raise ApiError(error.status, error.message, code=error.code, fields={"email": error.message}) from None
+    db.session.commit()
+    return jsonify(erasure={"tombstone": result.tombstone, "rows": result.rows})
+
+
+def _json_body() -> dict[str, Any]:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ApiError(400, "Send a JSON object.")
+    return body

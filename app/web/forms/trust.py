@@ -1,0 +1,59 @@
+"""Forms of the block list, reports, ratings, the admin area and the account page."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import EmailField, HiddenField, PasswordField, RadioField, TextAreaField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import DataRequired, Length, Optional
+
+from app.services.safety import NOTE_MAX, REASONS, TEXT_MAX
+
+
+class EmptyForm(FlaskForm):
+    """A button: only the CSRF token, and where to go back to."""
+
+    back = HiddenField(validators=[Optional()])
+
+
+class BlockForm(FlaskForm):
+    email = EmailField("Buyer email", validators=[DataRequired("Enter the email address to block."), Length(max=254)])
+
+
+class ReportForm(FlaskForm):
+    reason = RadioField(
+        "What happened?",
+        choices=[SelectChoice(value, label) for value, label in REASONS.items()],
+        validators=[DataRequired("Choose what happened.")],
+    )
+    text = TextAreaField(
+        "Tell us more (optional)",
+        validators=[Optional(), Length(max=TEXT_MAX, message=f"Keep it under {TEXT_MAX} characters.")],
+    )
+
+
+class RatingForm(FlaskForm):
+    stars = RadioField(
+        "Your rating",
+        choices=[SelectChoice(str(n), f"{n} star{'s' if n > 1 else ''}") for n in range(5, 0, -1)],
+        validators=[DataRequired("Choose from 1 to 5 stars.")],
+    )
+
+
+class ResolveForm(FlaskForm):
+    note = TextAreaField(
+        "Resolution note",
+        validators=[DataRequired("Write a short note on what was done."), Length(max=NOTE_MAX)],
+    )
+
+
+class SuspendForm(FlaskForm):
+    note = TextAreaField("Reason (kept in the audit log)", validators=[Optional(), Length(max=500)])
+
+
+class EraseForm(FlaskForm):
+    email = EmailField("Buyer email", validators=[DataRequired("Enter the buyer's email address."), Length(max=254)])
+
+
+class DeleteAccountForm(FlaskForm):
+    password = PasswordField("Your password", validators=[DataRequired("Enter your password to confirm.")])

@@ -1,0 +1,94 @@
+"""The seller's own data: ``/account`` (download it, delete the account) and the JSON twins.
+
+Deletion asks for the password again, so a session left open on a shared computer cannot
+erase the account; it ends every session (``session_version`` is bumped) and this one at once.
+"""
+
+from __future__ import annotations
+
+import json
+
+from flask import Blueprint, Response, current_app, flash, jsonify, make_response, redirect, render_template, request
+from flask.typing import ResponseReturnValue
+from flask_login import current_user, login_required, logout_user
+
+from app.db import db, utcnow
+from app.errors import ApiError
+from app.extensions import limiter
+from app.services import privacy
+from app.services.privacy import PrivacyError
+from app.web.forms.trust import DeleteAccountForm
+from app.web.profile import get_storage
+
+bp = Blueprint("privacy", __name__)
+
+# The password check is a guessing oracle: keep it as slow as the log-in's.
+delete_limit = limiter.shared_limit("5/minute;20/hour", scope="account-delete", methods=["POST"])
+
+
+@bp.after_request
+def no_store(response: Response) -> Response:
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/account")
+@login_required
+def account() -> ResponseReturnValue:
+    return _account_page(DeleteAccountForm(formdata=None))
+
+
+def _account_page(form: DeleteAccountForm, status: int = 200) -> Response:
+    return make_response(render_template("account.html", form=form, user=current_user), status)
+
+
+@bp.get("/account/export.json")
+@login_required
+def export() -> ResponseReturnValue:
+    data = privacy.export_seller_data(db.session, current_user.id, now=utcnow())
+    response = make_response(json.dumps(data, indent=2, ensure_ascii=False))
+    response.mimetype = "application/json"
+    stamp = utcnow().strftime("%Y%m%d")
+    response.headers["Content-Disposition"] = f'attachment; filename="chatlink-data-{stamp}.json"'
+    return response
+
+
+@bp.post("/account/delete")
+@login_required
+@delete_limit
+def delete_form() -> ResponseReturnValue:
+    form = DeleteAccountForm()
+    if not form.validate_on_submit():
+        return _account_page(form, 422)
+    try:
+        _delete(form.password.data or "")
+    except PrivacyError as error:
+        db.session.rollback()
+        form.password.errors = [error.message]
+        return _account_page(form, error.status)
+    flash("Your account has been deleted. We sent a confirmation to your email address.", "success")
+    return redirect("/", 303)
+
+
+@bp.post("/api/account/delete")
+@login_required
+@delete_limit
+def api_delete() -> ResponseReturnValue:
+    body = request.get_json(silent=True)
+    password = body.get("password") if isinstance(body, dict) else None
+    if not isinstance(password, str) or not password:
+        raise ApiError(422, "Enter your password to confirm.", fields={"password": "required"})
+    try:
+        _delete(password)
+    except PrivacyError as error:
+        fields = {error.field: error.message} if error.field else None
+        raise ApiError(error.status, error.message, code=error.code, fields=fields) from None
+    return jsonify(deleted=True)
+
+
+def _delete(password: str) -> None:
+    user_id = current_user.id
+    privacy.delete_account(db.session, user_id, password=password, now=utcnow(), storage=get_storage())
+    db.session.commit()
+    logout_user()
+    current_app.logger.info("account deleted", extra={"user_id": str(user_id)})
