@@ -80,6 +80,8 @@ def test_make_run_serves_health_then_stops_everything(tmp_path: Path) -> None:
         if runner.poll() is None:
             runner.kill()
             runner.wait()
+        if runner.stdout and not runner.stdout.closed:
+            runner.stdout.close()
         for proc in processes_under(instance):
             proc.kill()
         subprocess.run(["rm", "-rf", str(instance)], check=False)
