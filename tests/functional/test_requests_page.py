@@ -129,3 +129,27 @@ class TestFormPosts:
         assert response.status_code == 404
         assert "text/html" in response.headers["Content-Type"]
         assert status_of(db_session, theirs) is RequestStatus.PENDING
+
+
+def test_finished_requests_offer_report_and_block(client, db_session) -> None:
+    from app.db import utcnow
+    from app.models import RequestStatus
+    from tests.conftest import login
+    from tests.factories import CallRequestFactory, TransactionFactory, UserFactory
+
+    seller = UserFactory()
+    done = CallRequestFactory(
+        transaction=TransactionFactory(seller=seller), status=RequestStatus.COMPLETED, ended_at=utcnow()
+    )
+    pending = CallRequestFactory(transaction=TransactionFactory(seller=seller))
+    login(client, seller)
+    page = client.get("/requests").get_data(as_text=True)
+    assert f'action="/requests/{done.id}/block"' in page
+    assert f'href="/requests/{done.id}/report"' in page
+    assert f'action="/requests/{pending.id}/block"' not in page
+
+    response = client.post(f"/requests/{done.id}/block", data={"csrf_token": page_token(client), "back": "/requests"})
+    assert response.status_code == 303
+    from app.services.blocks import is_blocked
+
+    assert is_blocked(db_session, seller.id, done.buyer_email)
