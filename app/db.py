@@ -116,6 +116,8 @@ def on_commit(session: Session, fn: Callable[[], object]) -> None:
 
 @event.listens_for(Session, "after_commit")
 def _run_after_commit(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # SQLAlchemy fires this on a SAVEPOINT release too; nothing is committed until the outer commit
     callbacks = session.info.pop("after_commit", [])
     for fn in callbacks:
         try:

@@ -8,6 +8,7 @@ how late rooms are deleted). Failures are scripted per call:
 
     with FakeDaily(api_key="key") as fake:
         fake.fail_next(429, 503)          # the next two calls fail, then Daily recovers
+        fake.fail_next_on("POST", "/v1/rooms", 429)  # only the next room creation fails
         ...
         assert fake.rooms["cl-abc"]["config"]["max_participants"] == 2
 """
@@ -49,6 +50,7 @@ class FakeDaily:
     tokens: dict[str, dict[str, Any]] = field(default_factory=dict)
     deleted: dict[str, float] = field(default_factory=dict)  # room name → time.time() of the deletion
     _script: deque[int] = field(default_factory=deque)
+    _path_script: list[tuple[str, str, int]] = field(default_factory=list)  # (method, exact path, status)
     _stalls: deque[float] = field(default_factory=deque)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
@@ -63,6 +65,12 @@ class FakeDaily:
         """The next calls answer these statuses (429, 500, 503...), in order, before any real work."""
         with self._lock:
             self._script.extend(statuses)
+
+    def fail_next_on(self, method: str, path: str, *statuses: int) -> None:
+        """The next ``method`` calls to exactly ``path`` (such as ``POST /v1/rooms``) answer these
+        statuses, in order; other calls are served as usual."""
+        with self._lock:
+            self._path_script.extend((method, path, status) for status in statuses)
 
     def stall_next(self, seconds: float) -> None:
         """The next call waits this long before answering (to trip a client's read timeout)."""
@@ -96,6 +104,10 @@ class FakeDaily:
         if self._script:
             status = self._script.popleft()
             return status, _error(status, "scripted failure")
+        for index, (scripted_method, scripted_path, status) in enumerate(self._path_script):
+            if (scripted_method, scripted_path) == (method, path.split("?", 1)[0]):
+                del self._path_script[index]
+                return status, _error(status, "scripted failure")
         parts = path.removeprefix("/v1").strip("/").split("/")
         if parts == ["rooms"] and method == "POST":
             return self._create_room(body)

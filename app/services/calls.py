@@ -1,0 +1,287 @@
+"""The call after accept: join credentials, access, the room, and the call's state.
+
+A party's credential is the ``t`` of ``/call/<id>?t=...``: base64url(HMAC-SHA256(SECRET_KEY,
+"<id>:<party>:<join_key>")). It is bound to the call and the party, unguessable without the
+secret, revoked by rotating ``join_key``, and it stops opening the call once the call can no
+longer happen (ended, cancelled, or the join window passed without a start).
+
+The room is made once the payment is captured (``provision_room``, from the capture task), with
+a name derived from the secret and the call, so a retry finds the room the first try made.
+Presence and the start of the clock are in ``app/services/call_presence.py``; the end and the
+no-shows in ``app/services/call_endings.py``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, joinedload
+
+from app.config import Settings
+from app.integrations.video import VideoError, VideoProvider
+from app.models import CallRequest, PaymentState, Profile, RequestStatus
+from app.services.audit import record_event
+from app.services.outbox import queue_email
+from app.services.requests import email_context
+
+log = logging.getLogger(__name__)
+
+PARTIES = ("buyer", "seller")
+# Daily's room outlives the join window by the call's length plus this, so a call started at the
+# last moment still has its room; at start the room's exp moves to the call's own end.
+ROOM_GRACE_SECONDS = 120
+MAX_TOKEN_LENGTH = 128
+SYSTEM = "system"
+
+
+class RetryLater(Exception):
+    """A vendor failed in a way a later attempt may fix (network, 429, 5xx): the task retries."""
+
+
+class AccessDenied(Exception):
+    """The credential does not open this call: ``invalid`` (wrong call, wrong party, forged) or
+    ``expired`` (the join window passed without a start)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class CallConflict(Exception):
+    """The call is not in a state that allows this (409), or the party may not do it (403)."""
+
+    def __init__(self, code: str, message: str, *, status: int = 409):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+
+
+@dataclass(frozen=True)
+class CallConfig:
+    """The settings the call needs, as plain values."""
+
+    secret_key: str
+    app_url: str
+    duration_seconds: int
+    ice_servers: tuple[dict, ...] = ()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CallConfig:
+        return cls(settings.secret_key, settings.app_url, settings.call_duration_seconds, settings.webrtc_ice_servers)
+
+
+@dataclass(frozen=True)
+class CallAccess:
+    call: CallRequest
+    party: str
+    ended: bool  # the credential was right, but the call is over (or never took place)
+
+
+# Credentials.
+
+
+def join_token(secret_key: str, request: CallRequest, party: str) -> str:
+    if party not in PARTIES or not request.join_key:
+        raise ValueError("a join token needs a party and an accepted request")
+    message = f"{request.id}:{party}:{request.join_key}".encode()
+    digest = hmac.new(secret_key.encode(), message, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def join_url(app_url: str, secret_key: str, request: CallRequest, party: str) -> str | None:
+    """``{app_url}/call/<id>?t=<token>``, or None before the request is accepted."""
+    if not request.join_key:
+        return None
+    return f"{app_url.rstrip('/')}/call/{request.id}?t={join_token(secret_key, request, party)}"
+
+
+def party_for_token(secret_key: str, request: CallRequest, token: str) -> str | None:
+    if not request.join_key or not token or len(token) > MAX_TOKEN_LENGTH:
+        return None
+    given = token.encode("utf-8", "replace")
+    found = None
+    for party in PARTIES:
+        # Compare against both parties every time, in constant time, so timing tells nothing.
+        if hmac.compare_digest(join_token(secret_key, request, party).encode(), given):
+            found = party
+    return found
+
+
+def check_access(session: Session, request_id: str, token: str, *, secret_key: str, now: datetime) -> CallAccess:
+    """Who this credential is, for this call, now. Raises ``AccessDenied``."""
+    call = load_call(session, _parse_id(request_id))
+    party = party_for_token(secret_key, call, token) if call is not None else None
+    if call is None or party is None:
+        raise AccessDenied("invalid")
+    if call.status in (RequestStatus.COMPLETED, RequestStatus.CANCELLED):
+        return CallAccess(call, party, ended=True)
+    if call.status != RequestStatus.ACCEPTED:
+        raise AccessDenied("invalid")
+    if call.started_at is None and call.join_deadline is not None and now >= call.join_deadline:
+        raise AccessDenied("expired")
+    # Past ends_at the call is over even if the end has not been recorded yet.
+    overdue = call.ends_at is not None and now >= call.ends_at
+    return CallAccess(call, party, ended=overdue)
+
+
+@dataclass(frozen=True)
+class CallPage:
+    access: CallAccess
+    other_name: str  # "Waiting for <other_name>"
+
+
+def open_call_page(session: Session, request_id: str, token: str, *, secret_key: str, now: datetime) -> CallPage:
+    """What ``/call/<id>?t=`` shows. Raises ``AccessDenied``."""
+    access = check_access(session, request_id, token, secret_key=secret_key, now=now)
+    other_name = party_names(session, access.call)["seller"] if access.party == "buyer" else "your buyer"
+    return CallPage(access, other_name)
+
+
+# The room.
+
+
+def room_name_for(secret_key: str, call: CallRequest) -> str:
+    """Unguessable (keyed with the secret) and deterministic, so a retried creation names the
+    same room and finds the one the first attempt made."""
+    digest = hmac.new(secret_key.encode(), f"room:{call.id}:{call.join_key}".encode(), hashlib.sha256).digest()
+    return "cl-" + base64.urlsafe_b64encode(digest[:24]).rstrip(b"=").decode()
+
+
+def room_expiry(call: CallRequest, duration_seconds: int) -> datetime:
+    assert call.join_deadline is not None
+    return call.join_deadline + timedelta(seconds=duration_seconds + ROOM_GRACE_SECONDS)
+
+
+def provision_room(
+    session: Session, request_id: uuid.UUID, *, provider: VideoProvider, config: CallConfig, now: datetime
+) -> str:
+    """Create the room of an ACCEPTED, paid request and send the buyer their link.
+
+    Returns ``created``, ``exists`` (already done: a repeat is a no-op) or ``skipped`` (not
+    accepted, not captured, or too late for a call to happen).
+    """
+    call = load_call(session, request_id)
+    if call is None or call.status != RequestStatus.ACCEPTED or call.join_deadline is None:
+        return "skipped"
+    if call.room_ready_at is not None:
+        return "exists"
+    if call.transaction.payment_state != PaymentState.CAPTURED or now >= call.join_deadline:
+        return "skipped"
+    try:
+        room = provider.create_room(
+            name=room_name_for(config.secret_key, call),
+            request_id=str(call.id),
+            expires_at=room_expiry(call, config.duration_seconds),
+        )
+    except VideoError as error:
+        if error.transient:
+            raise RetryLater(str(error)) from error
+        raise
+    won = session.execute(
+        update(CallRequest)
+        .where(CallRequest.id == call.id, CallRequest.status == RequestStatus.ACCEPTED)
+        .where(CallRequest.room_ready_at.is_(None))
+        .values(video_provider=provider.name, room_name=room.name, room_url=room.url, room_ready_at=now, updated_at=now)
+        .returning(CallRequest.id)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    if won is None:
+        return "exists"
+    record_event(session, "call.room_ready", ref_id=call.id, actor=SYSTEM, payload={"provider": provider.name})
+    context = email_context(session, call) | {
+        "join_url": join_url(config.app_url, config.secret_key, call, "buyer"),
+        "join_deadline": iso(call.join_deadline),
+        "join_deadline_text": call.join_deadline.astimezone(UTC).strftime("%d %b %Y, %H:%M UTC"),
+        "duration_minutes": _minutes(config.duration_seconds),
+    }
+    queue_email(
+        session,
+        recipient=call.buyer_email,
+        template="call_ready_buyer",
+        context=context,
+        dedupe_key=f"call_ready:buyer:{call.id}",
+    )
+    return "created"
+
+
+def prepare_room(
+    session: Session, access: CallAccess, *, provider: VideoProvider, config: CallConfig, now: datetime
+) -> dict[str, Any]:
+    """``POST /api/video/create``: make sure the room exists (the page calls it first; the task
+    normally did it already). Repeat-safe."""
+    _require_open(access)
+    if access.call.room_ready_at is None:
+        try:
+            provision_room(session, access.call.id, provider=provider, config=config, now=now)
+        except (RetryLater, VideoError) as error:
+            # The task keeps trying on its own schedule; the page asks again in a moment.
+            log.warning("room not ready at create", extra={"request_id": str(access.call.id)})
+            raise CallConflict("room_not_ready", "The room is not ready yet. Trying again...") from error
+        access = CallAccess(load_call(session, access.call.id), access.party, access.ended)  # type: ignore[arg-type]
+    if access.call.room_ready_at is None:
+        raise CallConflict("room_not_ready", "The room is not ready yet. Trying again...")
+    return {"provider": access.call.video_provider, "roomUrl": access.call.room_url, **call_state(access.call, now)}
+
+
+# Reading.
+
+
+def load_call(session: Session, request_id: uuid.UUID | None) -> CallRequest | None:
+    if request_id is None:
+        return None
+    return session.execute(
+        select(CallRequest)
+        .options(joinedload(CallRequest.transaction))
+        .where(CallRequest.id == request_id)
+        .execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+
+
+def call_state(call: CallRequest, now: datetime) -> dict[str, Any]:
+    return {
+        "status": call.status.value.lower(),
+        "cancelReason": call.cancel_reason.value if call.cancel_reason else None,
+        "startedAt": iso(call.started_at),
+        "endsAt": iso(call.ends_at),
+        "joinDeadline": iso(call.join_deadline),
+        "buyerPresent": call.buyer_present,
+        "sellerPresent": call.seller_present,
+        "serverTime": iso(now),
+    }
+
+
+def party_names(session: Session, call: CallRequest) -> dict[str, str]:
+    """How each party is named in the room (Daily shows it under their picture). The buyer is
+    just "Buyer": their email never leaves ChatLink."""
+    seller_name = session.scalar(select(Profile.display_name).where(Profile.user_id == call.seller_id))
+    return {"seller": seller_name or "The seller", "buyer": "Buyer"}
+
+
+def _require_open(access: CallAccess) -> None:
+    if access.ended:
+        raise CallConflict("call_ended", "This call has ended.")
+
+
+def _parse_id(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None
+
+
+def iso(value: datetime | None) -> str | None:
+    """ISO 8601 in UTC with a ``Z``, as the API and the page's countdown expect."""
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def _minutes(seconds: int) -> int:
+    return max(1, round(seconds / 60))
