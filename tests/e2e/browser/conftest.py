@@ -12,14 +12,20 @@ import os
 import shutil
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import requests
+from alembic import command as alembic_command
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.engine import make_url
 
 from app.config import PROJECT_ROOT, Settings
+from app.engines import create_database, drop_database
 from tests.e2e.conftest import BIN, process_env
 from tests.e2e.test_make_run import free_port
 
@@ -37,7 +43,8 @@ CHROMIUM_FLAGS = [
     "--use-fake-device-for-media-stream",
     "--allow-loopback-in-peer-connection",
 ]
-ARTIFACTS = PROJECT_ROOT / "artifacts" / "browser"
+# One folder per run, so that parallel runs do not mix their screenshots and server logs.
+ARTIFACTS = PROJECT_ROOT / "artifacts" / "browser" / time.strftime(f"%Y%m%d-%H%M%S-{os.getpid()}")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -118,18 +125,47 @@ def start_stack(settings: Settings, log_dir: Path, **overrides: str) -> LiveStac
     }
     stack = LiveStack(url=url, env=env)
     for name, command in commands.items():
-        log = open(log_dir / f"{name}.log", "ab")  # noqa: SIM115 (the process owns it until it exits)
-        stack.processes.append(subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=log))
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+        # The child keeps its own copy of the descriptor, so ours can be closed at once.
+        with open(log_dir / f"{name}.log", "ab") as log:
+            stack.processes.append(subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=log))
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and all(proc.poll() is None for proc in stack.processes):
         try:
-            if requests.get(f"{url}/api/health", timeout=2).json().get("worker") == "ok":
+            # Gunicorn accepts connections before its workers have booted, so a slow boot on a busy
+            # machine reads as a timeout: keep polling until the deadline.
+            if requests.get(f"{url}/api/health", timeout=5).json().get("worker") == "ok":
                 return stack
-        except (requests.ConnectionError, ValueError):
+        except (requests.RequestException, ValueError):
             pass
         time.sleep(0.3)
     stack.stop()
     raise RuntimeError(f"the live stack did not become healthy; see {log_dir}")
+
+
+@contextmanager
+def separate_stack(settings: Settings, log_dir: Path, **overrides: str) -> Iterator[tuple[LiveStack, Engine]]:
+    """Another deployment next to ``live``: its own database (built by Alembic) and its own queue, so
+    that neither stack's workers or sweeps act on the other's rows with the wrong settings. Yields
+    the stack and an engine on its database, for the test's own checks."""
+    from tests.conftest import alembic_config
+
+    server = make_url(str(settings.database_url))
+    name = f"{server.database}_{uuid.uuid4().hex[:6]}"
+    admin_url = server.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+    database_url = server.set(database=name).render_as_string(hide_password=False)
+    create_database(admin_url, name)
+    engine = create_engine(database_url)
+    stack = None
+    try:
+        alembic_command.upgrade(alembic_config(database_url), "head")
+        queue = f"{settings.celery_queue}-{name[-6:]}"
+        stack = start_stack(settings, log_dir, DATABASE_URL=database_url, CELERY_QUEUE=queue, **overrides)
+        yield stack, engine
+    finally:
+        if stack is not None:
+            stack.stop()
+        engine.dispose()
+        drop_database(admin_url, name)
 
 
 @pytest.fixture(scope="session")
@@ -184,7 +220,10 @@ def new_context(browser):  # type: ignore[no-untyped-def]
 def run_axe(page) -> list[dict]:  # type: ignore[no-untyped-def]
     """Serious and critical accessibility violations on the current page, by axe-core."""
     _require(AXE.exists(), f"axe-core not installed at {AXE} (npm install axe-core)")
-    page.add_script_tag(path=str(AXE))
+    # Evaluated over CDP rather than added as a <script> tag: the product's CSP (script-src 'self')
+    # rightly refuses inline scripts, and CDP evaluation is exempt from it.
+    if not page.evaluate("() => typeof window.axe === 'object'"):
+        page.evaluate("() => {\n" + AXE.read_text() + "\n}")
     result = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
     return [
         {"id": v["id"], "impact": v["impact"], "nodes": [n["target"] for n in v["nodes"]][:5]}
