@@ -64,7 +64,11 @@ def test_make_run_serves_health_then_stops_everything(tmp_path: Path) -> None:
             except requests.RequestException:
                 pass  # not listening yet, or busy starting: ask again
             time.sleep(0.5)
-        assert status == 200, f"health never answered 200 (runner exit {runner.poll()})"
+        if status != 200:
+            if runner.poll() is None:
+                runner.kill()
+            output = runner.communicate(timeout=30)[0]
+            raise AssertionError(f"health never answered 200 (runner exit {runner.returncode}):\n{output[-3000:]}")
         assert processes_under(instance), "the embedded engines should be running under instance/"
 
         runner.send_signal(signal.SIGINT)
