@@ -6,6 +6,7 @@ recorded with its method, path, form parameters exactly as sent (flat bracket ke
 
     with FakeStripe() as fake:
         fake.fail_next(500)  # the next call answers a Stripe-shaped 500
+        fake.fail_path(r"/v1/payment_intents/[^/]+/capture", 500, 500)  # the next two captures fail
         ...
         assert fake.requests[0].params["mode"] == "payment"
 
@@ -42,6 +43,7 @@ class FakeStripe:
     intents: dict[str, dict[str, Any]] = field(default_factory=dict)
     charges: dict[str, str] = field(default_factory=dict)  # charge id -> payment intent id
     _failures: deque[tuple[int, str]] = field(default_factory=deque)
+    _path_failures: list[tuple[str, int, str]] = field(default_factory=list)  # (path pattern, status, code)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
 
@@ -54,6 +56,12 @@ class FakeStripe:
     def fail_next(self, status: int, code: str = "api_error") -> None:
         """The next call answers ``status`` with a Stripe-shaped error body."""
         self._failures.append((status, code))
+
+    def fail_path(self, pattern: str, *statuses: int, code: str = "api_error") -> None:
+        """The next calls whose path fully matches ``pattern`` answer these statuses, in order;
+        calls to other paths are served as usual (for faults while other traffic flows)."""
+        with self._lock:
+            self._path_failures.extend((pattern, status, code) for status in statuses)
 
     def set_intent(self, session_id: str, status: str, *, intent_id: str | None = None) -> dict[str, Any]:
         intent_id = intent_id or f"pi_fake_{len(self.intents) + 1}"
@@ -79,6 +87,10 @@ class FakeStripe:
             if self._failures:
                 status, code = self._failures.popleft()
                 return status, {"error": {"type": "api_error", "code": code, "message": f"fake {status}"}}
+            for index, (pattern, status, code) in enumerate(self._path_failures):
+                if re.fullmatch(pattern, path):
+                    del self._path_failures[index]
+                    return status, {"error": {"type": _error_type(status), "code": code, "message": f"fake {status}"}}
             routes = [
                 ("POST", r"/v1/checkout/sessions", self._create_session),
                 ("GET", r"/v1/checkout/sessions/(?P<id>[^/]+)", self._get_session),
@@ -140,6 +152,13 @@ class FakeStripe:
             error = {"type": "invalid_request_error", "code": "resource_missing", "message": "No such object"}
             return 404, {"error": error}
         return 200, obj
+
+
+def _error_type(status: int) -> str:
+    """Stripe's error type for a status: a 402 is a card error, other 4xx invalid requests."""
+    if status == 402:
+        return "card_error"
+    return "api_error" if status >= 500 else "invalid_request_error"
 
 
 def _handler(fake: FakeStripe) -> type[BaseHTTPRequestHandler]:

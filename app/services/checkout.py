@@ -1,0 +1,408 @@
+"""Money in, the buyer's side: starting a checkout from the paywall, and what the buyer sees after.
+
+A checkout is a row in ``checkouts`` (seller, email, the buyer's note, the amount) tied to one
+Checkout Session at the gateway. The note never leaves our database; the session carries only
+ids in its metadata. The form's ``submission_key`` is UNIQUE, so a double submit (a double
+click, a back-and-resubmit, two tabs racing) finds the first attempt and sends the buyer to the
+same session instead of opening a second one.
+
+The paid request is created only by the verified webhook (``stripe_events`` calls
+``fulfil_checkout``), never by the buyer's return to the success page.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Uuid, bindparam, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from app import metrics
+from app.db import on_commit
+from app.integrations.payments import CheckoutRequest, CheckoutSnapshot, PaymentError, PaymentGateway
+from app.models import (
+    CallRequest,
+    CancelReason,
+    Checkout,
+    CheckoutStatus,
+    PaymentState,
+    Profile,
+    RequestStatus,
+    Transaction,
+    User,
+)
+from app.observability import mask_email
+from app.queue import enqueue_after_commit
+from app.services.audit import record_event
+from app.services.blocks import is_blocked, normalise_email
+from app.services.fees import split_fee
+from app.services.outbox import queue_email
+from app.services.profiles import format_price, seller_unavailable_reason
+
+log = logging.getLogger(__name__)
+
+RELEASE_TASK = "tasks.requests.release_hold"  # app.services.request_payments.release_payment
+APP_TAG = "chatlink"  # metadata["app"] on everything we create at Stripe
+# Stripe accepts expires_at from 30 minutes to 24 hours after the session's creation, measured
+# on its clock when the request arrives; the extra minute keeps network delay and clock skew
+# from pushing us under the minimum.
+CHECKOUT_TTL = timedelta(minutes=30, seconds=60)
+
+_UNAVAILABLE = {
+    "deleted": "This seller is no longer on ChatLink.",
+    "suspended": "{name} is not taking calls right now.",
+    "unverified": "{name} is not taking calls right now.",
+    "paused": "{name} is not taking calls right now.",
+}
+
+
+class CheckoutRefused(Exception):
+    """The checkout cannot start; ``status`` and ``code`` are what the API answers."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def start_checkout(
+    session: Session,
+    *,
+    slug: str,
+    buyer_email: str,
+    note: str,
+    submission_key: str,
+    gateway: PaymentGateway,
+    app_url: str,
+    app_env: str,
+    capture_manually: bool,
+    now: datetime,
+) -> Checkout:
+    """Open (or, for a repeated ``submission_key``, find again) the checkout for this buyer.
+
+    Raises ``CheckoutRefused``: 404 unknown seller, 409 seller not taking calls, 403 blocked
+    email, 503 the gateway failed (the caller rolls back, so nothing is kept).
+    """
+    user, profile = _seller(session, slug)
+    email = normalise_email(buyer_email)
+    _check_seller(session, user, profile, email)
+    existing = _by_submission_key(session, submission_key)
+    if existing is not None:
+        return _same_attempt(existing, user.id)
+    checkout_id = uuid.uuid4()
+    inserted = session.execute(
+        insert(Checkout)
+        .values(
+            id=checkout_id,
+            seller_id=user.id,
+            buyer_email=email,
+            note=note.strip(),
+            amount_cents=profile.price_cents,
+            currency=profile.currency,
+            submission_key=submission_key,
+            status=CheckoutStatus.OPEN,
+            expires_at=now + CHECKOUT_TTL,
+        )
+        .on_conflict_do_nothing(index_elements=["submission_key"])
+        .returning(Checkout.id)
+    ).scalar_one_or_none()
+    if inserted is None:
+        # A concurrent submit of the same form won the insert; it has committed by now.
+        return _same_attempt(_by_submission_key(session, submission_key), user.id)
+    request = CheckoutRequest(
+        seller_id=str(user.id),
+        seller_name=profile.display_name,
+        checkout_id=str(checkout_id),
+        amount_cents=profile.price_cents,
+        currency=profile.currency,
+        buyer_email=email,
+        capture_manually=capture_manually,
+        success_url=f"{app_url}/success?session_id={{CHECKOUT_SESSION_ID}}",
+        cancel_url=f"{app_url}/cancel?checkout={checkout_id}",
+        expires_at=int((now + CHECKOUT_TTL).timestamp()),
+        metadata={"app": APP_TAG, "env": app_env, "seller_id": str(user.id), "checkout_id": str(checkout_id)},
+    )
+    try:
+        created = gateway.create_checkout(request)
+    except PaymentError as error:
+        log.warning("checkout creation failed", extra={"code": error.code, "transient": error.transient})
+        raise CheckoutRefused(
+            503, "payment_unavailable", "We could not start the payment. Please try again."
+        ) from error
+    session.execute(
+        update(Checkout)
+        .where(Checkout.id == checkout_id)
+        .values(stripe_checkout_session_id=created.session_id, checkout_url=created.url)
+        .execution_options(synchronize_session=False)
+    )
+    log.info("checkout started", extra={"checkout_id": str(checkout_id), "buyer": mask_email(email)})
+    on_commit(session, metrics.checkout_started)
+    return _by_submission_key(session, submission_key)  # type: ignore[return-value]
+
+
+def _seller(session: Session, slug: str) -> tuple[User, Profile]:
+    row = session.execute(
+        select(User, Profile).join(Profile, Profile.user_id == User.id).where(Profile.slug == slug.strip().lower())
+    ).one_or_none()
+    if row is None or row[0].deleted_at is not None:
+        raise CheckoutRefused(404, "not_found", "No seller has this link.")
+    return row[0], row[1]
+
+
+def _check_seller(session: Session, user: User, profile: Profile, email: str) -> None:
+    reason = seller_unavailable_reason(user, profile)
+    if reason is not None:
+        message = _UNAVAILABLE.get(reason, "{name} is not taking calls right now.")
+        raise CheckoutRefused(409, "seller_unavailable", message.format(name=profile.display_name))
+    if is_blocked(session, user.id, email):
+        raise CheckoutRefused(
+            403, "blocked", f"Sorry, {profile.display_name} is not taking requests from this email address."
+        )
+
+
+def _by_submission_key(session: Session, submission_key: str) -> Checkout | None:
+    return session.execute(
+        select(Checkout).where(Checkout.submission_key == submission_key).execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+
+
+def _same_attempt(existing: Checkout | None, seller_id: uuid.UUID) -> Checkout:
+    if existing is None or existing.seller_id != seller_id or not existing.checkout_url:
+        raise CheckoutRefused(409, "form_reused", "This form was already used. Please reload the page and try again.")
+    if existing.status != CheckoutStatus.OPEN:
+        raise CheckoutRefused(409, "checkout_closed", "This checkout has ended. Please reload the page to start again.")
+    return existing
+
+
+# --- Fulfilment: the webhook's half ------------------------------------------------------------
+
+
+def fulfil_checkout(
+    session: Session,
+    checkout: Checkout,
+    snapshot: CheckoutSnapshot,
+    state: PaymentState,
+    *,
+    platform_fee_bps: int,
+    request_ttl_seconds: int,
+    now: datetime,
+) -> CallRequest | None:
+    """One transaction: the Transaction, the CallRequest and the emails. None when this session
+    was fulfilled already (the UNIQUE session id makes a concurrent second attempt wait for the
+    first and then insert nothing)."""
+    fee, net = split_fee(snapshot.amount_total, platform_fee_bps)
+    transaction_id = _insert_transaction(session, checkout, snapshot, state, fee=fee, net=net, now=now)
+    if transaction_id is None:
+        return None
+    emails = {checkout.buyer_email, (snapshot.customer_email or "").strip().lower()} - {""}
+    blocked = any(is_blocked(session, checkout.seller_id, email) for email in emails)
+    call_request = CallRequest(
+        id=uuid.uuid4(),
+        seller_id=checkout.seller_id,
+        transaction_id=transaction_id,
+        buyer_email=checkout.buyer_email,
+        note=checkout.note,
+        status=RequestStatus.CANCELLED if blocked else RequestStatus.PENDING,
+        cancel_reason=CancelReason.BLOCKED if blocked else None,
+        cancelled_at=now if blocked else None,
+        expires_at=now + timedelta(seconds=request_ttl_seconds),
+    )
+    session.add(call_request)
+    session.execute(
+        update(Checkout)
+        .where(Checkout.id == checkout.id, Checkout.status != CheckoutStatus.COMPLETE)
+        .values(status=CheckoutStatus.COMPLETE)
+        .execution_options(synchronize_session=False)
+    )
+    session.flush()
+    payload = {"session_id": snapshot.session_id, "gross_cents": snapshot.amount_total, "state": state.value}
+    record_event(session, "payment.received", ref_id=call_request.id, actor="stripe", payload=payload)
+    if blocked:
+        # The gateway call happens in a task after commit, never inside this transaction.
+        record_event(
+            session, "request.cancelled", ref_id=call_request.id, actor="system", payload={"reason": "blocked"}
+        )
+        enqueue_after_commit(session, RELEASE_TASK, str(call_request.id))
+    context = _email_context(call_request, snapshot, state, net, request_ttl_seconds)
+    _queue_emails(session, call_request, context, blocked=blocked)
+    on_commit(session, metrics.checkout_completed)
+    return call_request
+
+
+# SQL rather than ``postgresql.insert``, whose ON CONFLICT form SQLAlchemy compiles again on
+# every call (see stripe_events._INSERT_EVENT).
+_INSERT_TRANSACTION = text(
+    "INSERT INTO transactions (id, seller_id, buyer_email, stripe_checkout_session_id, stripe_payment_intent_id,"
+    " gross_cents, platform_fee_cents, net_cents, currency, payment_state, refunded_cents, captured_at,"
+    " created_at, updated_at)"
+    " VALUES (:id, :seller_id, :buyer_email, :session_id, :intent_id, :gross, :fee, :net, :currency, :state, 0,"
+    " :captured_at, :now, :now)"
+    " ON CONFLICT DO NOTHING RETURNING id"
+).bindparams(bindparam("id", type_=Uuid()), bindparam("seller_id", type_=Uuid()))
+
+
+def _insert_transaction(
+    session: Session,
+    checkout: Checkout,
+    snapshot: CheckoutSnapshot,
+    state: PaymentState,
+    *,
+    fee: int,
+    net: int,
+    now: datetime,
+) -> uuid.UUID | None:
+    """INSERT ... ON CONFLICT DO NOTHING on the session and PaymentIntent ids: the new row's id,
+    or None when this payment was recorded already."""
+    return session.execute(
+        _INSERT_TRANSACTION,
+        {
+            "id": uuid.uuid4(),
+            "seller_id": checkout.seller_id,
+            "buyer_email": checkout.buyer_email,
+            "session_id": snapshot.session_id,
+            "intent_id": snapshot.payment_intent_id,
+            "gross": snapshot.amount_total,
+            "fee": fee,
+            "net": net,
+            "currency": snapshot.currency or checkout.currency,
+            "state": state.value,
+            "captured_at": now if state == PaymentState.CAPTURED else None,
+            "now": now,
+        },
+    ).scalar_one_or_none()
+
+
+def _email_context(
+    call_request: CallRequest, snapshot: CheckoutSnapshot, state: PaymentState, net: int, ttl_seconds: int
+) -> dict[str, Any]:
+    """What the emails may say; JSON, because it is stored on the outbox row."""
+    return {
+        "request_id": str(call_request.id),
+        "session_id": snapshot.session_id,
+        "buyer_email": call_request.buyer_email,
+        "note": call_request.note,
+        "amount": format_price(snapshot.amount_total, snapshot.currency),
+        "net_amount": format_price(net, snapshot.currency),
+        "gross_cents": snapshot.amount_total,
+        "net_cents": net,
+        "currency": snapshot.currency,
+        "held": state == PaymentState.HELD,
+        "expires_at": call_request.expires_at.isoformat(),
+        "answer_hours": max(1, round(ttl_seconds / 3600)),
+    }
+
+
+def _queue_emails(session: Session, call_request: CallRequest, context: dict[str, Any], *, blocked: bool) -> None:
+    """The seller hears of the new request and the buyer that the payment arrived; a blocked
+    buyer only hears that the money is released. The dedupe keys make a repeat queue nothing."""
+    seller = session.execute(
+        select(User.email, Profile.display_name)
+        .outerjoin(Profile, Profile.user_id == User.id)
+        .where(User.id == call_request.seller_id)
+    ).one()
+    context = {**context, "seller_name": seller.display_name or "The seller"}
+    key = call_request.id
+    if blocked:
+        queue_email(
+            session,
+            recipient=call_request.buyer_email,
+            template="payment_released_buyer",
+            context=context,
+            dedupe_key=f"payment_released:buyer:{key}",
+        )
+        return
+    queue_email(
+        session,
+        recipient=seller.email,
+        template="request_created_seller",
+        context=context,
+        dedupe_key=f"request_created:seller:{key}",
+    )
+    queue_email(
+        session,
+        recipient=call_request.buyer_email,
+        template="payment_received_buyer",
+        context=context,
+        dedupe_key=f"payment_received:buyer:{key}",
+    )
+
+
+# --- What the buyer sees after checkout ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BuyerStatus:
+    """The buyer's status page and ``GET /api/requests/status``, read in one query."""
+
+    session_id: str
+    status: str  # processing | pending | accepted | declined | cancelled | completed
+    seller_name: str
+    seller_slug: str | None
+    request_id: uuid.UUID | None
+    expires_at: datetime | None
+    cancel_reason: str | None
+    amount_cents: int
+    currency: str
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in ("declined", "cancelled", "completed")
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "status": self.status,
+            "requestId": str(self.request_id) if self.request_id else None,
+            "sellerName": self.seller_name,
+            "expiresAt": self.expires_at.astimezone(UTC).isoformat() if self.expires_at else None,
+            "cancelReason": self.cancel_reason,
+            # The buyer's join link belongs to the call slice; until it exposes one, null.
+            "joinUrl": None,
+        }
+
+
+def buyer_status(session: Session, session_id: str) -> BuyerStatus | None:
+    """Where the paid request of Checkout Session ``session_id`` stands; None if unknown.
+    ``processing`` until the webhook has created the request."""
+    row = session.execute(
+        select(Checkout, Profile.display_name, Profile.slug, CallRequest)
+        .outerjoin(Profile, Profile.user_id == Checkout.seller_id)
+        .outerjoin(Transaction, Transaction.stripe_checkout_session_id == Checkout.stripe_checkout_session_id)
+        .outerjoin(CallRequest, CallRequest.transaction_id == Transaction.id)
+        .where(Checkout.stripe_checkout_session_id == session_id)
+    ).one_or_none()
+    if row is None:
+        return None
+    checkout, name, slug, call_request = row
+    return BuyerStatus(
+        session_id=session_id,
+        status=call_request.status.value.lower() if call_request else "processing",
+        seller_name=name or "The seller",
+        seller_slug=slug,
+        request_id=call_request.id if call_request else None,
+        expires_at=call_request.expires_at if call_request else None,
+        cancel_reason=call_request.cancel_reason.value if call_request and call_request.cancel_reason else None,
+        amount_cents=checkout.amount_cents,
+        currency=checkout.currency,
+    )
+
+
+@dataclass(frozen=True)
+class AbandonedCheckout:
+    seller_name: str
+    seller_slug: str
+
+
+def abandoned_checkout(session: Session, checkout_id: uuid.UUID) -> AbandonedCheckout | None:
+    """The seller of a checkout the buyer walked away from, for the link back to the paywall."""
+    row = session.execute(
+        select(Profile.display_name, Profile.slug)
+        .join(Checkout, Checkout.seller_id == Profile.user_id)
+        .where(Checkout.id == checkout_id)
+    ).one_or_none()
+    return AbandonedCheckout(seller_name=row.display_name, seller_slug=row.slug) if row else None

@@ -1,0 +1,170 @@
+"""The buyer's way to pay: the paywall form's POST, the checkout API, and the pages after checkout.
+
+``POST /u/<slug>`` and ``POST /api/payments/checkout`` open a Checkout Session and send the buyer
+there (303 / ``checkoutUrl``). ``/success`` is the buyer's status page (it updates itself through
+``GET /api/requests/status`` and, without JavaScript, by refreshing); ``/cancel`` is where an
+abandoned checkout lands. Nothing here fulfils a payment: only the verified webhook does.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from datetime import datetime
+
+from email_validator import EmailNotValidError, validate_email
+from flask import Blueprint, Response, abort, current_app, jsonify, redirect, render_template, request
+from flask.typing import ResponseReturnValue
+
+from app.db import db, utcnow
+from app.errors import ApiError
+from app.extensions import limiter, redis_client
+from app.integrations.payments import payment_gateway
+from app.models import Checkout
+from app.services.checkout import CheckoutRefused, abandoned_checkout, buyer_status, start_checkout
+from app.services.profiles import call_length_label, format_price, load_paywall
+from app.web.forms.paywall import NOTE_MAX, PaywallForm
+from app.web.paywall import render_paywall
+
+bp = Blueprint("payments", __name__)
+
+# Each attempt opens a session at Stripe: generous for a person, a wall for a script.
+checkout_limit = limiter.shared_limit("20/minute;200/hour", scope="checkout", methods=["POST"])
+POLL_SECONDS = 3  # the status page's script
+REFRESH_SECONDS = 5  # the same page without JavaScript
+
+
+def _start(slug: str, email: str, note: str, submission_key: str) -> Checkout:
+    settings = current_app.extensions["settings"]
+    return start_checkout(
+        db.session,
+        slug=slug,
+        buyer_email=email,
+        note=note,
+        submission_key=submission_key,
+        gateway=payment_gateway(settings, redis_client()),
+        app_url=settings.app_url,
+        app_env=settings.app_env,
+        capture_manually=settings.payment_capture == "manual",
+        now=utcnow(),
+    )
+
+
+@bp.post("/u/<slug>")
+@checkout_limit
+def paywall_checkout(slug: str) -> ResponseReturnValue:
+    form = PaywallForm()
+    if form.validate_on_submit():
+        try:
+            checkout = _start(slug, form.buyer_email.data or "", form.note.data or "", form.submission_key.data or "")
+        except CheckoutRefused as refusal:
+            db.session.rollback()
+            return _paywall_again(slug, form, refusal.status, refusal.message)
+        db.session.commit()
+        return redirect(checkout.checkout_url or "/", 303)
+    return _paywall_again(slug, form, 422, None)
+
+
+def _paywall_again(slug: str, form: PaywallForm, status: int, message: str | None) -> Response:
+    view = load_paywall(db.session, slug.lower())
+    if view is None or view.unavailable_reason == "deleted":
+        abort(404, description="No seller has this link. Check the address, or ask the seller for theirs.")
+    return render_paywall(view, form, status, message=message)
+
+
+@bp.post("/api/payments/checkout")
+@checkout_limit
+def api_checkout() -> ResponseReturnValue:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ApiError(400, "Send a JSON object with slug and buyerEmail.")
+    slug, email, note = body.get("slug"), body.get("buyerEmail"), body.get("note") or ""
+    fields: dict[str, str] = {}
+    if not isinstance(slug, str) or not slug.strip():
+        fields["slug"] = "Name the seller's slug."
+    if not isinstance(email, str) or not _valid_email(email):
+        fields["buyerEmail"] = "Enter an email address like name@example.com."
+    if not isinstance(note, str) or len(note) > NOTE_MAX:
+        fields["note"] = f"Keep the note under {NOTE_MAX} characters."
+    if fields:
+        raise ApiError(422, "Some fields need attention.", fields=fields)
+    # A client retrying the same purchase sends the same key and gets the same session back.
+    key = request.headers.get("Idempotency-Key") or body.get("submissionKey") or secrets.token_urlsafe(24)
+    if not isinstance(key, str) or not 16 <= len(key) <= 64:
+        raise ApiError(422, "The idempotency key must be 16 to 64 characters.", fields={"submissionKey": "16-64"})
+    try:
+        checkout = _start(slug, email, note, key)  # type: ignore[arg-type]
+    except CheckoutRefused as refusal:
+        raise ApiError(refusal.status, refusal.message, code=refusal.code) from None
+    db.session.commit()
+    return jsonify(checkoutUrl=checkout.checkout_url, sessionId=checkout.stripe_checkout_session_id), 201
+
+
+def _valid_email(value: str) -> bool:
+    if len(value) > 254:
+        return False
+    try:
+        validate_email(value, check_deliverability=False)
+    except EmailNotValidError:
+        return False
+    return True
+
+
+@bp.get("/success")
+def success() -> ResponseReturnValue:
+    status = buyer_status(db.session, request.args.get("session_id", "")[:255])
+    if status is None:
+        abort(404, description="We could not find this payment. Check the link in your email.")
+    settings = current_app.extensions["settings"]
+    response = Response(
+        render_template(
+            "checkout/status.html",
+            view=status,
+            amount=format_price(status.amount_cents, status.currency),
+            capture_manual=settings.payment_capture == "manual",
+            call_label=call_length_label(settings.call_duration_seconds),
+            expires_in=_time_left(status.expires_at),
+            poll_seconds=POLL_SECONDS,
+            # Without JavaScript: quick while the payment is confirmed, then gently.
+            refresh_seconds=REFRESH_SECONDS if status.status == "processing" else 30,
+        )
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _time_left(expires_at: datetime | None) -> str | None:
+    """``in about 23 hours`` / ``in 12 minutes``, as the page says it before its script runs."""
+    if expires_at is None:
+        return None
+    seconds = int((expires_at - utcnow()).total_seconds())
+    if seconds <= 0:
+        return "now"
+    if seconds >= 2 * 3600:
+        return f"in about {round(seconds / 3600)} hours"
+    minutes = max(1, seconds // 60)
+    return f"in {minutes} minute{'s' if minutes != 1 else ''}"
+
+
+@bp.get("/cancel")
+def cancel() -> ResponseReturnValue:
+    try:
+        checkout_id = uuid.UUID(request.args.get("checkout", ""))
+    except ValueError:
+        checkout_id = None
+    seller = abandoned_checkout(db.session, checkout_id) if checkout_id else None
+    return render_template("checkout/cancel.html", seller=seller)
+
+
+@bp.get("/api/requests/status")
+@limiter.exempt  # polled every few seconds by the status page
+def api_status() -> ResponseReturnValue:
+    session_id = request.args.get("session_id", "")
+    if not session_id:
+        raise ApiError(400, "Pass session_id, the id in your status page's address.")
+    status = buyer_status(db.session, session_id[:255])
+    if status is None:
+        raise ApiError(404, "No payment has this session id.")
+    response = jsonify(status.to_json())
+    response.headers["Cache-Control"] = "no-store"
+    return response

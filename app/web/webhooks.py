@@ -1,0 +1,47 @@
+"""Stripe's webhook: verify the signature on the raw body, store the event, answer at once.
+
+The work happens in ``tasks.payments.process_stripe_event``, published after the commit, so the
+answer takes milliseconds whatever the workers are doing; a duplicate delivery answers 200 and
+publishes nothing. Nothing is parsed before the signature is checked.
+"""
+
+from __future__ import annotations
+
+import json
+
+import stripe
+from flask import Blueprint, current_app, jsonify, request
+from flask.typing import ResponseReturnValue
+
+from app import metrics
+from app.db import db
+from app.errors import ApiError
+from app.extensions import csrf, limiter
+from app.services.stripe_events import record_event
+
+bp = Blueprint("webhooks", __name__)
+
+SIGNATURE_TOLERANCE = 300  # seconds, as stripe.Webhook.construct_event
+
+
+@bp.post("/api/webhooks/stripe")
+@bp.post("/webhooks/stripe")
+@csrf.exempt  # authenticated by Stripe's signature instead
+@limiter.exempt
+def stripe_webhook() -> ResponseReturnValue:
+    payload = request.get_data(cache=False)
+    signature = request.headers.get("Stripe-Signature", "")
+    secret = current_app.extensions["settings"].stripe_webhook_secret
+    try:
+        # What construct_event checks (any v1 may match, v0 ignored), without building a
+        # StripeObject, which crashes on signed JSON that is not an object.
+        stripe.WebhookSignature.verify_header(payload, signature, secret, tolerance=SIGNATURE_TOLERANCE)
+        event = json.loads(payload)
+    except (ValueError, stripe.SignatureVerificationError):
+        metrics.webhook_event("unverified", "invalid")
+        raise ApiError(400, "Invalid payload or signature.", code="invalid_signature") from None
+    if not isinstance(event, dict) or not isinstance(event.get("id"), str):
+        raise ApiError(400, "Not a Stripe event.", code="invalid_payload")
+    record_event(db.session, event)
+    db.session.commit()
+    return jsonify(received=True)
