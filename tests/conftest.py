@@ -216,3 +216,9 @@ def csrf_token(client) -> str:  # type: ignore[no-untyped-def]
     """A valid CSRF token for ``client``'s session (for the JSON API's X-CSRFToken header)."""
     response = client.get("/api/auth/csrf")
     return response.get_json()["csrfToken"]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Fast tests first; end-to-end tests (real processes committing real rows) last, so what
+    they leave behind can never meet a unit or functional test."""
+    items.sort(key=lambda item: "/tests/e2e/" in str(item.fspath))

@@ -43,6 +43,7 @@ from app.services.blocks import is_blocked, normalise_email
 from app.services.fees import split_fee
 from app.services.outbox import queue_email
 from app.services.profiles import format_price, seller_unavailable_reason
+from app.services.requests import accepted_join_url
 
 log = logging.getLogger(__name__)
 
@@ -349,6 +350,7 @@ class BuyerStatus:
     cancel_reason: str | None
     amount_cents: int
     currency: str
+    join_url: str | None = None  # the buyer's link to the call, once accepted
 
     @property
     def is_final(self) -> bool:
@@ -361,14 +363,15 @@ class BuyerStatus:
             "sellerName": self.seller_name,
             "expiresAt": self.expires_at.astimezone(UTC).isoformat() if self.expires_at else None,
             "cancelReason": self.cancel_reason,
-            # The buyer's join link belongs to the call slice; until it exposes one, null.
-            "joinUrl": None,
+            "joinUrl": self.join_url,
         }
 
 
-def buyer_status(session: Session, session_id: str) -> BuyerStatus | None:
+def buyer_status(session: Session, session_id: str, *, app_url: str, secret_key: str) -> BuyerStatus | None:
     """Where the paid request of Checkout Session ``session_id`` stands; None if unknown.
-    ``processing`` until the webhook has created the request."""
+    ``processing`` until the webhook has created the request. The session id is the buyer's
+    credential here (it is only in their browser's address and their email), so the answer
+    carries their join link once the seller has accepted."""
     row = session.execute(
         select(Checkout, Profile.display_name, Profile.slug, CallRequest)
         .outerjoin(Profile, Profile.user_id == Checkout.seller_id)
@@ -389,6 +392,9 @@ def buyer_status(session: Session, session_id: str) -> BuyerStatus | None:
         cancel_reason=call_request.cancel_reason.value if call_request and call_request.cancel_reason else None,
         amount_cents=checkout.amount_cents,
         currency=checkout.currency,
+        join_url=accepted_join_url(call_request, "buyer", app_url=app_url, secret_key=secret_key)
+        if call_request
+        else None,
     )
 
 

@@ -181,15 +181,15 @@ def mark_payment_failed(session: Session, request_id: uuid.UUID, *, now: datetim
     return True
 
 
-def seller_join_url(call_request: CallRequest, *, app_url: str, secret_key: str) -> str | None:
-    """The seller's link to the call page while the request is ACCEPTED; None otherwise.
+def accepted_join_url(call_request: CallRequest, party: str, *, app_url: str, secret_key: str) -> str | None:
+    """A party's link to the call page while the request is ACCEPTED; None otherwise.
     The credential itself is ``app.services.calls``'s business."""
     if call_request.status != RequestStatus.ACCEPTED or not call_request.join_key:
         return None
     # Imported here because app.services.calls builds on this module (email_context).
     from app.services.calls import join_url
 
-    return join_url(app_url, secret_key, call_request, "seller")
+    return join_url(app_url, secret_key, call_request, party)
 
 
 def serialize_request(call_request: CallRequest, *, join_url: str | None = None) -> dict[str, Any]:

@@ -112,10 +112,15 @@ def _valid_email(value: str) -> bool:
 
 @bp.get("/success")
 def success() -> ResponseReturnValue:
-    status = buyer_status(db.session, request.args.get("session_id", "")[:255])
+    settings = current_app.extensions["settings"]
+    status = buyer_status(
+        db.session,
+        request.args.get("session_id", "")[:255],
+        app_url=settings.app_url,
+        secret_key=settings.secret_key,
+    )
     if status is None:
         abort(404, description="We could not find this payment. Check the link in your email.")
-    settings = current_app.extensions["settings"]
     response = Response(
         render_template(
             "checkout/status.html",
@@ -162,7 +167,8 @@ def api_status() -> ResponseReturnValue:
     session_id = request.args.get("session_id", "")
     if not session_id:
         raise ApiError(400, "Pass session_id, the id in your status page's address.")
-    status = buyer_status(db.session, session_id[:255])
+    settings = current_app.extensions["settings"]
+    status = buyer_status(db.session, session_id[:255], app_url=settings.app_url, secret_key=settings.secret_key)
     if status is None:
         raise ApiError(404, "No payment has this session id.")
     response = jsonify(status.to_json())

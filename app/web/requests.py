@@ -26,7 +26,7 @@ from app.services.requests import (
     format_money,
     list_requests,
     parse_status,
-    seller_join_url,
+    accepted_join_url,
     serialize_request,
 )
 from app.web.forms.requests import DecisionForm
@@ -124,7 +124,7 @@ def _serialize(call_request: CallRequest) -> dict[str, object]:
 
 def _join_url(call_request: CallRequest) -> str | None:
     settings = current_app.extensions["settings"]
-    return seller_join_url(call_request, app_url=settings.app_url, secret_key=settings.secret_key)
+    return accepted_join_url(call_request, "seller", app_url=settings.app_url, secret_key=settings.secret_key)
 
 
 def _when(value: datetime | None) -> str:

@@ -335,6 +335,24 @@ class TestBuyerStatus:
             assert 'http-equiv="refresh"' not in html
             assert 'href="/u/grace"' in html
 
+    def test_an_accepted_request_carries_the_buyers_join_link(self, app, client, db_session, seller):
+        from app.services.calls import party_for_token
+
+        request = self.paid_request(
+            db_session, seller, status=RequestStatus.ACCEPTED, accepted_at=utcnow(), join_key="k" * 43
+        )
+        body = client.get("/api/requests/status?session_id=cs_test_status").get_json()
+        settings = app.extensions["settings"]
+        assert body["joinUrl"].startswith(f"{settings.app_url}/call/{request.id}?t=")
+        token = body["joinUrl"].split("?t=", 1)[1]
+        assert party_for_token(settings.secret_key, request, token) == "buyer"
+        html = client.get("/success?session_id=cs_test_status").get_data(as_text=True)
+        assert f"/call/{request.id}?t={token}" in html
+
+    def test_no_join_link_before_acceptance(self, client, db_session, seller):
+        self.paid_request(db_session, seller)
+        assert client.get("/api/requests/status?session_id=cs_test_status").get_json()["joinUrl"] is None
+
     def test_unknown_or_missing_session(self, client, db_session):
         assert client.get("/api/requests/status?session_id=cs_nope").status_code == 404
         assert client.get("/api/requests/status").status_code == 400
