@@ -22,11 +22,11 @@ from app.services.requests import (
     RequestConflict,
     RequestNotFound,
     accept_request,
+    accepted_join_url,
     decline_request,
     format_money,
     list_requests,
     parse_status,
-    accepted_join_url,
     serialize_request,
 )
 from app.web.forms.requests import DecisionForm
