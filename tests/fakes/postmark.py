@@ -10,6 +10,10 @@ succeeds the way Postmark does. Every request is recorded (path, headers, parsed
         fake.respond(Reply.error(422, 406, "Inactive recipient"), Reply.ok())
         ...
         assert fake.requests[0].json["To"] == "buyer@example.com"
+
+Or per recipient, whatever order the emails arrive in:
+
+        fake.respond_to("gone@example.com", Reply.error(422, 406, "Inactive recipient"))
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ class RecordedRequest:
 class FakePostmark:
     requests: list[RecordedRequest] = field(default_factory=list)
     _script: deque[Reply] = field(default_factory=deque)
+    _by_recipient: dict[str, deque[Reply]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
@@ -60,6 +65,12 @@ class FakePostmark:
         """Queue the answers to the next calls, in order."""
         with self._lock:
             self._script.extend(replies)
+
+    def respond_to(self, recipient: str, *replies: Reply) -> None:
+        """Queue the answers to the next calls addressed ``To`` this recipient (case-insensitive),
+        in order; they take precedence over ``respond``'s queue."""
+        with self._lock:
+            self._by_recipient.setdefault(recipient.lower(), deque()).extend(replies)
 
     @property
     def url(self) -> str:
@@ -97,6 +108,10 @@ class FakePostmark:
     def _next_reply(self, request: RecordedRequest) -> Reply:
         with self._lock:
             self.requests.append(request)
+            to = request.json.get("To") if isinstance(request.json, dict) else None
+            scripted = self._by_recipient.get(str(to).lower()) if to else None
+            if scripted:
+                return scripted.popleft()
             return self._script.popleft() if self._script else Reply.ok()
 
 
