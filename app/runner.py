@@ -47,7 +47,7 @@ def main() -> int:
         _step(None, [str(BIN / "flask"), "--app", "wsgi", "chatlink", "seed-demo"], env)
         children = _start_children(env, settings)
         print(f"\nChatLink is running at http://{HOST}:{PORT}  (Ctrl-C to stop)\n", flush=True)
-        _wait(children)
+        _wait(children, env)
         return 0
     except ConfigError as error:
         print(f"chatlink: {error}", file=sys.stderr)
@@ -68,9 +68,9 @@ def _step(label: str | None, command: list[str], env: dict[str, str]) -> None:
     subprocess.run(command, env=env, cwd=PROJECT_ROOT, check=True)
 
 
-def _start_children(env: dict[str, str], settings: Settings) -> list[subprocess.Popen[bytes]]:
+def _commands(settings: Settings) -> list[list[str]]:
     beat_schedule = settings.instance_path / "celerybeat-schedule"
-    commands = [
+    return [
         [
             str(BIN / "gunicorn"),
             "wsgi:app",
@@ -88,11 +88,20 @@ def _start_children(env: dict[str, str], settings: Settings) -> list[subprocess.
         [str(BIN / "celery"), "-A", "celery_worker", "worker", "--loglevel", "INFO", "--concurrency", "2"],
         [str(BIN / "celery"), "-A", "celery_worker", "beat", "--loglevel", "INFO", "--schedule", str(beat_schedule)],
     ]
+
+
+def _spawn(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     # Each child leads its own process group, so Ctrl-C reaches them only through us, in order.
-    return [subprocess.Popen(c, env=env, cwd=PROJECT_ROOT, start_new_session=True) for c in commands]
+    return subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, start_new_session=True)
 
 
-def _wait(children: list[subprocess.Popen[bytes]]) -> None:
+def _start_children(env: dict[str, str], settings: Settings) -> list[subprocess.Popen[bytes]]:
+    return [_spawn(command, env) for command in _commands(settings)]
+
+
+def _wait(children: list[subprocess.Popen[bytes]], env: dict[str, str]) -> None:
+    """Until Ctrl-C. A child that dies is restarted, as a Procfile platform would (a Celery worker
+    can exit when Redis drops under it); one that keeps dying stops the whole run."""
     stop = {"now": False}
 
     def request_stop(signum: int, frame: object) -> None:
@@ -100,11 +109,18 @@ def _wait(children: list[subprocess.Popen[bytes]]) -> None:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
+    restarts: list[float] = []
     while not stop["now"]:
-        for child in children:
-            if child.poll() is not None:
-                print(f"chatlink: {child.args[0]} exited ({child.returncode}); stopping", file=sys.stderr)
+        for index, child in enumerate(children):
+            if child.poll() is None:
+                continue
+            now = time.monotonic()
+            restarts = [t for t in restarts if now - t < 60] + [now]
+            if len(restarts) > 5:
+                print(f"chatlink: {child.args[0]} keeps exiting ({child.returncode}); stopping", file=sys.stderr)
                 return
+            print(f"chatlink: {child.args[0]} exited ({child.returncode}); restarting it", file=sys.stderr)
+            children[index] = _spawn(list(child.args), env)  # type: ignore[arg-type]
         time.sleep(0.5)
 
 

@@ -35,6 +35,16 @@ def processes_under(path: Path) -> list[psutil.Process]:
     return found
 
 
+def worker_of(runner_pid: int) -> psutil.Process | None:
+    for child in psutil.Process(runner_pid).children():
+        try:
+            if "worker" in child.cmdline() and child.status() != psutil.STATUS_ZOMBIE:
+                return child
+        except psutil.Error:
+            continue
+    return None
+
+
 def test_make_run_serves_health_then_stops_everything(tmp_path: Path) -> None:
     instance = PROJECT_ROOT / "instance" / f"make-run-{tmp_path.name}"
     port = free_port()
@@ -70,6 +80,17 @@ def test_make_run_serves_health_then_stops_everything(tmp_path: Path) -> None:
             output = runner.communicate(timeout=30)[0]
             raise AssertionError(f"health never answered 200 (runner exit {runner.returncode}):\n{output[-3000:]}")
         assert processes_under(instance), "the embedded engines should be running under instance/"
+
+        # A worker that dies (Celery can exit when Redis drops under it) is restarted.
+        killed = worker_of(runner.pid)
+        killed.kill()
+        deadline = time.monotonic() + 30
+        replacement = None
+        while time.monotonic() < deadline and replacement is None:
+            time.sleep(0.5)
+            candidate = worker_of(runner.pid)
+            replacement = candidate if candidate and candidate.pid != killed.pid else None
+        assert replacement is not None, "the killed worker was not restarted"
 
         runner.send_signal(signal.SIGINT)
         output, _ = runner.communicate(timeout=60)

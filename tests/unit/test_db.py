@@ -49,3 +49,13 @@ class TestSessionScope:
         except ValueError:
             pass
         assert db_session.scalar(select(func.count()).where(EventLog.type == "test.scope-error")) == 0
+
+
+class TestOnCommitAndSavepoints:
+    def test_a_savepoint_release_is_not_the_commit(self, db_session) -> None:
+        calls: list[str] = []
+        with db_session.begin_nested():
+            on_commit(db_session, lambda: calls.append("sent"))
+        assert calls == [], "ran at the SAVEPOINT release, before anything was committed"
+        db_session.commit()
+        assert calls == ["sent"]
