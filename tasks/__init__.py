@@ -4,4 +4,10 @@ policy (see app/celery_app.py for the acknowledgement policy they all share).
 Every task module is imported here so that web and worker processes register the same names.
 """
 
-from tasks import maintenance  # noqa: F401
+from tasks import (
+    calls,  # noqa: F401
+    email,  # noqa: F401
+    maintenance,  # noqa: F401
+    payments,  # noqa: F401
+    requests,  # noqa: F401
+)

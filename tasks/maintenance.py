@@ -15,7 +15,11 @@ from sqlalchemy.orm import Session
 from app.config import Settings
 from app.db import utcnow
 from app.extensions import redis_client
-from app.services import health, maintenance
+from app.services import call_endings, email_delivery, health, maintenance, privacy
+from app.services.request_payments import payment_followups
+from app.services.requests import expire_pending_requests
+from app.services.stripe_events import requeue_stuck_events
+from tasks.payments import expire_builtin_checkouts
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +27,19 @@ log = logging.getLogger(__name__)
 # re-enqueues it). Every step is idempotent and runs in its own transaction, so one failing step
 # does not hold back the others, and two beats running at once are harmless.
 SweepStep = Callable[[Session, datetime, Settings], dict[str, int]]
-SWEEP_STEPS: tuple[SweepStep, ...] = (maintenance.pending_work,)
+SWEEP_STEPS: tuple[SweepStep, ...] = (
+    # Ending overdue calls comes first: it is the step the product's promise depends on.
+    call_endings.end_overdue_calls,
+    call_endings.apply_no_shows,
+    call_endings.recover_call_work,
+    maintenance.pending_work,
+    email_delivery.requeue_due_emails,
+    expire_pending_requests,
+    payment_followups,
+    requeue_stuck_events,
+    expire_builtin_checkouts,
+    privacy.scrub_farewell_emails,
+)
 
 
 @shared_task(name="tasks.maintenance.sweep", bind=True, ignore_result=True)

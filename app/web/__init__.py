@@ -6,8 +6,45 @@ from flask import Flask
 
 
 def register_blueprints(app: Flask) -> None:
-    from app.web import auth, health, pages, security  # noqa: F401 (auth registers the user loader)
+    from app.web import auth, health, pages, security
 
     security.init_security_headers(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(auth.bp)
+
+    from app.web import dev_mailbox
+
+    app.register_blueprint(dev_mailbox.bp)
+
+    from app.web import dashboard, paywall, profile
+
+    app.register_blueprint(profile.bp)
+    app.register_blueprint(paywall.bp)
+    app.register_blueprint(dashboard.bp)
+
+    from app.web import requests as seller_requests
+
+    app.register_blueprint(seller_requests.bp)
+
+    from app.web import dev_checkout, payments, webhooks
+
+    app.register_blueprint(payments.bp)
+    app.register_blueprint(webhooks.bp)
+    app.register_blueprint(dev_checkout.bp)
+
+    from app.web import calls
+
+    app.register_blueprint(calls.bp)
+
+    from app.web import admin_payouts, metrics, money
+
+    app.register_blueprint(money.bp)
+    app.register_blueprint(admin_payouts.bp)
+    app.register_blueprint(metrics.bp)
+
+    from app.web import admin, privacy, safety
+
+    app.register_blueprint(safety.bp)
+    app.register_blueprint(admin.bp)
+    app.register_blueprint(privacy.bp)

@@ -6,7 +6,10 @@ from flask import Blueprint, Response, current_app, render_template
 from flask_login import current_user, login_required
 
 from app.db import db, utcnow
+from app.models import RequestStatus
 from app.services.profiles import format_price, load_dashboard
+from app.services.requests import accepted_join_url, list_requests
+from app.web.money import balance_card_context
 
 bp = Blueprint("dashboard", __name__)
 
@@ -25,6 +28,10 @@ def dashboard():  # type: ignore[no-untyped-def]
     user = current_user._get_current_object()  # type: ignore[attr-defined]
     view = load_dashboard(db.session, user=user, now=utcnow())
     paywall_url = f"{settings.app_url}/u/{view.profile.slug}" if view.profile else None
+    upcoming = [
+        (call, accepted_join_url(call, "seller", app_url=settings.app_url, secret_key=settings.secret_key))
+        for call in list_requests(db.session, user.id, RequestStatus.ACCEPTED, limit=20)
+    ]
     return render_template(
         "dashboard.html",
         view=view,
@@ -33,4 +40,7 @@ def dashboard():  # type: ignore[no-untyped-def]
         currency=view.profile.currency if view.profile else settings.currency,
         format_price=format_price,
         capture_manual=settings.payment_capture == "manual",
+        upcoming_calls=upcoming,
+        payout_next="/dashboard",
+        **balance_card_context(user),
     )

@@ -33,6 +33,8 @@ def upgrade() -> None:
     sa.Column('last_error', sa.Text(), nullable=True),
     sa.Column('provider_message_id', sa.String(length=100), nullable=True),
     sa.Column('subject', sa.String(length=200), nullable=True),
+    sa.Column('text_body', sa.Text(), nullable=True),
+    sa.Column('html_body', sa.Text(), nullable=True),
     sa.Column('sent_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_email_outbox')),
@@ -40,6 +42,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('provider_message_id', name=op.f('uq_email_outbox_provider_message_id'))
     )
     op.create_index('ix_email_outbox_pending', 'email_outbox', ['status', 'next_attempt_at'], unique=False)
+    op.create_index('ix_email_outbox_farewell_unscrubbed', 'email_outbox', ['id'], unique=False, postgresql_where=sa.text("template = 'account_deleted' AND right(recipient, 8) <> '@invalid'"))
     op.create_table('event_log',
     sa.Column('id', sa.Uuid(), nullable=False),
     sa.Column('type', sa.String(length=60), nullable=False),
@@ -311,6 +314,7 @@ def downgrade() -> None:
     op.drop_index('ix_event_log_type_created', table_name='event_log')
     op.drop_index('ix_event_log_ref_id', table_name='event_log')
     op.drop_table('event_log')
+    op.drop_index('ix_email_outbox_farewell_unscrubbed', table_name='email_outbox', postgresql_where=sa.text("template = 'account_deleted' AND right(recipient, 8) <> '@invalid'"))
     op.drop_index('ix_email_outbox_pending', table_name='email_outbox')
     op.drop_table('email_outbox')
     # ### end Alembic commands ###

@@ -121,3 +121,26 @@ class TestScript:
         assert "X-CSRFToken" in source and '"/api/requests/"' in source
         assert "innerHTML" not in source  # buyer-provided text only ever goes through textContent
         assert "setInterval(refresh, POLL_MS)" in source and "POLL_MS = 5000" in source
+
+
+def test_dashboard_shows_accepted_calls_with_the_join_link_and_the_balance(client, db_session) -> None:
+    from app.db import utcnow
+    from app.models import LedgerEntry, LedgerKind, RequestStatus
+    from tests.conftest import login
+    from tests.factories import CallRequestFactory, ProfileFactory, TransactionFactory
+
+    profile = ProfileFactory()
+    call = CallRequestFactory(
+        transaction=TransactionFactory(seller=profile.user),
+        status=RequestStatus.ACCEPTED,
+        accepted_at=utcnow(),
+        join_key="j" * 43,
+    )
+    db_session.add(LedgerEntry(seller_id=profile.user_id, kind=LedgerKind.EARNING, amount_cents=1234, currency="usd"))
+    db_session.flush()
+    login(client, profile.user)
+    html = client.get("/dashboard").get_data(as_text=True)
+    calls = html.split('id="calls"', 1)[1].split("</section>", 1)[0]
+    assert f"/call/{call.id}?t=" in calls and call.buyer_email in calls
+    balance = html.split('id="balance"', 1)[1].split("</section>", 1)[0]
+    assert "$12.34" in balance

@@ -1,0 +1,214 @@
+"""The seller's ledger: append-only money movements, the balance, and the CSV export.
+
+The ledger is the only source of a balance (DESIGN.md, Money): an EARNING row (+ net) when a call
+completes or the buyer does not show up, a PAYOUT row (- amount) when the seller asks for money, a
+REVERSAL row (+ amount) when an admin rejects that payout, or (- amount) when a dispute is lost.
+``available`` is the sum of the rows. ``pending`` is money a buyer has paid or has on hold for a
+call that has not happened yet, counted as the seller's share (net of the platform fee), because
+that is what will land in ``available`` if the call completes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from app.models import (
+    CallRequest,
+    LedgerEntry,
+    LedgerKind,
+    PaymentState,
+    Profile,
+    RequestStatus,
+    Transaction,
+    User,
+)
+
+RECENT_LIMIT = 20
+CSV_BATCH = 500
+# Spreadsheet programs run a cell that starts with one of these as a formula (CSV injection).
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+SELLER_CSV_COLUMNS = (
+    "created_at",
+    "entry_id",
+    "kind",
+    "amount_cents",
+    "currency",
+    "call_request_id",
+    "payout_request_id",
+    "memo",
+)
+ADMIN_CSV_COLUMNS = (
+    "created_at",
+    "entry_id",
+    "seller_id",
+    "seller_email",
+    "kind",
+    "amount_cents",
+    "currency",
+    "call_request_id",
+    "payout_request_id",
+    "memo",
+)
+
+# Calls that may still happen: their money is paid or held but not yet earned.
+_OPEN_STATUSES = (RequestStatus.PENDING, RequestStatus.ACCEPTED)
+_PAID_STATES = (PaymentState.HELD, PaymentState.CAPTURED)
+
+
+@dataclass(frozen=True)
+class Balance:
+    available_cents: int
+    pending_cents: int
+    currency: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"availableCents": self.available_cents, "pendingCents": self.pending_cents, "currency": self.currency}
+
+
+def seller_currency(session: Session, seller_id: uuid.UUID, *, default: str) -> str:
+    """The currency the seller is paid in: their profile's, or the platform default before they
+    have one."""
+    currency = session.scalar(select(Profile.currency).where(Profile.user_id == seller_id))
+    return currency or default
+
+
+def available_cents(session: Session, seller_id: uuid.UUID, currency: str) -> int:
+    """The sum of the seller's ledger rows in ``currency``."""
+    total = session.scalar(
+        select(func.coalesce(func.sum(LedgerEntry.amount_cents), 0)).where(
+            LedgerEntry.seller_id == seller_id, LedgerEntry.currency == currency
+        )
+    )
+    return int(total or 0)
+
+
+def pending_cents(session: Session, seller_id: uuid.UUID, currency: str) -> int:
+    """The seller's share (net) of held or captured payments for calls still PENDING or ACCEPTED."""
+    total = session.scalar(
+        select(func.coalesce(func.sum(Transaction.net_cents), 0))
+        .join(CallRequest, CallRequest.transaction_id == Transaction.id)
+        .where(
+            CallRequest.seller_id == seller_id,
+            CallRequest.status.in_(_OPEN_STATUSES),
+            Transaction.payment_state.in_(_PAID_STATES),
+            Transaction.currency == currency,
+        )
+    )
+    return max(0, int(total or 0))
+
+
+def get_balance(session: Session, seller_id: uuid.UUID, *, currency: str) -> Balance:
+    return Balance(
+        available_cents=available_cents(session, seller_id, currency),
+        pending_cents=pending_cents(session, seller_id, currency),
+        currency=currency,
+    )
+
+
+def record_earning(session: Session, request: CallRequest, *, now: datetime) -> bool:
+    """Credit the seller with the net of a call that completed or whose buyer did not show up.
+
+    Call it in the transaction that moves the request to COMPLETED (or CANCELLED/buyer_no_show).
+    The UNIQUE (kind, call_request_id) makes a repeat a no-op: returns False when the earning
+    was already recorded (or the seller's share is zero, which the ledger does not record).
+    """
+    transaction = request.transaction
+    amount = transaction.net_cents
+    if amount <= 0:
+        return False
+    statement = (
+        insert(LedgerEntry)
+        .values(
+            id=uuid.uuid4(),
+            seller_id=request.seller_id,
+            kind=LedgerKind.EARNING,
+            amount_cents=amount,
+            currency=transaction.currency,
+            call_request_id=request.id,
+            memo=_earning_memo(request),
+            created_at=now,
+        )
+        .on_conflict_do_nothing(constraint="uq_ledger_entries_kind_call_request_id")
+        .returning(LedgerEntry.id)
+    )
+    return session.execute(statement).scalar_one_or_none() is not None
+
+
+def _earning_memo(request: CallRequest) -> str:
+    if request.status == RequestStatus.CANCELLED:
+        return "Call paid, buyer did not show up"
+    return "Call completed"
+
+
+def recent_entries(session: Session, seller_id: uuid.UUID, *, limit: int = RECENT_LIMIT) -> list[LedgerEntry]:
+    """The seller's latest rows, newest first."""
+    return list(
+        session.scalars(
+            select(LedgerEntry)
+            .where(LedgerEntry.seller_id == seller_id)
+            .order_by(LedgerEntry.created_at.desc(), LedgerEntry.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def date_window(start: date | None, end: date | None) -> tuple[datetime | None, datetime | None]:
+    """Whole UTC days: ``start`` from its midnight, ``end`` up to the next midnight (inclusive)."""
+    since = datetime.combine(start, time.min, tzinfo=UTC) if start else None
+    until = datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC) if end else None
+    return since, until
+
+
+def csv_rows(
+    session: Session,
+    *,
+    seller_id: uuid.UUID | None = None,
+    start: date | None = None,
+    end: date | None = None,
+) -> Iterator[list[object]]:
+    """The header, then one row per ledger entry, oldest first. With ``seller_id`` it is that
+    seller's own export; without, everyone's (the admin's), with the seller's id and email.
+    Streamed in batches so an export of the whole ledger never sits in memory."""
+    admin = seller_id is None
+    columns = ADMIN_CSV_COLUMNS if admin else SELLER_CSV_COLUMNS
+    yield list(columns)
+    query = select(LedgerEntry, User.email).join(User, User.id == LedgerEntry.seller_id)
+    if seller_id is not None:
+        query = query.where(LedgerEntry.seller_id == seller_id)
+    since, until = date_window(start, end)
+    if since is not None:
+        query = query.where(LedgerEntry.created_at >= since)
+    if until is not None:
+        query = query.where(LedgerEntry.created_at < until)
+    query = query.order_by(LedgerEntry.created_at, LedgerEntry.id).execution_options(yield_per=CSV_BATCH)
+    for entry, email in session.execute(query):
+        values = {
+            "created_at": entry.created_at.astimezone(UTC).isoformat(),
+            "entry_id": str(entry.id),
+            "seller_id": str(entry.seller_id),
+            "seller_email": email,
+            "kind": entry.kind.value,
+            "amount_cents": int(entry.amount_cents),
+            "currency": entry.currency,
+            "call_request_id": str(entry.call_request_id or ""),
+            "payout_request_id": str(entry.payout_request_id or ""),
+            "memo": entry.memo,
+        }
+        yield [safe_cell(values[column]) for column in columns]
+
+
+def safe_cell(value: object) -> object:
+    """Defuse CSV injection: a text cell that a spreadsheet would run as a formula gets a leading
+    quote. Integers (amounts in cents, which may be negative) stay numbers."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
