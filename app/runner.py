@@ -9,13 +9,14 @@ is left running.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from app.config import PROJECT_ROOT, ConfigError, Settings
+from app.config import PROJECT_ROOT, ConfigError, Settings, metrics_dir
 from app.engines import resolve_engines, stop_embedded
 from app.startup import check_engines
 
@@ -30,6 +31,8 @@ def main() -> int:
         print(f"chatlink: {error}", file=sys.stderr)
         return 1
     started_embedded = configured.database_url is None or configured.redis_url is None
+    # Per-process metric files of an earlier run describe processes that are gone.
+    shutil.rmtree(metrics_dir(), ignore_errors=True)
     settings = None
     children: list[subprocess.Popen[bytes]] = []
     try:

@@ -15,6 +15,11 @@
 from __future__ import annotations
 
 import os
+import tempfile
+
+# Each test run keeps its Prometheus per-process files apart (and away from a developer's
+# instance/): prometheus_client reads this once, when app.metrics first imports it below.
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="chatlink-metrics-")
 import shutil
 import uuid
 from collections.abc import Iterator

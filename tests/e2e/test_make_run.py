@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import psutil
@@ -46,7 +47,8 @@ def worker_of(runner_pid: int) -> psutil.Process | None:
 
 
 def test_make_run_serves_health_then_stops_everything(tmp_path: Path) -> None:
-    instance = PROJECT_ROOT / "instance" / f"make-run-{tmp_path.name}"
+    # Unique per run: concurrent runs must not share embedded engines.
+    instance = PROJECT_ROOT / "instance" / f"make-run-{uuid.uuid4().hex[:10]}"
     port = free_port()
     env = {
         "PATH": f"{BIN}:/usr/local/bin:/usr/bin:/bin",

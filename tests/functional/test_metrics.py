@@ -66,6 +66,7 @@ class TestExposition:
         metrics.call_ended("timer", ends_at=ends_at, ended_at=ends_at + timedelta(seconds=0.4))
         metrics.email_sent("verify_email")
         metrics.email_failed("verify_email", permanent=True)
+        client.get("/api/health")  # counted by the per-request counter once it has finished
 
         response = client.get("/metrics")
 
@@ -140,6 +141,33 @@ class TestExposition:
         metrics.requests_expired(-5)
         metrics.requests_expired(2)
         assert REGISTRY.get_sample_value("chatlink_requests_expired_total") == before + 2
+
+
+class TestWiredIntoOtherModules:
+    """The one-line increments placed in the request, webhook and checkout code."""
+
+    def test_accept_and_decline_count_after_commit(self, db_session) -> None:  # type: ignore[no-untyped-def]
+        from app.services.requests import accept_request, decline_request
+
+        seller = ProfileFactory().user
+        first, second = (CallRequestFactory(transaction__seller=seller) for _ in range(2))
+        accepted = REGISTRY.get_sample_value("chatlink_requests_accepted_total")
+        declined = REGISTRY.get_sample_value("chatlink_requests_declined_total")
+
+        accept_request(db_session, first.id, seller_id=seller.id, now=utcnow(), join_window_seconds=900)
+        decline_request(db_session, second.id, seller_id=seller.id, now=utcnow())
+        assert REGISTRY.get_sample_value("chatlink_requests_accepted_total") == accepted
+        db_session.commit()
+
+        assert REGISTRY.get_sample_value("chatlink_requests_accepted_total") == accepted + 1
+        assert REGISTRY.get_sample_value("chatlink_requests_declined_total") == declined + 1
+
+    def test_a_webhook_with_a_bad_signature_is_counted(self, client) -> None:  # type: ignore[no-untyped-def]
+        labels = {"type": "unverified", "outcome": "invalid"}
+        before = REGISTRY.get_sample_value("chatlink_webhook_events_total", labels) or 0
+        response = client.post("/api/webhooks/stripe", data=b"{}", headers={"Stripe-Signature": "t=1,v1=00"})
+        assert response.status_code == 400
+        assert REGISTRY.get_sample_value("chatlink_webhook_events_total", labels) == before + 1
 
 
 class TestToken:
