@@ -174,3 +174,43 @@ def drop_database(server_url: str, name: str) -> None:
 def _socket_dir_from_uri(uri: str) -> str:
     # pgserver answers "postgresql://postgres:@/postgres?host=/path/to/socket/dir".
     return uri.split("host=", 1)[1].split("&", 1)[0]
+
+
+class ScratchEngines:
+    """A throw-away database for one test run or benchmark, on the server named by
+    ``database_url`` (any database on it) or on a private embedded PostgreSQL under ``scratch``,
+    with ``redis_url`` or a private embedded Redis; ``stop()`` drops and stops what it made."""
+
+    def __init__(self, scratch: Path, name: str, *, database_url: str | None, redis_url: str | None):
+        self.scratch = scratch
+        self.name = name
+        self.server_url = database_url
+        self.redis_url = redis_url
+        self.embedded_pg: EmbeddedPostgres | None = None
+        self.embedded_redis: EmbeddedRedis | None = None
+        self.admin_url = ""
+
+    def start(self) -> tuple[str, str]:
+        """Create the database; return (its SQLAlchemy URL, the Redis URL)."""
+        from sqlalchemy.engine import make_url
+
+        if self.server_url:
+            server = str(Settings.from_env({"DATABASE_URL": self.server_url}, dotenv=False).database_url)
+        else:
+            self.embedded_pg = EmbeddedPostgres(self.scratch / "postgres")
+            server = self.embedded_pg.start(database="postgres")
+        url = make_url(server)
+        self.admin_url = url.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+        create_database(self.admin_url, self.name)
+        if not self.redis_url:
+            self.embedded_redis = EmbeddedRedis(self.scratch / "redis")
+            self.redis_url = self.embedded_redis.start()
+        return url.set(database=self.name).render_as_string(hide_password=False), self.redis_url
+
+    def stop(self) -> None:
+        if self.admin_url:
+            drop_database(self.admin_url, self.name)
+        if self.embedded_redis:
+            self.embedded_redis.stop()
+        if self.embedded_pg:
+            self.embedded_pg.stop()

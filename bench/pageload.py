@@ -119,12 +119,12 @@ def check_without_script(browser, url: str, name: str) -> list[str]:  # type: ig
 
 def seeded_stack(scratch: Path):  # type: ignore[no-untyped-def]
     """Engines, a migrated database with the paywall benchmark's seller, and the live stack."""
-    from paywall import SLUG, Engines, prepare
+    from paywall import SLUG, bench_engines, prepare
 
     from app.config import Settings
     from tests.e2e.browser.conftest import start_stack
 
-    engines = Engines(scratch)
+    engines = bench_engines(scratch)
     database_url, redis_url = engines.start()
     env = {
         "APP_ENV": "test",

@@ -33,10 +33,9 @@ sys.path.insert(0, str(ROOT))
 
 from alembic import command  # noqa: E402
 from alembic.config import Config  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
 
 from app.config import Settings  # noqa: E402
-from app.engines import EmbeddedPostgres, EmbeddedRedis, create_database, drop_database  # noqa: E402
+from app.engines import ScratchEngines  # noqa: E402
 
 BIN = Path(sys.executable).parent
 SLUG = "bench-seller"
@@ -70,40 +69,14 @@ class Phase:
 # --- Engines and app ------------------------------------------------------------------------
 
 
-class Engines:
-    """A scratch database (and Redis) for the run, removed afterwards."""
-
-    def __init__(self, scratch: Path):
-        self.scratch = scratch
-        self.embedded_pg: EmbeddedPostgres | None = None
-        self.embedded_redis: EmbeddedRedis | None = None
-        self.admin_url = ""
-        self.db_name = f"chatlink_bench_{uuid.uuid4().hex[:8]}"
-
-    def start(self) -> tuple[str, str]:
-        server = os.environ.get("DATABASE_URL")
-        if server:
-            server = str(Settings.from_env({"DATABASE_URL": server}, dotenv=False).database_url)
-        else:
-            self.embedded_pg = EmbeddedPostgres(self.scratch / "postgres")
-            server = self.embedded_pg.start(database="postgres")
-        url = make_url(server)
-        self.admin_url = url.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
-        create_database(self.admin_url, self.db_name)
-        database_url = url.set(database=self.db_name).render_as_string(hide_password=False)
-        redis_url = os.environ.get("REDIS_URL")
-        if not redis_url:
-            self.embedded_redis = EmbeddedRedis(self.scratch / "redis")
-            redis_url = self.embedded_redis.start()
-        return database_url, redis_url
-
-    def stop(self) -> None:
-        if self.admin_url:
-            drop_database(self.admin_url, self.db_name)
-        if self.embedded_redis:
-            self.embedded_redis.stop()
-        if self.embedded_pg:
-            self.embedded_pg.stop()
+def bench_engines(scratch: Path) -> ScratchEngines:
+    """A scratch database (and, without REDIS_URL, a private Redis) for the run."""
+    return ScratchEngines(
+        scratch,
+        f"chatlink_bench_{uuid.uuid4().hex[:8]}",
+        database_url=os.environ.get("DATABASE_URL"),
+        redis_url=os.environ.get("REDIS_URL"),
+    )
 
 
 def prepare(env: dict[str, str]) -> None:
@@ -322,7 +295,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="chatlink-bench-") as scratch_dir:
         scratch = Path(scratch_dir)
-        engines = Engines(scratch)
+        engines = bench_engines(scratch)
         try:
             database_url, redis_url = engines.start()
             env = {

@@ -40,51 +40,15 @@ sys.path.insert(0, str(ROOT))
 
 from alembic import command  # noqa: E402
 from alembic.config import Config  # noqa: E402
+from paywall import bench_engines  # noqa: E402 (the benchmarks share their scratch engines)
 from sqlalchemy import create_engine, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
 
 from app.config import Settings  # noqa: E402
-from app.engines import EmbeddedPostgres, EmbeddedRedis, create_database, drop_database  # noqa: E402
 from app.integrations.payments import sign_payload  # noqa: E402
 
 BIN = Path(sys.executable).parent
 WEBHOOK = "/api/webhooks/stripe"
 PRICE = 2500
-
-
-class Engines:
-    """A scratch database (and, without REDIS_URL, a private Redis) for the run."""
-
-    def __init__(self, scratch: Path):
-        self.scratch = scratch
-        self.embedded_pg: EmbeddedPostgres | None = None
-        self.embedded_redis: EmbeddedRedis | None = None
-        self.admin_url = ""
-        self.db_name = f"chatlink_bench_{uuid.uuid4().hex[:8]}"
-
-    def start(self) -> tuple[str, str]:
-        server = os.environ.get("DATABASE_URL")
-        if server:
-            server = str(Settings.from_env({"DATABASE_URL": server}, dotenv=False).database_url)
-        else:
-            self.embedded_pg = EmbeddedPostgres(self.scratch / "postgres")
-            server = self.embedded_pg.start(database="postgres")
-        url = make_url(server)
-        self.admin_url = url.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
-        create_database(self.admin_url, self.db_name)
-        redis_url = os.environ.get("REDIS_URL")
-        if not redis_url:
-            self.embedded_redis = EmbeddedRedis(self.scratch / "redis")
-            redis_url = self.embedded_redis.start()
-        return url.set(database=self.db_name).render_as_string(hide_password=False), redis_url
-
-    def stop(self) -> None:
-        if self.admin_url:
-            drop_database(self.admin_url, self.db_name)
-        if self.embedded_redis:
-            self.embedded_redis.stop()
-        if self.embedded_pg:
-            self.embedded_pg.stop()
 
 
 def seed(env: dict[str, str], unique: int) -> list[dict]:
@@ -364,7 +328,7 @@ def report(
 
 def run(args: argparse.Namespace) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="chatlink-bench-"))
-    engines = Engines(scratch)
+    engines = bench_engines(scratch)
     processes: list[subprocess.Popen[bytes]] = []
     redis_url = ""
     queue = f"bench-{uuid.uuid4().hex[:8]}"

@@ -30,12 +30,11 @@ from alembic import command
 from alembic.config import Config
 from celery.app.task import Task
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from app import create_app
 from app.config import PROJECT_ROOT, Settings
 from app.db import Base, db
-from app.engines import EmbeddedPostgres, EmbeddedRedis, create_database, drop_database
+from app.engines import ScratchEngines
 from tests import factories
 
 RUN_ID = uuid.uuid4().hex[:10]
@@ -45,32 +44,17 @@ RUN_ID = uuid.uuid4().hex[:10]
 def engine_urls() -> Iterator[tuple[str, str]]:
     """(database URL, redis URL) for this run; embedded servers when the env names none."""
     scratch = PROJECT_ROOT / "instance" / f"test-{RUN_ID}"
-    embedded_pg = embedded_redis = None
-    server_url = os.environ.get("DATABASE_URL")
-    if server_url:
-        server_url = str(Settings.from_env({"DATABASE_URL": server_url}, dotenv=False).database_url)
-    else:
-        embedded_pg = EmbeddedPostgres(scratch / "postgres")
-        server_url = embedded_pg.start(database="postgres")
-    redis_url = os.environ.get("REDIS_URL")
-    if not redis_url:
-        embedded_redis = EmbeddedRedis(scratch / "redis")
-        redis_url = embedded_redis.start()
-
-    name = f"chatlink_test_{RUN_ID}"
-    server = make_url(server_url)
-    admin_url = server.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
-    create_database(admin_url, name)
-    database_url = server.set(database=name).render_as_string(hide_password=False)
+    engines = ScratchEngines(
+        scratch,
+        f"chatlink_test_{RUN_ID}",
+        database_url=os.environ.get("DATABASE_URL"),
+        redis_url=os.environ.get("REDIS_URL"),
+    )
     try:
-        yield database_url, redis_url
+        yield engines.start()
     finally:
         db.engine.dispose() if db.engine is not None else None
-        drop_database(admin_url, name)
-        if embedded_redis:
-            embedded_redis.stop()
-        if embedded_pg:
-            embedded_pg.stop()
+        engines.stop()
         shutil.rmtree(scratch, ignore_errors=True)
 
 
