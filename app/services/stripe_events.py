@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Uuid, and_, bindparam, case, func, or_, select, text, update
+from sqlalchemy import Connection, Uuid, and_, bindparam, case, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
@@ -39,7 +39,7 @@ from app.models import (
     StripeEventStatus,
     Transaction,
 )
-from app.queue import enqueue_after_commit
+from app.queue import enqueue_after_commit, enqueue_now
 from app.services.audit import record_event as audit
 from app.services.checkout import APP_TAG, fulfil_checkout
 
@@ -81,9 +81,10 @@ _INSERT_EVENT = text(
 ).bindparams(bindparam("id", type_=Uuid()), bindparam("payload", type_=JSONB()))
 
 
-def record_event(session: Session, event: dict[str, Any]) -> uuid.UUID | None:
-    """Store a verified event and publish its processing after commit. None for a duplicate."""
-    row_id = session.execute(
+def record_event(db: Session | Connection, event: dict[str, Any]) -> uuid.UUID | None:
+    """Store a verified event in the inbox: its row id, or None for a duplicate delivery. The caller
+    publishes ``publish_processing(row_id)`` once the row is committed."""
+    return db.execute(
         _INSERT_EVENT,
         {
             "id": uuid.uuid4(),
@@ -95,9 +96,12 @@ def record_event(session: Session, event: dict[str, Any]) -> uuid.UUID | None:
             "received_at": utcnow(),
         },
     ).scalar_one_or_none()
-    if row_id is not None:
-        enqueue_after_commit(session, PROCESS_TASK, str(row_id))
-    return row_id
+
+
+def publish_processing(row_id: uuid.UUID) -> None:
+    """Hand a committed inbox row to a worker. If the broker refuses, the row stays RECEIVED and
+    ``requeue_stuck_events`` publishes it again a minute later."""
+    enqueue_now(PROCESS_TASK, str(row_id))
 
 
 def process_event(

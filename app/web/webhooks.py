@@ -1,8 +1,8 @@
 """Stripe's webhook: verify the signature on the raw body, store the event, answer at once.
 
-The work happens in ``tasks.payments.process_stripe_event``, published after the commit, so the
-answer takes milliseconds whatever the workers are doing; a duplicate delivery answers 200 and
-publishes nothing. Nothing is parsed before the signature is checked.
+The work happens in ``tasks.payments.process_stripe_event``, published once the row is committed,
+so the answer takes milliseconds whatever the workers are doing; a duplicate delivery answers 200
+and publishes nothing. Nothing is parsed before the signature is checked.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from app import metrics
 from app.db import db
 from app.errors import ApiError
 from app.extensions import csrf, limiter
-from app.services.stripe_events import record_event
+from app.services.stripe_events import publish_processing, record_event
 
 bp = Blueprint("webhooks", __name__)
 
@@ -42,6 +42,8 @@ def stripe_webhook() -> ResponseReturnValue:
         raise ApiError(400, "Invalid payload or signature.", code="invalid_signature") from None
     if not isinstance(event, dict) or not isinstance(event.get("id"), str):
         raise ApiError(400, "Not a Stripe event.", code="invalid_payload")
-    record_event(db.session, event)
-    db.session.commit()
+    with db.autocommit() as connection:
+        row_id = record_event(connection, event)
+    if row_id is not None:  # a duplicate delivery publishes nothing
+        publish_processing(row_id)
     return jsonify(received=True)

@@ -11,12 +11,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 import stripe
-from sqlalchemy import select
+from sqlalchemy import func, select
 from werkzeug.serving import make_server
 
 from app.db import db, utcnow
 from app.integrations.payments import builtin_gateway
 from app.models import StripeEvent, StripeEventStatus
+from app.services import stripe_events
 from app.services.checkout import start_checkout
 from tasks.payments import WebhookRejected, deliver_builtin_webhook
 from tests.factories import ProfileFactory
@@ -70,6 +71,23 @@ def test_the_event_reaches_the_inbox_through_the_signed_webhook(served_app, comm
         assert (row.stripe_event_id, row.status) == (event["id"], StripeEventStatus.RECEIVED)
         assert row.payload == event
     assert ("tasks.payments.process_stripe_event", (str(row.id),), {}) in enqueued
+
+
+def test_the_inbox_row_is_committed_before_its_task_is_published(served_app, committed_db, redis, monkeypatch):  # type: ignore[no-untyped-def]
+    event = paid_event(served_app, committed_db)
+    seen_at_publish: list[int] = []
+
+    def publish(task_name: str, *args: object, **options: object) -> bool:
+        # Look from a connection of our own: a worker taking the task at once must find the row.
+        with db.engine.connect() as other:
+            seen_at_publish.append(other.scalar(select(func.count()).where(StripeEvent.stripe_event_id == event["id"])))
+        return True
+
+    monkeypatch.setattr(stripe_events, "enqueue_now", publish)
+    with served_app.app_context():
+        assert deliver_builtin_webhook(event) == 200
+
+    assert seen_at_publish == [1]
 
 
 class Recorder(BaseHTTPRequestHandler):

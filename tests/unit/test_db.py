@@ -1,4 +1,6 @@
+import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from app.db import db, on_commit
 from app.models import EventLog
@@ -59,3 +61,25 @@ class TestOnCommitAndSavepoints:
         assert calls == [], "ran at the SAVEPOINT release, before anything was committed"
         db_session.commit()
         assert calls == ["sent"]
+
+
+class TestAutocommit:
+    def test_each_statement_is_committed_when_it_returns(self, committed_db) -> None:
+        insert = EventLog.__table__.insert().values(type="test.autocommit")
+        with db.autocommit() as connection:
+            connection.execute(insert)
+            # Another connection sees the row at once: nothing is left to commit.
+            with db.engine.connect() as other:
+                seen = other.scalar(select(func.count()).where(EventLog.type == "test.autocommit"))
+        assert seen == 1
+
+    def test_a_failed_statement_leaves_nothing_but_the_earlier_ones(self, committed_db) -> None:
+        with pytest.raises(IntegrityError), db.autocommit() as connection:
+            connection.execute(EventLog.__table__.insert().values(type="test.first"))
+            connection.execute(EventLog.__table__.insert().values(type=None))
+        assert committed_db.scalars(select(EventLog.type)).all() == ["test.first"]
+
+    def test_under_a_test_transaction_it_joins_it_in_a_savepoint(self, db_session) -> None:
+        with db.autocommit() as connection:
+            connection.execute(EventLog.__table__.insert().values(type="test.bound"))
+        assert db_session.scalar(select(func.count()).where(EventLog.type == "test.bound")) == 1
