@@ -139,6 +139,21 @@ def on_commit(session: Session, fn: Callable[[], object]) -> None:
     session.info.setdefault("after_commit", []).append(fn)
 
 
+def on_commit_collect(session: Session, key: str, item: object, flush: Callable[[list], object]) -> None:
+    """Collect ``item`` under ``key`` for the current transaction; once it commits, ``flush(items)``
+    runs once with everything collected (a rollback forgets them, as ``on_commit`` does)."""
+    batches = session.info.setdefault("after_commit_batches", {})
+    if key not in batches:
+        items = batches[key] = []
+
+        def run() -> None:
+            session.info.get("after_commit_batches", {}).pop(key, None)
+            flush(items)
+
+        on_commit(session, run)
+    batches[key].append(item)
+
+
 @event.listens_for(Session, "after_commit")
 def _run_after_commit(session: Session) -> None:
     if session.in_nested_transaction():
@@ -157,3 +172,4 @@ def _run_after_commit(session: Session) -> None:
 def _forget_after_rollback(session: Session, previous_transaction: object) -> None:
     if not session.in_transaction():
         session.info.pop("after_commit", None)
+        session.info.pop("after_commit_batches", None)

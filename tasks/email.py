@@ -1,4 +1,4 @@
-"""Sending one outbox email (queued by ``app.services.outbox.queue_email`` after commit)."""
+"""Sending outbox emails (queued by ``app.services.outbox.queue_email``, published after commit)."""
 
 from __future__ import annotations
 
@@ -29,12 +29,21 @@ class EmailRetryLater(Exception):
     retry_jitter=True,
     max_retries=5,
 )
-def send_email(self, email_id: str) -> str:  # type: ignore[no-untyped-def]
+def send_email(self, email_id: str, *more_ids: str) -> str:  # type: ignore[no-untyped-def]
+    """Send outbox rows: one, or all that one transaction queued. Each row is its own unit of
+    work, so one row's failure neither holds back nor undoes another's; a retry of the whole task
+    skips the rows already sent."""
     settings = current_app.extensions["settings"]
     render = jinja_renderer(current_app.jinja_env, app_url=settings.app_url)
-    with self.session_scope() as session:
-        result = deliver_email(session, uuid.UUID(email_id), mailer=mailer_for(settings), render=render, now=utcnow())
-    # Raised only after the scope committed the failure, so the attempt count is kept.
-    if result.outcome is DeliveryOutcome.RETRY:
-        raise EmailRetryLater(result.error)
-    return result.outcome.value
+    mailer = mailer_for(settings)
+    outcomes, retry_error = [], None
+    for one_id in (email_id, *more_ids):
+        with self.session_scope() as session:
+            result = deliver_email(session, uuid.UUID(one_id), mailer=mailer, render=render, now=utcnow())
+        outcomes.append(result.outcome.value)
+        if result.outcome is DeliveryOutcome.RETRY:
+            retry_error = result.error
+    # Raised only after the scopes committed the failures, so the attempt counts are kept.
+    if retry_error is not None:
+        raise EmailRetryLater(retry_error)
+    return ",".join(outcomes)

@@ -1,6 +1,7 @@
 """Queueing an email: a row in the outbox, written in the caller's transaction.
 
-The row is delivered by ``tasks.email.send_email`` after commit. ``dedupe_key`` names the cause
+The row is delivered by ``tasks.email.send_email`` after commit (the rows one transaction queues
+go in one task). ``dedupe_key`` names the cause
 (``"request_created:seller:<request id>"``): queueing again for the same cause is a no-op, which
 is what makes a repeated webhook or task send one email, not two.
 """
@@ -16,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from app.db import utcnow
 from app.models import EmailStatus, OutboxEmail
-from app.queue import enqueue_after_commit
+from app.queue import enqueue_batch_after_commit
 
 SEND_TASK = "tasks.email.send_email"
 
@@ -43,7 +44,7 @@ def queue_email(
     inserted = session.execute(_INSERT_EMAIL, values).scalar_one_or_none()
     if inserted is None:
         return None
-    enqueue_after_commit(session, SEND_TASK, str(inserted))
+    enqueue_batch_after_commit(session, SEND_TASK, str(inserted))
     return inserted
 
 

@@ -68,6 +68,40 @@ def test_queue_email_enqueues_the_task_by_name_after_commit(db_session: Session,
     assert send_email.name == SEND_TASK
 
 
+def test_the_emails_of_one_transaction_are_one_task(db_session: Session, enqueued) -> None:  # type: ignore[no-untyped-def]
+    first = queue_email(db_session, recipient="a@example.com", template="test_message", context=CONTEXT)
+    second = queue_email(db_session, recipient="b@example.com", template="test_message", context=CONTEXT)
+    assert enqueued == []
+    db_session.commit()
+    third = queue(db_session)
+
+    assert enqueued == [(SEND_TASK, (str(first), str(second)), {}), (SEND_TASK, (third,), {})]
+
+
+def test_emails_queued_in_a_rolled_back_transaction_are_never_published(db_session: Session, enqueued) -> None:  # type: ignore[no-untyped-def]
+    queue_email(db_session, recipient="a@example.com", template="test_message", context=CONTEXT)
+    db_session.rollback()
+    kept = queue(db_session)
+
+    assert enqueued == [(SEND_TASK, (kept,), {})]
+
+
+def test_one_task_sends_each_row_and_a_retry_skips_those_already_sent(
+    db_session: Session, postmark: FakePostmark
+) -> None:
+    first = queue_email(db_session, recipient="a@example.com", template="test_message", context=CONTEXT)
+    second = queue_email(db_session, recipient="b@example.com", template="test_message", context=CONTEXT)
+    db_session.commit()
+    postmark.respond_to("b@example.com", Reply(503, b"Service Unavailable"), Reply.ok("pm-b"))
+
+    result = send_email.apply(args=(str(first), str(second)))
+
+    assert result.result == "skipped,sent"  # the retry: the first row was sent by the first run
+    assert sorted(r.json["To"] for r in postmark.requests) == ["a@example.com", "b@example.com", "b@example.com"]
+    assert (row(db_session, str(first)).status, row(db_session, str(first)).attempts) == (EmailStatus.SENT, 1)
+    assert (row(db_session, str(second)).status, row(db_session, str(second)).attempts) == (EmailStatus.SENT, 2)
+
+
 def test_success_marks_sent_with_the_message_id(db_session: Session, postmark: FakePostmark) -> None:
     email_id = queue(db_session)
     postmark.respond(Reply.ok("pm-42"))
