@@ -1,6 +1,6 @@
 """Publishing tasks after commit, for services (which must not import Flask or the tasks).
 
-A service calls ``enqueue_after_commit(session, "tasks.email.send_email", email_id)``; the task is
+A service calls ``enqueue_after_commit(session, "tasks.calls.end_call", call_id)``; the task is
 published by name once the transaction commits. If the broker is down at that moment the data
 is still committed, and the beat sweep finds the row and enqueues it again: nothing is lost.
 """
