@@ -139,19 +139,26 @@ def on_commit(session: Session, fn: Callable[[], object]) -> None:
     session.info.setdefault("after_commit", []).append(fn)
 
 
+class _Collected:
+    """An after-commit callback that hands everything collected under ``key`` to ``flush`` at once."""
+
+    def __init__(self, key: str, flush: Callable[[list], object]) -> None:
+        self.key, self.flush, self.items = key, flush, []
+
+    def __call__(self) -> None:
+        self.flush(self.items)
+
+
 def on_commit_collect(session: Session, key: str, item: object, flush: Callable[[list], object]) -> None:
     """Collect ``item`` under ``key`` for the current transaction; once it commits, ``flush(items)``
-    runs once with everything collected (a rollback forgets them, as ``on_commit`` does)."""
-    batches = session.info.setdefault("after_commit_batches", {})
-    if key not in batches:
-        items = batches[key] = []
-
-        def run() -> None:
-            session.info.get("after_commit_batches", {}).pop(key, None)
-            flush(items)
-
-        on_commit(session, run)
-    batches[key].append(item)
+    runs once with everything collected. The collection is one of the transaction's ``on_commit``
+    callbacks, so a rollback forgets it with the others."""
+    pending = session.info.get("after_commit", []) if session.in_transaction() else []
+    collected = next((fn for fn in pending if isinstance(fn, _Collected) and fn.key == key), None)
+    if collected is None:
+        collected = _Collected(key, flush)
+        on_commit(session, collected)
+    collected.items.append(item)
 
 
 @event.listens_for(Session, "after_commit")
@@ -172,4 +179,3 @@ def _run_after_commit(session: Session) -> None:
 def _forget_after_rollback(session: Session, previous_transaction: object) -> None:
     if not session.in_transaction():
         session.info.pop("after_commit", None)
-        session.info.pop("after_commit_batches", None)

@@ -39,8 +39,15 @@ def queue_email(
     dedupe_key: str | None = None,
 ) -> uuid.UUID | None:
     """Add an email to the outbox. Returns its id, or None when ``dedupe_key`` was already used."""
-    values = {"id": uuid.uuid4(), "recipient": recipient, "template": template, "context": context}
-    values |= {"dedupe_key": dedupe_key, "status": EmailStatus.PENDING.value, "created_at": utcnow()}
+    values = {
+        "id": uuid.uuid4(),
+        "recipient": recipient,
+        "template": template,
+        "context": context,
+        "dedupe_key": dedupe_key,
+        "status": EmailStatus.PENDING.value,
+        "created_at": utcnow(),
+    }
     inserted = session.execute(_INSERT_EMAIL, values).scalar_one_or_none()
     if inserted is None:
         return None

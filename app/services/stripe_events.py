@@ -81,10 +81,10 @@ _INSERT_EVENT = text(
 ).bindparams(bindparam("id", type_=Uuid()), bindparam("payload", type_=JSONB()))
 
 
-def record_event(db: Session | Connection, event: dict[str, Any]) -> uuid.UUID | None:
+def record_event(connection: Session | Connection, event: dict[str, Any]) -> uuid.UUID | None:
     """Store a verified event in the inbox: its row id, or None for a duplicate delivery. The caller
     publishes ``publish_processing(row_id)`` once the row is committed."""
-    return db.execute(
+    return connection.execute(
         _INSERT_EVENT,
         {
             "id": uuid.uuid4(),
