@@ -60,10 +60,15 @@ class Phase:
         return self.requests / self.seconds if self.seconds else 0.0
 
     def percentile(self, q: float) -> float:
-        if not self.latencies:
-            return float("nan")
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+        return percentile(self.latencies, q)
+
+
+def percentile(latencies: list[float], q: float) -> float:
+    """The ``q`` quantile of latencies in seconds, in milliseconds (NaN for none)."""
+    if not latencies:
+        return float("nan")
+    ordered = sorted(latencies)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
 # --- Engines and app ------------------------------------------------------------------------

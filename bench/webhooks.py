@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 from alembic import command  # noqa: E402
 from alembic.config import Config  # noqa: E402
-from paywall import bench_engines, process_cpu_seconds  # noqa: E402 (the benchmarks share these)
+from paywall import bench_engines, percentile, process_cpu_seconds  # noqa: E402 (the benchmarks share these)
 from sqlalchemy import create_engine, text  # noqa: E402
 
 from app.config import Settings  # noqa: E402
@@ -340,11 +340,6 @@ class CpuMeter:
 
     def machine(self) -> float:
         return machine_busy_seconds() - self.machine_start
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else float("nan")
 
 
 def report(
