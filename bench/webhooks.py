@@ -1,8 +1,9 @@
 """Webhook ingest and processing under load: gunicorn plus Celery workers, on loopback.
 
     .venv/bin/python bench/webhooks.py [--events 2000] [--duplicates 0.2] [--senders 32]
-                                       [--workers 2] [--worker-concurrency 1] [--web-workers 2]
-                                       [--worker-nice 0] [--staged]
+                                       [--workers 2] [--worker-concurrency 1] [--worker-pool prefork]
+                                       [--web-workers 2] [--web-threads 8] [--worker-nice 0]
+                                       [--staged] [--no-floor]
 
 Engines: with DATABASE_URL set, a scratch database is created on that server (and dropped at the
 end); otherwise a private embedded PostgreSQL is started in a temporary directory. Redis is
@@ -16,10 +17,15 @@ signed, and ``--senders`` asyncio connections post the ``checkout.session.comple
 share of them duplicates, shuffled in) in a closed loop over keep-alive connections; the senders
 are one event loop writing prepared bytes, so they take little of the CPU they measure.
 
-Printed: ingest latency p50/p99/max, the time until every event is processed (no inbox row left
-RECEIVED), the processing rate, the final counts, and the CPU spent: by gunicorn per post, by the
-Celery workers and by the whole machine per unique event. On a small machine the CPU figures are
-the steady ones; latency and rate move with whatever else the machine is doing.
+First the floor: the same posts, senders and gunicorn settings against ``bench/floor_app.py``, a
+bare Flask app that does only what the webhook must (verify, one INSERT, one publish), with
+nothing else running. It shows what this stack allows on this machine; the app's ingest rate is
+printed as a ratio of it, which holds steadier than either figure on a busy machine.
+
+Printed: ingest latency p50/p99/max (the app's and the floor's), the time until every event is
+processed (no inbox row left RECEIVED), the processing rate, the final counts, and the CPU spent:
+by gunicorn per post, by the Celery workers and by the whole machine per unique event. On a small
+machine the CPU figures are the steady ones; latency and rate move with whatever else it is doing.
 Goals: p99 ingest under 50 ms, at least 200 events/s processed, exactly one request per event.
 """
 
@@ -39,6 +45,7 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -47,6 +54,7 @@ sys.path.insert(0, str(ROOT))
 
 from alembic import command  # noqa: E402
 from alembic.config import Config  # noqa: E402
+from floor_app import TABLE as FLOOR_TABLE  # noqa: E402
 from paywall import bench_engines, percentile, process_cpu_seconds  # noqa: E402 (the benchmarks share these)
 from sqlalchemy import create_engine, text  # noqa: E402
 
@@ -174,10 +182,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_web(env: dict[str, str], port: int, web_workers: int) -> subprocess.Popen[bytes]:
-    """gunicorn as in the Procfile (gthread), answering /api/health."""
-    command = [str(BIN / "gunicorn"), "wsgi:app", "--bind", f"127.0.0.1:{port}", "--workers", str(web_workers)]
-    command += ["--worker-class", "gthread", "--threads", "8", "--log-level", "warning"]
+def start_web(
+    env: dict[str, str], port: int, web_workers: int, threads: int = 8, target: str = "wsgi:app"
+) -> subprocess.Popen[bytes]:
+    """gunicorn as in the Procfile (gthread), answering /api/health; ``target`` the WSGI app."""
+    command = [str(BIN / "gunicorn"), target, "--bind", f"127.0.0.1:{port}", "--workers", str(web_workers)]
+    command += ["--worker-class", "gthread", "--threads", str(threads), "--log-level", "warning"]
     web = subprocess.Popen(command, cwd=ROOT, env=env)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
@@ -195,14 +205,16 @@ def start_web(env: dict[str, str], port: int, web_workers: int) -> subprocess.Po
     raise RuntimeError("gunicorn did not answer within 90 s")
 
 
-def start_workers(env: dict[str, str], count: int, concurrency: int, nice: int = 0) -> list[subprocess.Popen[bytes]]:
-    """``count`` Celery worker processes on the run's queue, returned once each answers a ping.
-    ``nice`` lowers their CPU priority below gunicorn's, as if they ran on machines of their own
-    (the Procfile's web and worker are separate processes, usually on separate hosts)."""
+def start_workers(env: dict[str, str], args: argparse.Namespace) -> list[subprocess.Popen[bytes]]:
+    """``--workers`` Celery worker processes on the run's queue, returned once each answers a ping.
+    ``--worker-nice`` lowers their CPU priority below gunicorn's, as if they ran on machines of
+    their own (the Procfile's web and worker are separate processes, usually on separate hosts)."""
     workers = []
-    for n in range(count):
+    nice = args.worker_nice
+    for n in range(args.workers):
         command = [str(BIN / "celery"), "-A", "celery_worker", "worker", "--loglevel", "WARNING"]
-        command += ["--concurrency", str(concurrency), "--hostname", f"bench{n}@%h"]
+        command += ["--pool", args.worker_pool, "--concurrency", str(args.worker_concurrency)]
+        command += ["--hostname", f"bench{n}@%h"]
         command += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
         workers.append(
             subprocess.Popen(
@@ -219,7 +231,7 @@ def start_workers(env: dict[str, str], count: int, concurrency: int, nice: int =
 
     probe = Celery(broker=celery_broker_url(env["REDIS_URL"]))
     deadline = time.monotonic() + 90
-    while len(probe.control.ping(timeout=1.0) or []) < count:
+    while len(probe.control.ping(timeout=1.0) or []) < args.workers:
         if time.monotonic() > deadline or any(worker.poll() is not None for worker in workers):
             raise RuntimeError("the Celery workers did not start")
     return workers
@@ -268,6 +280,21 @@ async def _send_all(port: int, posts: list[bytes], senders: int) -> tuple[list[f
 
     await asyncio.gather(*(sender() for _ in range(senders)))
     return latencies, errors
+
+
+@dataclass(frozen=True)
+class Ingest:
+    latencies: list[float]
+    errors: int
+    seconds: float
+
+    def line(self) -> str:
+        posts = len(self.latencies)
+        p50, p99 = percentile(self.latencies, 0.50), percentile(self.latencies, 0.99)
+        return (
+            f"{posts} posts in {self.seconds:.2f} s ({posts / self.seconds:.0f}/s), errors {self.errors}; "
+            f"latency p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {max(self.latencies) * 1000:.1f} ms"
+        )
 
 
 def send_all(port: int, posts: list[bytes], senders: int) -> tuple[list[float], int, float]:
@@ -345,9 +372,8 @@ class CpuMeter:
 def report(
     args: argparse.Namespace,
     unique: int,
-    latencies: list[float],
-    errors: int,
-    send_seconds: float,
+    ingest: Ingest,
+    floor: Ingest | None,
     done: bool,
     statuses: dict[str, int],
     processed_seconds: float,
@@ -355,10 +381,11 @@ def report(
     cpu: dict[str, float],
 ) -> None:
     rate = unique / processed_seconds
-    posts = len(latencies)
-    print(f"ingest: {posts} posts in {send_seconds:.2f} s ({posts / send_seconds:.0f}/s), errors {errors}")
-    p50, p99 = percentile(latencies, 0.50), percentile(latencies, 0.99)
-    print(f"ingest latency: p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {max(latencies) * 1000:.1f} ms")
+    posts = len(ingest.latencies)
+    print(f"ingest: {ingest.line()}")
+    if floor is not None:
+        print(f"floor (bench/floor_app.py, nothing else running): {floor.line()}")
+        print(f"app ingest rate / floor rate: {posts / ingest.seconds / (len(floor.latencies) / floor.seconds):.2f}")
     since = "the workers started" if args.staged else "the first post"
     state = "all processed" if done else f"NOT all processed after {args.timeout:.0f} s ({statuses})"
     print(f"{state} {processed_seconds:.2f} s after {since}: {rate:.0f} events/s")
@@ -372,7 +399,7 @@ def report(
     for name, value in counts.items():
         print(f"  {name}: {value}")
     goals = {
-        "p99 ingest < 50 ms": p99 < 50,
+        "p99 ingest < 50 ms": percentile(ingest.latencies, 0.99) < 50,
         ">= 200 events/s processed": done and rate >= 200,
         "exactly one request per unique event": counts["call requests"]
         == unique
@@ -380,6 +407,32 @@ def report(
     }
     for goal, met in goals.items():
         print(f"goal {goal}: {'met' if met else 'MISSED'}")
+
+
+def measure_floor(env: dict[str, str], args: argparse.Namespace, bodies: list[dict]) -> Ingest:
+    """The same posts, senders and gunicorn settings against ``bench/floor_app.py`` with nothing
+    else running: the floor of the stack on this machine. Its table and queue are its own."""
+    from app.extensions import celery_broker_url
+
+    engine = create_engine(env["DATABASE_URL"])
+    with engine.begin() as conn:
+        conn.execute(text(f"CREATE TABLE {FLOOR_TABLE} (LIKE stripe_events INCLUDING ALL)"))
+    floor_env = {
+        **env,
+        "FLOOR_BROKER": celery_broker_url(env["REDIS_URL"]),
+        "FLOOR_QUEUE": f"{env['CELERY_QUEUE']}-floor",  # no worker reads it; run() deletes it
+        "FLOOR_POOL_SIZE": str(args.web_threads),
+    }
+    port = free_port()
+    web = start_web(floor_env, port, args.web_workers, args.web_threads, target="bench.floor_app:create_app()")
+    try:
+        return Ingest(*send_all(port, build_requests(port, bodies, env["STRIPE_WEBHOOK_SECRET"]), args.senders))
+    finally:
+        web.terminate()
+        web.wait(timeout=20)
+        with engine.begin() as conn:
+            conn.execute(text(f"DROP TABLE {FLOOR_TABLE}"))
+        engine.dispose()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -409,13 +462,14 @@ def run(args: argparse.Namespace) -> int:
         events = seed(env, unique)
         bodies = events + [random.choice(events) for _ in range(args.events - unique)]
         random.shuffle(bodies)
-        web = start_web(env, port, args.web_workers)
+        floor = None if args.no_floor else measure_floor(env, args, bodies)
+        web = start_web(env, port, args.web_workers, args.web_threads)
         processes.append(web)
-        workers = [] if args.staged else start_workers(env, args.workers, args.worker_concurrency, args.worker_nice)
+        workers = [] if args.staged else start_workers(env, args)
         processes += workers
         print(
             f"{args.events} events ({unique} unique, {args.events - unique} duplicates), "
-            f"{args.senders} senders, {args.web_workers} gunicorn workers x 8 threads, "
+            f"{args.senders} senders, {args.web_workers} gunicorn workers x {args.web_threads} threads, "
             f"{args.workers} Celery workers x concurrency {args.worker_concurrency}"
             f"{f' at nice {args.worker_nice}' if args.worker_nice else ''}"
             f"{', started after the ingest' if args.staged else ''}; "
@@ -425,9 +479,9 @@ def run(args: argparse.Namespace) -> int:
         meter = CpuMeter()
         meter.add(processes)
         started = time.perf_counter()
-        latencies, errors, send_seconds = send_all(port, posts, args.senders)
+        ingest = Ingest(*send_all(port, posts, args.senders))
         if args.staged:
-            workers = start_workers(env, args.workers, args.worker_concurrency, args.worker_nice)
+            workers = start_workers(env, args)
             processes += workers
             meter.add(workers)
             started = time.perf_counter()
@@ -435,9 +489,9 @@ def run(args: argparse.Namespace) -> int:
         processed_seconds = time.perf_counter() - started
         cpu = {"web": meter.used([web]), "workers": meter.used(workers), "machine": meter.machine()}
         counts = final_counts(database_url)
-        report(args, unique, latencies, errors, send_seconds, done, statuses, processed_seconds, counts, cpu)
+        report(args, unique, ingest, floor, done, statuses, processed_seconds, counts, cpu)
         exact = counts["call requests"] == unique == counts["distinct sessions with a request"]
-        return 0 if errors == 0 and exact and done else 1
+        return 0 if ingest.errors == 0 and exact and done else 1
     finally:
         for process in processes:
             process.terminate()
@@ -464,10 +518,15 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="Celery worker processes")
     parser.add_argument("--worker-concurrency", type=int, default=1)
     parser.add_argument("--web-workers", type=int, default=2)
+    parser.add_argument("--web-threads", type=int, default=8, help="gunicorn threads per worker (the Procfile's 8)")
     parser.add_argument(
         "--worker-nice", type=int, default=0, help="run the Celery workers at this nice level (gunicorn stays at 0)"
     )
+    parser.add_argument("--worker-pool", default="prefork", help="Celery pool: prefork (the default), threads or solo")
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument(
+        "--no-floor", action="store_true", help="skip the floor run of bench/floor_app.py before the app's"
+    )
     parser.add_argument(
         "--staged", action="store_true", help="start the workers only after the ingest, to measure each apart"
     )
