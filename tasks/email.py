@@ -6,6 +6,7 @@ import uuid
 
 from celery import shared_task
 from flask import current_app
+from sqlalchemy.exc import OperationalError
 
 from app.db import utcnow
 from app.integrations.email import mailer_for
@@ -18,12 +19,13 @@ class EmailRetryLater(Exception):
 
 # Celery's backoff is 30 s, 60 s, 120 s, ... with full jitter, always under the row's own
 # next_attempt_at (app/services/email_delivery.py), so the sweep only steps in when a retry was
-# lost or Celery gave up; the row itself gives up after MAX_ATTEMPTS.
+# lost or Celery gave up; the row itself gives up after MAX_ATTEMPTS. A lost database connection
+# is retried the same way: nothing was recorded, and the row's lock makes a second run safe.
 @shared_task(
     name="tasks.email.send_email",
     bind=True,
     ignore_result=True,
-    autoretry_for=(EmailRetryLater,),
+    autoretry_for=(EmailRetryLater, OperationalError),
     retry_backoff=30,
     retry_backoff_max=600,
     retry_jitter=True,

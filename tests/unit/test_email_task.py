@@ -12,8 +12,10 @@ from datetime import timedelta
 import jinja2
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+import tasks.email
 from app.config import PROJECT_ROOT
 from app.db import utcnow
 from app.models import EmailStatus, OutboxEmail
@@ -198,8 +200,32 @@ def test_celery_stops_retrying_after_max_retries_and_the_row_stays_pending_for_t
     assert email.next_attempt_at is not None
 
 
+def test_a_lost_database_connection_is_retried_and_the_retry_sends_once(
+    db_session: Session, postmark: FakePostmark, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    email_id = queue(db_session)
+    postmark.respond(Reply.ok("pm-after-outage"))
+    deliver = tasks.email.deliver_email
+    calls = []
+
+    def database_drops_once(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(args)
+        if len(calls) == 1:
+            raise OperationalError("SELECT", {}, Exception("server closed the connection unexpectedly"))
+        return deliver(*args, **kwargs)
+
+    monkeypatch.setattr(tasks.email, "deliver_email", database_drops_once)
+
+    result = send_email.apply(args=(email_id,))
+
+    assert result.result == "sent"
+    assert len(calls) == 2 and len(postmark.requests) == 1
+    email = row(db_session, email_id)
+    assert (email.status, email.provider_message_id, email.attempts) == (EmailStatus.SENT, "pm-after-outage", 1)
+
+
 def test_the_retry_policy_is_explicit() -> None:
-    assert send_email.autoretry_for == (EmailRetryLater,)
+    assert send_email.autoretry_for == (EmailRetryLater, OperationalError)
     assert send_email.retry_backoff == 30 and send_email.retry_jitter is True
     assert send_email.max_retries == 5
 
