@@ -77,7 +77,7 @@ def seed(env: dict[str, str], unique: int) -> list[dict]:
     import redis as redis_lib
 
     from app.db import utcnow
-    from app.integrations.payments import builtin_gateway
+    from app.integrations.builtin_payments import builtin_gateway
     from app.models import Checkout, CheckoutStatus, Profile, User
 
     settings = Settings.from_env(env, dotenv=False)

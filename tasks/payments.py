@@ -24,7 +24,8 @@ from app.celery_app import RETRY_BACKOFF_MAX
 from app.config import Settings
 from app.db import utcnow
 from app.extensions import redis_client
-from app.integrations.payments import PaymentError, builtin_gateway, payment_gateway, post_signed_event
+from app.integrations.builtin_payments import builtin_gateway
+from app.integrations.payments import PaymentError, payment_gateway, post_signed_event
 from app.services import stripe_events
 
 log = logging.getLogger(__name__)

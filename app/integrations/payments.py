@@ -5,21 +5,20 @@ package can tell them apart. Every call that moves money takes a deterministic i
 (``capture:<request id>``, ``cancel:<request id>``, ``refund:<request id>``), so a retried task
 never moves money twice.
 
-``payment_gateway(settings, redis)`` picks one: ``StripeGateway`` when ``STRIPE_SECRET_KEY`` is set,
-otherwise ``BuiltinGateway``, whose state lives in Redis and whose events reach the app's own webhook
-signed with ``STRIPE_WEBHOOK_SECRET`` exactly as Stripe signs them.
+``payment_gateway(settings, redis)`` picks one: ``StripeGateway`` (here) when ``STRIPE_SECRET_KEY`` is
+set, otherwise ``BuiltinGateway`` (``app.integrations.builtin_payments``), whose state lives in Redis
+and whose events reach the app's own webhook signed with ``STRIPE_WEBHOOK_SECRET`` exactly as Stripe
+signs them.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import hmac
 import json
-import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -27,7 +26,6 @@ from typing import Any, Protocol
 import requests
 import stripe
 from redis import Redis
-from redis.lock import Lock
 
 from app.config import Settings
 
@@ -129,7 +127,7 @@ def post_signed_event(url: str, event: dict[str, Any], secret: str, *, timeout: 
     return response.status_code
 
 
-def _snapshot(session: dict[str, Any], intent: dict[str, Any] | None) -> CheckoutSnapshot:
+def snapshot_of(session: dict[str, Any], intent: dict[str, Any] | None) -> CheckoutSnapshot:
     details = session.get("customer_details") or {}
     return CheckoutSnapshot(
         session_id=session["id"],
@@ -200,7 +198,7 @@ class StripeGateway:
         if isinstance(intent, str):  # not expanded (should not happen); fetch it
             with _stripe_errors():
                 intent = self.client.v1.payment_intents.retrieve(intent).to_dict()
-        return _snapshot(data, intent)
+        return snapshot_of(data, intent)
 
     def capture(self, payment_intent_id: str, *, idempotency_key: str) -> str:
         with _stripe_errors():
@@ -249,312 +247,20 @@ def product_name(seller_name: str) -> str:
     return f"5-minute video call with {seller_name}"
 
 
-# --- The built-in test-mode checkout -------------------------------------------------------------
-
-BUILTIN_TTL_SECONDS = 30 * 24 * 3600  # Stripe remembers idempotency keys at least 24 h; we keep all 30 days
-_CANCELLABLE = ("requires_payment_method", "requires_confirmation", "requires_action", "requires_capture", "processing")
-
-EventSink = Callable[[dict[str, Any]], None]
-
-
-class BuiltinGateway:
-    """Stripe's checkout, played by the app itself (no ``STRIPE_SECRET_KEY``).
-
-    Sessions and PaymentIntents live in Redis as Stripe-shaped JSON; capture, cancel and refund
-    follow Stripe's state rules and honour idempotency keys (same key and parameters: the first
-    answer again; same key, other parameters: an error). The page at ``/dev/checkout/<id>`` calls
-    ``pay`` or ``expire``, and every change Stripe would announce is handed to ``notify`` as a
-    Stripe-shaped event, which the app delivers to its own webhook, signed, from a worker.
-    """
-
-    def __init__(self, redis: Redis, *, namespace: str, app_url: str, notify: EventSink | None = None) -> None:
-        self.redis = redis
-        self.ns = namespace
-        self.app_url = app_url.rstrip("/")
-        self.notify = notify or (lambda event: None)
-
-    # The PaymentGateway interface.
-
-    def create_checkout(self, request: CheckoutRequest) -> CreatedCheckout:
-        key = f"checkout:{request.checkout_id}"
-        fingerprint = json.dumps(dataclasses.asdict(request), sort_keys=True)
-        session = self._idempotent(key, fingerprint, lock=key, action=lambda: self._new_session(request))
-        return CreatedCheckout(session_id=session["id"], url=session["url"])
-
-    def retrieve_checkout(self, session_id: str) -> CheckoutSnapshot:
-        session = self._require("cs", session_id)
-        intent = self._load("pi", session["payment_intent"]) if session.get("payment_intent") else None
-        return _snapshot(session, intent)
-
-    def capture(self, payment_intent_id: str, *, idempotency_key: str) -> str:
-        def action() -> dict[str, Any]:
-            intent = self._require("pi", payment_intent_id)
-            _require_status(intent, ("requires_capture",), "captured")
-            intent.update(status="succeeded", amount_received=intent["amount"], amount_capturable=0)
-            self._save("pi", intent)
-            return intent
-
-        return self._idempotent(idempotency_key, f"capture:{payment_intent_id}", payment_intent_id, action)["status"]
-
-    def cancel(self, payment_intent_id: str, *, idempotency_key: str) -> str:
-        def action() -> dict[str, Any]:
-            intent = self._require("pi", payment_intent_id)
-            _require_status(intent, _CANCELLABLE, "canceled")
-            intent.update(status="canceled", amount_capturable=0, canceled_at=int(time.time()))
-            self._save("pi", intent)
-            return intent
-
-        return self._idempotent(idempotency_key, f"cancel:{payment_intent_id}", payment_intent_id, action)["status"]
-
-    def refund(self, payment_intent_id: str, *, idempotency_key: str, amount_cents: int | None = None) -> str:
-        def action() -> dict[str, Any]:
-            intent = self._require("pi", payment_intent_id)
-            _require_status(intent, ("succeeded",), "refunded")
-            charge = intent["_charge"]
-            remaining = intent["amount_received"] - charge["amount_refunded"]
-            amount = remaining if amount_cents is None else amount_cents
-            if amount <= 0 or amount > remaining:
-                raise PaymentError(
-                    f"Refund amount {amount} exceeds what is left ({remaining}).",
-                    transient=False,
-                    code="amount_too_large" if amount > 0 else "charge_already_refunded",
-                )
-            charge["amount_refunded"] += amount
-            self._save("pi", intent)
-            refund = {
-                "id": _new_id("re"),
-                "object": "refund",
-                "amount": amount,
-                "currency": intent["currency"],
-                "payment_intent": intent["id"],
-                "charge": charge["id"],
-                "status": "succeeded",
-            }
-            self._emit("charge.refunded", self._charge(intent), idempotency_key)
-            return refund
-
-        return self._idempotent(
-            idempotency_key, f"refund:{payment_intent_id}:{amount_cents}", payment_intent_id, action
-        )["status"]
-
-    def payment_intent_for_charge(self, charge_id: str) -> str | None:
-        return self.redis.get(self._key("ch", charge_id))
-
-    # What the buyer does on the test-mode checkout page.
-
-    def session(self, session_id: str) -> dict[str, Any]:
-        """The session as Stripe would return it, plus ``product_name`` (for the checkout page)."""
-        session = self._require("cs", session_id)
-        return {**_public(session), "product_name": session["_line_item"]}
-
-    def pay(self, session_id: str) -> dict[str, Any]:
-        """The buyer paid: a hold (manual capture) or a charge, then ``checkout.session.completed``."""
-        with self._lock(session_id):
-            session = self._require("cs", session_id)
-            if session["status"] == "open" and session["expires_at"] <= time.time():
-                session = self._expire_locked(session)
-            if session["status"] != "open":
-                raise PaymentError(f"This checkout is {session['status']}.", transient=False, code="checkout_not_open")
-            intent = self._new_intent(session)
-            session.update(
-                status="complete",
-                payment_status="paid" if intent["status"] == "succeeded" else "unpaid",
-                payment_intent=intent["id"],
-                customer_details={"email": session["customer_email"]},
-            )
-            self._save("cs", session)
-            self.redis.zrem(self._key("open"), session_id)
-            self._emit("checkout.session.completed", _public(session))
-            return _public(session)
-
-    def expire(self, session_id: str) -> dict[str, Any]:
-        """The buyer cancelled (or the session ran out): ``checkout.session.expired``, once."""
-        with self._lock(session_id):
-            session = self._require("cs", session_id)
-            if session["status"] == "open":
-                session = self._expire_locked(session)
-            return _public(session)
-
-    def expire_overdue(self, now: float | None = None) -> int:
-        """Expire every open session past its ``expires_at`` (Stripe does this on its own)."""
-        due = self.redis.zrangebyscore(self._key("open"), "-inf", now if now is not None else time.time())
-        expired = 0
-        for session_id in due:
-            try:
-                expired += self.expire(session_id)["status"] == "expired"
-            except PaymentError:  # the session itself is gone (older than 30 days)
-                self.redis.zrem(self._key("open"), session_id)
-        return expired
-
-    def seed_session(self, session: dict[str, Any], intent: dict[str, Any] | None = None) -> None:
-        """Store a session (and its PaymentIntent) as they are; for benchmarks and tests."""
-        if intent is not None:
-            self._save("pi", intent)
-        self._save("cs", session)
-
-    # Internals.
-
-    def _new_session(self, request: CheckoutRequest) -> dict[str, Any]:
-        session_id = _new_id("cs_test")
-        session = {
-            "id": session_id, "object": "checkout.session", "mode": "payment", "livemode": False,
-            "status": "open", "payment_status": "unpaid", "created": int(time.time()),
-            "amount_subtotal": request.amount_cents, "amount_total": request.amount_cents,
-            "currency": request.currency, "customer_email": request.buyer_email, "customer_details": None,
-            "client_reference_id": request.checkout_id, "metadata": dict(request.metadata),
-            "payment_intent": None, "expires_at": request.expires_at,
-            "success_url": request.success_url, "cancel_url": request.cancel_url,
-            "url": f"{self.app_url}/dev/checkout/{session_id}",
-            "_line_item": product_name(request.seller_name),
-            "_capture_method": "manual" if request.capture_manually else "automatic",
-        }  # fmt: skip
-        self._save("cs", session)
-        self.redis.zadd(self._key("open"), {session_id: request.expires_at})
-        return session
-
-    def _new_intent(self, session: dict[str, Any]) -> dict[str, Any]:
-        manual = session["_capture_method"] == "manual"
-        amount = session["amount_total"]
-        intent = {
-            "id": _new_id("pi_test"), "object": "payment_intent", "amount": amount, "currency": session["currency"],
-            "capture_method": session["_capture_method"], "metadata": dict(session["metadata"]),
-            "status": "requires_capture" if manual else "succeeded", "created": int(time.time()),
-            "amount_capturable": amount if manual else 0, "amount_received": 0 if manual else amount,
-            "latest_charge": _new_id("ch_test"),
-            "_charge": {"amount_refunded": 0},
-        }  # fmt: skip
-        intent["_charge"]["id"] = intent["latest_charge"]
-        self._save("pi", intent)
-        self.redis.set(self._key("ch", intent["latest_charge"]), intent["id"], ex=BUILTIN_TTL_SECONDS)
-        return intent
-
-    def _expire_locked(self, session: dict[str, Any]) -> dict[str, Any]:
-        session["status"] = "expired"
-        self._save("cs", session)
-        self.redis.zrem(self._key("open"), session["id"])
-        self._emit("checkout.session.expired", _public(session))
-        return session
-
-    @staticmethod
-    def _charge(intent: dict[str, Any]) -> dict[str, Any]:
-        refunded = intent["_charge"]["amount_refunded"]
-        return {
-            "id": intent["latest_charge"], "object": "charge", "amount": intent["amount"],
-            "amount_captured": intent["amount_received"], "amount_refunded": refunded,
-            "refunded": refunded >= intent["amount_received"], "captured": True, "currency": intent["currency"],
-            "payment_intent": intent["id"], "metadata": dict(intent["metadata"]), "status": "succeeded",
-        }  # fmt: skip
-
-    def _emit(self, event_type: str, obj: dict[str, Any], idempotency_key: str | None = None) -> None:
-        self.notify(
-            {
-                "id": _new_id("evt_test"),
-                "object": "event",
-                "api_version": stripe.api_version,
-                "created": int(time.time()),
-                "livemode": False,
-                "pending_webhooks": 1,
-                "type": event_type,
-                "request": {"id": None, "idempotency_key": idempotency_key},
-                "data": {"object": obj},
-            }
-        )
-
-    def _idempotent(self, key: str, fingerprint: str, lock: str, action: Callable[[], dict[str, Any]]) -> dict:
-        """Run ``action`` once per idempotency key and answer repeats with the stored result."""
-        with self._lock(lock):
-            stored_raw = self.redis.get(self._key("idem", key))
-            if stored_raw:
-                stored = json.loads(stored_raw)
-                if stored["fingerprint"] != fingerprint:
-                    raise PaymentError(
-                        "Keys for idempotent requests can only be used with the same parameters they were first "
-                        "used with.",
-                        transient=False,
-                        code="idempotency_key_in_use",
-                    )
-                if "error" in stored:
-                    raise PaymentError(stored["error"]["message"], transient=False, code=stored["error"]["code"])
-                return stored["response"]
-            record: dict[str, Any] = {"fingerprint": fingerprint}
-            try:
-                record["response"] = action()
-            except PaymentError as exc:
-                record["error"] = {"message": str(exc), "code": exc.code}
-                raise
-            finally:
-                if "response" in record or "error" in record:
-                    self.redis.set(self._key("idem", key), json.dumps(record), ex=BUILTIN_TTL_SECONDS)
-            return record["response"]
-
-    def _key(self, kind: str, ident: str = "") -> str:
-        return f"{self.ns}:{kind}:{ident}" if ident else f"{self.ns}:{kind}"
-
-    def _lock(self, name: str) -> Lock:
-        return self.redis.lock(self._key("lock", name), timeout=10, blocking_timeout=10)
-
-    def _load(self, kind: str, ident: str) -> dict[str, Any] | None:
-        raw = self.redis.get(self._key(kind, ident))
-        return json.loads(raw) if raw else None
-
-    def _require(self, kind: str, ident: str) -> dict[str, Any]:
-        found = self._load(kind, ident)
-        if found is None:
-            name = "checkout.session" if kind == "cs" else "payment_intent"
-            raise PaymentError(f"No such {name}: '{ident}'", transient=False, code="resource_missing")
-        return found
-
-    def _save(self, kind: str, obj: dict[str, Any]) -> None:
-        self.redis.set(self._key(kind, obj["id"]), json.dumps(obj), ex=BUILTIN_TTL_SECONDS)
-
-
-def _require_status(intent: dict[str, Any], allowed: tuple[str, ...], verb: str) -> None:
-    if intent["status"] not in allowed:
-        raise PaymentError(
-            f"This PaymentIntent could not be {verb} because it has a status of {intent['status']}.",
-            transient=False,
-            code="payment_intent_unexpected_state",
-        )
-
-
-def _public(obj: dict[str, Any]) -> dict[str, Any]:
-    """The object without the built-in gateway's private fields (those starting with ``_``)."""
-    return {key: value for key, value in obj.items() if not key.startswith("_")}
-
-
-def _new_id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_hex(12)}"
-
-
 # --- Choosing one --------------------------------------------------------------------------------
 
 
-def payment_gateway(settings: Settings, redis: Redis, *, notify: EventSink | None = None) -> PaymentGateway:
+def payment_gateway(settings: Settings, redis: Redis) -> PaymentGateway:
     """Stripe when ``STRIPE_SECRET_KEY`` is set, else the built-in test-mode checkout."""
     if settings.stripe_secret_key:
         return _stripe_gateway(settings.stripe_secret_key, settings.stripe_api_base)
-    return builtin_gateway(settings, redis, notify=notify)
+    # Imported here: the built-in gateway's module imports this one for the shared types.
+    from app.integrations.builtin_payments import builtin_gateway
 
-
-def builtin_gateway(settings: Settings, redis: Redis, *, notify: EventSink | None = None) -> BuiltinGateway:
-    return BuiltinGateway(
-        redis,
-        namespace=f"chatlink:{settings.celery_queue}:stripe",
-        app_url=settings.app_url,
-        notify=notify or _deliver_to_own_webhook,
-    )
+    return builtin_gateway(settings, redis)
 
 
 @functools.lru_cache(maxsize=4)
 def _stripe_gateway(api_key: str, api_base: str | None) -> StripeGateway:
     # One client (and its HTTP connection pool) per key, shared by every request and task.
     return StripeGateway(api_key, api_base=api_base)
-
-
-def _deliver_to_own_webhook(event: dict[str, Any]) -> None:
-    from app.queue import enqueue_now
-
-    enqueue_now(DELIVER_WEBHOOK_TASK, event)
-
-
-DELIVER_WEBHOOK_TASK = "tasks.payments.deliver_builtin_webhook"

@@ -13,7 +13,8 @@ from flask import Blueprint, abort, current_app, redirect, render_template
 from flask.typing import ResponseReturnValue
 
 from app.extensions import redis_client
-from app.integrations.payments import BuiltinGateway, PaymentError, builtin_gateway
+from app.integrations.builtin_payments import BuiltinGateway, builtin_gateway
+from app.integrations.payments import PaymentError
 from app.services.profiles import format_price
 
 bp = Blueprint("dev_checkout", __name__, url_prefix="/dev/checkout")

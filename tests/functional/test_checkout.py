@@ -13,7 +13,8 @@ import pytest
 from sqlalchemy import select
 
 from app.db import utcnow
-from app.integrations.payments import CheckoutRequest, builtin_gateway, sign_payload
+from app.integrations.builtin_payments import builtin_gateway
+from app.integrations.payments import CheckoutRequest, sign_payload
 from app.models import Block, CallRequest, CancelReason, Checkout, Profile, RequestStatus
 from tasks.maintenance import SWEEP_STEPS
 from tasks.payments import expire_builtin_checkouts, process_stripe_event

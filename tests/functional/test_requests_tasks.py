@@ -12,7 +12,8 @@ from freezegun import freeze_time
 from sqlalchemy import select
 
 from app.db import utcnow
-from app.integrations.payments import BuiltinGateway, CheckoutRequest, builtin_gateway
+from app.integrations.builtin_payments import BuiltinGateway, builtin_gateway
+from app.integrations.payments import CheckoutRequest
 from app.models import CallRequest, CancelReason, OutboxEmail, PaymentState, RequestStatus, Transaction
 from tasks.maintenance import sweep
 from tasks.requests import capture_accepted, release_hold

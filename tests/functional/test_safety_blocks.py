@@ -8,7 +8,8 @@ import secrets
 
 from sqlalchemy import select
 
-from app.integrations.payments import builtin_gateway, sign_payload
+from app.integrations.builtin_payments import builtin_gateway
+from app.integrations.payments import sign_payload
 from app.models import Block, CallRequest, CancelReason, EventLog, RequestStatus, StripeEvent
 from tasks.payments import process_stripe_event
 from tests.conftest import csrf_token, login

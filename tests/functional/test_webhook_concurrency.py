@@ -13,7 +13,8 @@ import pytest
 from sqlalchemy import select
 
 from app.db import db, utcnow
-from app.integrations.payments import builtin_gateway, sign_payload
+from app.integrations.builtin_payments import builtin_gateway
+from app.integrations.payments import sign_payload
 from app.models import CallRequest, OutboxEmail, StripeEvent, StripeEventStatus, Transaction
 from app.services.checkout import start_checkout
 from tasks.payments import process_stripe_event

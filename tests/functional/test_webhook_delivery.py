@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from werkzeug.serving import make_server
 
 from app.db import db, utcnow
-from app.integrations.payments import builtin_gateway
+from app.integrations.builtin_payments import builtin_gateway
 from app.models import StripeEvent, StripeEventStatus
 from app.services import stripe_events
 from app.services.checkout import start_checkout

@@ -62,7 +62,7 @@ class TestSuspend:
         )
 
     def test_a_suspended_seller_cannot_be_paid(self, db_session, settings, redis) -> None:
-        from app.integrations.payments import builtin_gateway
+        from app.integrations.builtin_payments import builtin_gateway
 
         profile, staff = ProfileFactory(), AdminFactory()
         admin.suspend_seller(db_session, profile.user_id, admin_id=staff.id, note="", now=utcnow())

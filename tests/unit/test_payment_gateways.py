@@ -10,15 +10,8 @@ import time
 import pytest
 import stripe
 
-from app.integrations.payments import (
-    BuiltinGateway,
-    CheckoutRequest,
-    PaymentError,
-    StripeGateway,
-    builtin_gateway,
-    payment_gateway,
-    sign_payload,
-)
+from app.integrations.builtin_payments import BuiltinGateway, builtin_gateway
+from app.integrations.payments import CheckoutRequest, PaymentError, StripeGateway, payment_gateway, sign_payload
 from tests.fakes.stripe_api import FakeStripe
 
 METADATA = {"app": "chatlink", "env": "test", "seller_id": "seller-1", "checkout_id": "chk-1"}

@@ -14,7 +14,8 @@ import pytest
 from sqlalchemy import func, select
 
 from app.db import utcnow
-from app.integrations.payments import BuiltinGateway, PaymentError, StripeGateway, builtin_gateway
+from app.integrations.builtin_payments import BuiltinGateway, builtin_gateway
+from app.integrations.payments import PaymentError, StripeGateway
 from app.models import (
     Block,
     CallRequest,

@@ -20,7 +20,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
 from app.db import utcnow
-from app.integrations.payments import builtin_gateway
+from app.integrations.builtin_payments import builtin_gateway
 from app.models import Profile, Role, User
 from app.services.accounts import hash_password
 from tests.e2e.drills.conftest import Drill, wait_for
