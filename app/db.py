@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 from flask import Flask, g
 from sqlalchemy import Connection, Engine, MetaData, create_engine, event
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 log = logging.getLogger(__name__)
@@ -121,10 +122,17 @@ class Database:
 
     def _close_request_session(self, exc: BaseException | None) -> None:
         session = g.pop("db_session", None)
-        if session is not None:
+        if session is None:
+            return
+        try:
             if exc is not None or session.in_transaction():
                 # A view that did not commit has nothing to keep.
                 session.rollback()
+        except SQLAlchemyError:
+            # The connection died under the request (PostgreSQL restarting): the answer, a 503
+            # from the error handlers, is already made; a teardown error would turn it into a 500.
+            log.warning("request session could not roll back; its connection is dropped")
+        finally:
             session.close()
 
 

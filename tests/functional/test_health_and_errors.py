@@ -1,5 +1,5 @@
 import redis as redis_lib
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
 from app.db import db
@@ -83,6 +83,28 @@ class TestOutages:
             "fields": {"service": "database"},
         }
         assert response.headers["Retry-After"] == "5"
+
+    def test_a_rollback_that_fails_as_the_database_goes_away_keeps_the_503(self, make_app, settings) -> None:
+        """Seen in the PostgreSQL restart drill: the view's error is answered with a 503, then the
+        teardown's ROLLBACK meets the dying connection and raised past every handler (a 500)."""
+        app = make_app(settings)
+        dying = OperationalError("ROLLBACK", {}, Exception("terminating connection due to administrator command"))
+
+        def connection_gone() -> None:
+            raise dying
+
+        def dies_mid_transaction():  # type: ignore[no-untyped-def]
+            session = db.session
+            session.execute(text("SELECT 1"))
+            session.rollback = connection_gone  # type: ignore[method-assign]
+            raise OperationalError("SELECT 1", {}, Exception("server closed the connection unexpectedly"))
+
+        app.add_url_rule("/api/dies", "api_dies", dies_mid_transaction)
+
+        response = app.test_client().get("/api/dies")
+
+        assert response.status_code == 503
+        assert response.get_json()["error"]["code"] == "unavailable"
 
     def test_redis_outage_is_a_friendly_page(self, make_app, settings) -> None:
         app = self._app_with_route(make_app, settings, redis_lib.ConnectionError("refused"))
