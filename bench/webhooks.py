@@ -20,7 +20,7 @@ are one event loop writing prepared bytes, so they take little of the CPU they m
 First the floor: the same posts, senders and gunicorn settings against ``bench/floor_app.py``, a
 bare Flask app that does only what the webhook must (verify, one INSERT, one publish), with
 nothing else running. It shows what this stack allows on this machine; the app's ingest rate is
-printed as a ratio of it, which holds steadier than either figure on a busy machine.
+printed as a ratio of it. Both move with whatever else the machine is doing: compare several runs.
 
 Printed: ingest latency p50/p99/max (the app's and the floor's), the time until every event is
 processed (no inbox row left RECEIVED), the processing rate, the final counts, and the CPU spent:
