@@ -288,11 +288,15 @@ class Ingest:
     errors: int
     seconds: float
 
+    @property
+    def rate(self) -> float:
+        """Posts answered per second."""
+        return len(self.latencies) / self.seconds
+
     def line(self) -> str:
-        posts = len(self.latencies)
         p50, p99 = percentile(self.latencies, 0.50), percentile(self.latencies, 0.99)
         return (
-            f"{posts} posts in {self.seconds:.2f} s ({posts / self.seconds:.0f}/s), errors {self.errors}; "
+            f"{len(self.latencies)} posts in {self.seconds:.2f} s ({self.rate:.0f}/s), errors {self.errors}; "
             f"latency p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {max(self.latencies) * 1000:.1f} ms"
         )
 
@@ -385,7 +389,7 @@ def report(
     print(f"ingest: {ingest.line()}")
     if floor is not None:
         print(f"floor (bench/floor_app.py, nothing else running): {floor.line()}")
-        print(f"app ingest rate / floor rate: {posts / ingest.seconds / (len(floor.latencies) / floor.seconds):.2f}")
+        print(f"app ingest rate / floor rate: {ingest.rate / floor.rate:.2f}")
     since = "the workers started" if args.staged else "the first post"
     state = "all processed" if done else f"NOT all processed after {args.timeout:.0f} s ({statuses})"
     print(f"{state} {processed_seconds:.2f} s after {since}: {rate:.0f} events/s")
