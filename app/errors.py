@@ -11,6 +11,7 @@ import logging
 
 import redis
 from flask import Flask, Response, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
@@ -30,6 +31,12 @@ _CODES = {
     500: "internal_error",
     503: "unavailable",
 }
+
+# What a client that failed the CSRF check should do instead.
+CSRF_HINT_API = (
+    "Send the csrfToken from GET /api/auth/csrf in the X-CSRFToken header, with the session cookie that answer set."
+)
+CSRF_HINT_PAGE = "This form has expired or came from another site. Go back, reload the page and try again."
 
 
 class ApiError(Exception):
@@ -75,6 +82,11 @@ def register_error_handlers(app: Flask) -> None:
         response = error_response(error.status, error.code, error.message, error.fields)
         response.headers.update(error.headers)
         return response
+
+    @app.errorhandler(CSRFError)
+    def handle_csrf_error(error: CSRFError) -> Response:
+        hint = CSRF_HINT_API if wants_json() else CSRF_HINT_PAGE
+        return error_response(400, "bad_request", f"{error.description} {hint}")
 
     @app.errorhandler(HTTPException)
     def handle_http_error(error: HTTPException) -> Response:

@@ -14,7 +14,7 @@ from functools import wraps
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Response, current_app, flash, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, Response, current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from flask_wtf.csrf import generate_csrf
@@ -130,18 +130,26 @@ def _unknown_email_lockouts() -> UnknownEmailLockouts:
     return UnknownEmailLockouts(redis_client(), f"chatlink:{_settings().celery_queue}:lockout")
 
 
-def _start_session(user: User) -> None:
-    """A fresh session for the logged-in user: nothing from before log-in survives (no fixation),
-    including the CSRF secret."""
+def _fresh_session() -> None:
+    """Empty the session but for its CSRF secret. The secret belongs to the browser (or a script's
+    cookie jar), not to the account, so the token a client fetched once from ``/api/auth/csrf``
+    keeps working across log-in and log-out. Keeping it opens no hole: a cookie planted by an
+    attacker cannot be used over HTTPS, where Flask-WTF also requires a same-origin Referer."""
+    secret = session.get(current_app.config["WTF_CSRF_FIELD_NAME"])
     session.clear()
-    g.pop("csrf_token", None)
+    if secret is not None:
+        session[current_app.config["WTF_CSRF_FIELD_NAME"]] = secret
+
+
+def _start_session(user: User) -> None:
+    """A fresh session for the logged-in user: nothing else from before log-in survives (no fixation)."""
+    _fresh_session()
     login_user(user)
 
 
 def _end_session() -> None:
     logout_user()
-    session.clear()
-    g.pop("csrf_token", None)
+    _fresh_session()
 
 
 def _log_in(email: str, password: str) -> User:
@@ -361,7 +369,6 @@ def api_signup():  # type: ignore[no-untyped-def]
         raise _api_error(error) from None
     db.session.commit()
     _start_session(user)
-    # Log-in replaced the session and with it the CSRF secret: hand the client its new token.
     return {"user": user_json(user), "csrfToken": generate_csrf()}, 201
 
 

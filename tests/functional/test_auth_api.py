@@ -113,17 +113,26 @@ class TestSignUp:
 
 
 class TestLogIn:
-    def test_200_with_the_user_and_a_fresh_csrf_token(self, client, db_session) -> None:
+    def test_200_with_the_user_and_a_csrf_token(self, client, db_session) -> None:
         user = UserFactory()
-        before = csrf_token(client)
-        response = api(client, "/api/auth/login", {"email": user.email, "password": PASSWORD}, token=before)
+        response = api(client, "/api/auth/login", {"email": user.email, "password": PASSWORD})
         assert response.status_code == 200
         body = response.get_json()
         assert body["user"]["id"] == str(user.id) and body["user"]["emailVerified"] is True
-        assert body["csrfToken"] != before
-        # A new session: the token of the anonymous one is dead.
-        assert api(client, "/api/auth/logout", token=before).status_code == 400
         assert whoami(client) == 200
+        assert api(client, "/api/auth/logout", token=body["csrfToken"]).status_code == 200
+
+    def test_nothing_but_the_csrf_secret_survives_log_in(self, client, db_session) -> None:
+        user = UserFactory()
+        before = csrf_token(client)
+        with client.session_transaction() as session:
+            session["planted"] = "by someone else"
+        api(client, "/api/auth/login", {"email": user.email, "password": PASSWORD}, token=before)
+        with client.session_transaction() as session:
+            assert "planted" not in session and session["_user_id"] == user.get_id()
+        # The token fetched before log-in is still this cookie jar's token.
+        assert api(client, "/api/auth/logout", token=before).status_code == 200
+        assert whoami(client) == 401
 
     def test_wrong_password_and_unknown_email_are_the_same_401(self, client, db_session) -> None:
         user = UserFactory()

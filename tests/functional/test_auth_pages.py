@@ -147,13 +147,17 @@ class TestLogInPage:
         response = client.post("/login", data={"email": user.email, "password": PASSWORD})
         assert response.status_code == 400 and not is_logged_in(client)
 
-    def test_log_in_starts_a_new_session(self, client, db_session) -> None:
+    def test_log_in_starts_a_new_session_that_keeps_only_the_csrf_secret(self, client, db_session) -> None:
         user = UserFactory()
         before = csrf_token(client)
+        with client.session_transaction() as session:
+            session["planted"] = "before log-in"
         post(client, "/login", {"email": user.email, "password": PASSWORD})
-        # The CSRF secret of the anonymous session died with it: an old token no longer works.
-        stale = client.post("/logout", data={"csrf_token": before})
-        assert stale.status_code == 400 and is_logged_in(client)
+        with client.session_transaction() as session:
+            assert "planted" not in session and session["_user_id"] == user.get_id()
+        # A page opened in another tab before log-in can still be submitted.
+        assert client.post("/logout", data={"csrf_token": before}).status_code == 303
+        assert not is_logged_in(client)
 
 
 class TestLogOut:
