@@ -63,9 +63,22 @@ def _current_task_id() -> str | None:
         return None
 
 
+class QuietSweep(logging.Filter):
+    """Drop Celery's own INFO lines about the sweep (sent, received, succeeded): beat runs it every
+    5 seconds, and the lines would bury everything else. Its failures are warnings and still pass."""
+
+    LOGGERS = ("celery.beat", "celery.worker.strategy", "celery.app.trace")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO or not record.name.startswith(self.LOGGERS):
+            return True
+        return "tasks.maintenance.sweep" not in record.getMessage()
+
+
 def configure_logging(settings: Settings) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(QuietSweep())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)

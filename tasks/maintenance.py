@@ -53,7 +53,9 @@ def sweep(self) -> dict[str, int]:  # type: ignore[no-untyped-def]
                 report.update(step(session, utcnow(), settings))
         except Exception:
             log.exception("sweep step failed", extra={"step": step.__name__})
-    log.info("sweep", extra=report)
+    # Every 5 seconds: log the sweep only when it found something (the pending counts are gauges).
+    found = any(count for name, count in report.items() if not name.endswith("_pending"))
+    log.log(logging.INFO if found else logging.DEBUG, "sweep", extra=report)
     return report
 
 

@@ -15,6 +15,9 @@ DEMO_SELLER_PASSWORD = "demo-seller-password"  # noqa: S105 (demo data, refused 
 DEMO_ADMIN_EMAIL = "admin@example.com"
 DEMO_ADMIN_PASSWORD = "demo-admin-password"  # noqa: S105 (demo data, refused in production)
 DEMO_SLUG = "demo"
+# With the default 20% fee one demo call earns $20: enough for a payout (at least $10), so a
+# newcomer can try the whole path, from paying to asking for the money, with a single call.
+DEMO_PRICE_CENTS = 2500
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,7 @@ def seed_demo(session: Session, *, now: datetime, currency: str) -> list[DemoLog
                 slug=DEMO_SLUG,
                 display_name="Demo Seller",
                 bio="Ask me anything about building calm software.\nFive minutes, straight answers.",
-                price_cents=1000,
+                price_cents=DEMO_PRICE_CENTS,
                 currency=currency,
             )
         )

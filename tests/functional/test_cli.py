@@ -2,6 +2,8 @@ from sqlalchemy import select
 
 from app.models import Profile, Role, User
 from app.services.accounts import password_matches
+from app.services.fees import split_fee
+from app.services.payouts import MIN_PAYOUT_CENTS
 
 
 def test_seed_demo_creates_a_live_seller_and_an_admin_and_prints_logins(app, db_session) -> None:
@@ -14,6 +16,13 @@ def test_seed_demo_creates_a_live_seller_and_an_admin_and_prints_logins(app, db_
     assert db_session.scalar(select(Profile.slug).where(Profile.user_id == seller.id)) == "demo"
     assert "demo-seller@example.com  password: demo-seller-password" in result.output
     assert password_matches("demo-seller-password", seller.password_hash)
+
+
+def test_one_call_to_the_demo_seller_earns_enough_for_a_payout(app, db_session, settings) -> None:
+    assert app.test_cli_runner().invoke(args=["chatlink", "seed-demo"]).exit_code == 0
+    price = db_session.scalar(select(Profile.price_cents).where(Profile.slug == "demo"))
+    _, net = split_fee(price, settings.platform_fee_bps)
+    assert net >= MIN_PAYOUT_CENTS
 
 
 def test_seed_demo_twice_is_harmless(app, db_session) -> None:

@@ -3,6 +3,8 @@ stripe-python against a local fake Stripe, both through the task entry points.""
 
 from __future__ import annotations
 
+import logging
+
 import time
 import uuid
 from datetime import timedelta
@@ -194,15 +196,19 @@ class TestWithStripe:
 
 
 class TestSweep:
-    def test_the_beat_sweep_expires_overdue_requests(self, app, db_session, seller, enqueued) -> None:  # type: ignore[no-untyped-def]
+    def test_the_beat_sweep_expires_overdue_requests(self, app, db_session, seller, enqueued, caplog) -> None:  # type: ignore[no-untyped-def]
         with freeze_time("2026-11-25 12:00:00"):
             overdue = CallRequestFactory(transaction__seller=seller)
         db_session.commit()
 
-        with freeze_time("2026-11-26 12:00:05"), app.app_context():
+        with freeze_time("2026-11-26 12:00:05"), app.app_context(), caplog.at_level(logging.DEBUG, "tasks"):
             report = sweep()
+            idle = sweep()
 
         assert report["requests_expired"] == 1
+        # A sweep that found work says so at INFO; an idle one (every 5 seconds) only at DEBUG.
+        assert [r.levelno for r in caplog.records if r.msg == "sweep"] == [logging.INFO, logging.DEBUG]
+        assert idle["requests_expired"] == 0
         db_session.expire_all()
         after = db_session.get(CallRequest, overdue.id)
         assert (after.status, after.cancel_reason) == (RequestStatus.CANCELLED, CancelReason.EXPIRED)

@@ -4,7 +4,7 @@ import logging
 import sentry_sdk
 
 from app.config import Settings
-from app.observability import JsonFormatter, init_sentry, mask_email
+from app.observability import JsonFormatter, QuietSweep, init_sentry, mask_email
 
 
 class TestMaskEmail:
@@ -44,6 +44,20 @@ class TestJsonLogs:
             g.request_id = "req-12345678"
             entry = self.record("hello")
         assert entry["request_id"] == "req-12345678"
+
+
+class TestQuietSweep:
+    def passes(self, name: str, level: int, msg: str, *args: object) -> bool:
+        return QuietSweep().filter(logging.makeLogRecord({"name": name, "levelno": level, "msg": msg, "args": args}))
+
+    def test_drops_celerys_info_lines_about_the_sweep(self) -> None:
+        assert not self.passes("celery.beat", logging.INFO, "Scheduler: Sending due task sweep (tasks.maintenance.sweep)")
+        assert not self.passes("celery.app.trace", logging.INFO, "Task %s[%s] succeeded", "tasks.maintenance.sweep", "1")
+
+    def test_keeps_other_tasks_failures_and_the_apps_own_lines(self) -> None:
+        assert self.passes("celery.app.trace", logging.INFO, "Task %s[%s] succeeded", "tasks.email.send_email", "1")
+        assert self.passes("celery.app.trace", logging.ERROR, "Task %s[%s] raised", "tasks.maintenance.sweep", "1")
+        assert self.passes("tasks.maintenance", logging.INFO, "sweep tasks.maintenance.sweep")
 
 
 class TestSentry:
