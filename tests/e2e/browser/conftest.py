@@ -27,7 +27,7 @@ from sqlalchemy.engine import make_url
 from app.config import PROJECT_ROOT, Settings
 from app.engines import create_database, drop_database
 from tests.e2e.conftest import BIN, process_env
-from tests.e2e.test_make_run import free_port
+from tests.e2e.make_run import free_port
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 AXE = PROJECT_ROOT / "node_modules" / "axe-core" / "axe.min.js"

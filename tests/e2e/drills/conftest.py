@@ -34,7 +34,7 @@ from app.config import PROJECT_ROOT, Settings
 from app.engines import EmbeddedPostgres, EmbeddedRedis, _socket_dir_from_uri
 from tests.conftest import alembic_config
 from tests.e2e.conftest import BIN
-from tests.e2e.test_make_run import free_port
+from tests.e2e.make_run import free_port
 
 ARTIFACTS = PROJECT_ROOT / "artifacts" / "drills"
 DATABASE = "chatlink"
