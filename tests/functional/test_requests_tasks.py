@@ -4,7 +4,6 @@ stripe-python against a local fake Stripe, both through the task entry points.""
 from __future__ import annotations
 
 import logging
-
 import time
 import uuid
 from datetime import timedelta

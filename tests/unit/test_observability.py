@@ -51,8 +51,9 @@ class TestQuietSweep:
         return QuietSweep().filter(logging.makeLogRecord({"name": name, "levelno": level, "msg": msg, "args": args}))
 
     def test_drops_celerys_info_lines_about_the_sweep(self) -> None:
-        assert not self.passes("celery.beat", logging.INFO, "Scheduler: Sending due task sweep (tasks.maintenance.sweep)")
-        assert not self.passes("celery.app.trace", logging.INFO, "Task %s[%s] succeeded", "tasks.maintenance.sweep", "1")
+        sweep = "tasks.maintenance.sweep"
+        assert not self.passes("celery.beat", logging.INFO, "Scheduler: Sending due task sweep (%s)", sweep)
+        assert not self.passes("celery.app.trace", logging.INFO, "Task %s[%s] succeeded", sweep, "1")
 
     def test_keeps_other_tasks_failures_and_the_apps_own_lines(self) -> None:
         assert self.passes("celery.app.trace", logging.INFO, "Task %s[%s] succeeded", "tasks.email.send_email", "1")
