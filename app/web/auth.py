@@ -135,10 +135,11 @@ def _fresh_session() -> None:
     cookie jar), not to the account, so the token a client fetched once from ``/api/auth/csrf``
     keeps working across log-in and log-out. Keeping it opens no hole: a cookie planted by an
     attacker cannot be used over HTTPS, where Flask-WTF also requires a same-origin Referer."""
-    secret = session.get(current_app.config["WTF_CSRF_FIELD_NAME"])
+    key = current_app.config["WTF_CSRF_FIELD_NAME"]
+    secret = session.get(key)
     session.clear()
     if secret is not None:
-        session[current_app.config["WTF_CSRF_FIELD_NAME"]] = secret
+        session[key] = secret
 
 
 def _start_session(user: User) -> None:

@@ -8,7 +8,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,8 +19,7 @@ import psutil
 import requests
 
 from app.config import PROJECT_ROOT
-
-BIN = Path(sys.executable).parent
+from tests.e2e.conftest import BIN
 
 
 def free_port() -> int:

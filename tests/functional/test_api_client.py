@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from app.models import CallRequest, RequestStatus, User
 from tests.factories import PASSWORD, CallRequestFactory, ProfileFactory
+from tests.functional.test_auth_api import api
 from tests.trust_support import fresh_rate_limits  # noqa: F401 (autouse)
 
 CAPTURE = "tasks.requests.capture_accepted"
@@ -22,24 +23,20 @@ def script(app, db_session):  # type: ignore[no-untyped-def]
     return client
 
 
-def post(client, path: str, token: str, body: object = None):  # type: ignore[no-untyped-def]
-    return client.post(path, json=body, headers={"X-CSRFToken": token})
-
-
 class TestOneTokenForTheWholeSession:
     def test_log_in_list_accept_and_log_out(self, script, db_session, enqueued) -> None:  # type: ignore[no-untyped-def]
         seller = ProfileFactory(display_name="Ada").user
         pending = CallRequestFactory(transaction__seller=seller)
         token = script.get("/api/auth/csrf").get_json()["csrfToken"]
 
-        logged_in = post(script, "/api/auth/login", token, {"email": seller.email, "password": PASSWORD})
+        logged_in = api(script, "/api/auth/login", token=token, body={"email": seller.email, "password": PASSWORD})
         assert logged_in.status_code == 200 and logged_in.get_json()["user"]["id"] == str(seller.id)
 
         listed = script.get("/api/requests?status=pending")
         assert listed.status_code == 200
         assert [item["id"] for item in listed.get_json()["requests"]] == [str(pending.id)]
 
-        accepted = post(script, f"/api/requests/{pending.id}/accept", token)
+        accepted = api(script, f"/api/requests/{pending.id}/accept", token=token)
         assert accepted.status_code == 200, accepted.get_json()
         assert accepted.get_json()["request"]["status"] == "ACCEPTED"
         assert accepted.get_json()["request"]["joinUrl"].startswith("http")
@@ -47,21 +44,25 @@ class TestOneTokenForTheWholeSession:
         assert db_session.get(CallRequest, pending.id).status == RequestStatus.ACCEPTED
         assert enqueued.names().count(CAPTURE) == 1
 
-        assert post(script, "/api/auth/logout", token).status_code == 200
+        assert api(script, "/api/auth/logout", token=token).status_code == 200
         assert script.get("/api/requests").status_code == 401
 
     def test_the_token_in_the_log_in_answer_works_too(self, script, db_session) -> None:  # type: ignore[no-untyped-def]
         seller = ProfileFactory().user
         first = script.get("/api/auth/csrf").get_json()["csrfToken"]
-        answer = post(script, "/api/auth/login", first, {"email": seller.email, "password": PASSWORD}).get_json()
-        assert post(script, "/api/profile", answer["csrfToken"], {"bio": "Ask me anything."}).status_code == 200
+        answer = api(
+            script, "/api/auth/login", token=first, body={"email": seller.email, "password": PASSWORD}
+        ).get_json()
+        assert (
+            api(script, "/api/profile", token=answer["csrfToken"], body={"bio": "Ask me anything."}).status_code == 200
+        )
 
     def test_sign_up_then_log_out_and_in_again_with_the_same_token(self, script, db_session) -> None:  # type: ignore[no-untyped-def]
         token = script.get("/api/auth/csrf").get_json()["csrfToken"]
         credentials = {"email": "new@example.com", "password": "a fine long password"}
-        assert post(script, "/api/auth/signup", token, credentials).status_code == 201
-        assert post(script, "/api/auth/logout", token).status_code == 200
-        assert post(script, "/api/auth/login", token, credentials).status_code == 200
+        assert api(script, "/api/auth/signup", token=token, body=credentials).status_code == 201
+        assert api(script, "/api/auth/logout", token=token).status_code == 200
+        assert api(script, "/api/auth/login", token=token, body=credentials).status_code == 200
         assert script.get("/api/requests").get_json() == {"requests": []}
 
 
@@ -77,7 +78,7 @@ class TestWhatIsStillRefused:
     def test_a_token_without_its_cookie_is_refused(self, app, script, db_session) -> None:  # type: ignore[no-untyped-def]
         seller = ProfileFactory().user
         token = app.test_client().get("/api/auth/csrf").get_json()["csrfToken"]  # another cookie jar
-        response = post(script, "/api/auth/login", token, {"email": seller.email, "password": PASSWORD})
+        response = api(script, "/api/auth/login", token=token, body={"email": seller.email, "password": PASSWORD})
         assert response.status_code == 400 and "X-CSRFToken" in response.get_json()["error"]["message"]
         assert script.get("/api/requests").status_code == 401
 
@@ -85,10 +86,10 @@ class TestWhatIsStillRefused:
         seller = ProfileFactory().user
         pending = CallRequestFactory(transaction__seller=seller)
         token = script.get("/api/auth/csrf").get_json()["csrfToken"]
-        post(script, "/api/auth/login", token, {"email": seller.email, "password": PASSWORD})
+        api(script, "/api/auth/login", token=token, body={"email": seller.email, "password": PASSWORD})
         other = app.test_client()
         other.get("/api/auth/csrf")
-        assert post(other, f"/api/requests/{pending.id}/accept", token).status_code == 400
+        assert api(other, f"/api/requests/{pending.id}/accept", token=token).status_code == 400
         db_session.expire_all()
         assert db_session.get(CallRequest, pending.id).status == RequestStatus.PENDING
 

@@ -7,9 +7,8 @@ Calls last 8 seconds here instead of the default 300; nothing else is set."""
 
 from __future__ import annotations
 
-import re
-
 from app.config import Settings
+from app.services.demo import DEMO_PRICE_CENTS
 from app.services.fees import split_fee
 from app.services.profiles import format_price
 from tests.e2e.browser import pages
@@ -28,7 +27,7 @@ def whole_paid_call(url: str, pages_of, seller_login, admin_login, shot, *, dura
 
     # The buyer pays on the printed paywall; the card is only held.
     buyer.goto(f"{url}/u/demo")
-    price = buyer.locator(".price").inner_text()
+    assert buyer.locator(".price").inner_text() == format_price(DEMO_PRICE_CENTS, "usd")
     pages.request_call(buyer, url, "demo", email=BUYER, note="First call!")
     pages.pay(buyer)
     pages.status_says(buyer, "pending")
@@ -56,8 +55,7 @@ def whole_paid_call(url: str, pages_of, seller_login, admin_login, shot, *, dura
     shot(seller, "call-ended")
 
     # The earning is available; the seller asks for all of it.
-    price_cents = round(float(re.sub(r"[^0-9.]", "", price)) * 100)
-    _, net = split_fee(price_cents, Settings.from_env({}, dotenv=False).platform_fee_bps)
+    _, net = split_fee(DEMO_PRICE_CENTS, Settings.from_env({}, dotenv=False).platform_fee_bps)
     mailbox.wait_for(seller_email, "call_completed_seller")
     seller.goto(f"{url}/balance")
     assert seller.locator('[data-balance="available"]').inner_text() == format_price(net, "usd")
@@ -67,10 +65,7 @@ def whole_paid_call(url: str, pages_of, seller_login, admin_login, shot, *, dura
     shot(seller, "payout-requested")
 
     # The printed admin finds it in the payout queue.
-    admin.goto(f"{url}/login")
-    admin.get_by_label("Email").fill(admin_login[0])
-    admin.get_by_label("Password").fill(admin_login[1])
-    admin.get_by_role("button", name="Log in").click()
+    pages.log_in(admin, url, *admin_login)
     admin.goto(f"{url}/admin/payouts")
     queued = admin.locator(".payout-item", has_text=seller_email)
     assert format_price(net, "usd") in queued.inner_text() and "Requested" in queued.inner_text()
