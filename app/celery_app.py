@@ -27,11 +27,13 @@ Acknowledgement and retries, in one place:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any, ParamSpec, TypeVar
 
-from celery import Celery, Task
+from celery import Celery, Task, shared_task
 from flask import Flask, current_app, has_app_context
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from app.config import CELERY_VISIBILITY_TIMEOUT, Settings
@@ -41,6 +43,40 @@ from app.extensions import celery_broker_url
 log = logging.getLogger(__name__)
 
 RETRY_BACKOFF_MAX = 600
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def chatlink_task(
+    *,
+    retry_on: tuple[type[BaseException], ...] = (),
+    max_retries: int = 8,
+    backoff: int = 2,
+    backoff_max: int = RETRY_BACKOFF_MAX,
+    **options: Any,
+) -> Callable[[Callable[P, R]], Task[P, R]]:
+    """Declare a ChatLink task with the shared policy: its result is ignored, and the errors a
+    later attempt can fix (``retry_on``, plus a lost database connection, always) are retried
+    with exponential backoff (``backoff`` seconds, doubling, capped at ``backoff_max``) and full
+    jitter, at most ``max_retries`` times. Anything else is final for this message; the beat
+    sweep finds what is left undone in the database. The task's name is its module and function
+    (``tasks.calls.end_call``), and it is enqueued by reference, never by that string
+    (``app.queue.enqueue_after_commit(session, end_call, call_id)``)."""
+
+    def declare(function: Callable[P, R]) -> Task[P, R]:
+        task: Task[P, R] = shared_task(  # type: ignore[call-overload]  # celery-types has no overload for **options
+            ignore_result=True,
+            autoretry_for=(*retry_on, OperationalError),
+            retry_backoff=backoff,
+            retry_backoff_max=backoff_max,
+            retry_jitter=True,
+            max_retries=max_retries,
+            **options,
+        )(function)
+        return task
+
+    return declare
 
 
 def celery_init_app(app: Flask, settings: Settings) -> Celery:

@@ -16,6 +16,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
+from app.refusals import Conflict, Forbidden, Invalid, NotFound, Refusal, TooMany, Unavailable
+
 log = logging.getLogger(__name__)
 
 _CODES = {
@@ -37,6 +39,24 @@ CSRF_HINT_API = (
     "Send the csrfToken from GET /api/auth/csrf in the X-CSRFToken header, with the session cookie that answer set."
 )
 CSRF_HINT_PAGE = "This form has expired or came from another site. Go back, reload the page and try again."
+
+
+# The one place where a domain refusal becomes an HTTP status (app/refusals.py).
+REFUSAL_STATUS: dict[type[Refusal], int] = {
+    NotFound: 404,
+    Forbidden: 403,
+    Conflict: 409,
+    Invalid: 422,
+    TooMany: 429,
+    Unavailable: 503,
+}
+
+
+def refusal_status(refusal: Refusal) -> int:
+    for kind in type(refusal).__mro__:
+        if kind in REFUSAL_STATUS:
+            return REFUSAL_STATUS[kind]
+    return 400
 
 
 class ApiError(Exception):
@@ -81,6 +101,13 @@ def register_error_handlers(app: Flask) -> None:
     def handle_api_error(error: ApiError) -> Response:
         response = error_response(error.status, error.code, error.message, error.fields)
         response.headers.update(error.headers)
+        return response
+
+    @app.errorhandler(Refusal)
+    def handle_refusal(refusal: Refusal) -> Response:
+        response = error_response(refusal_status(refusal), refusal.code, refusal.message, refusal.fields)
+        if isinstance(refusal, TooMany) and refusal.retry_after is not None:
+            response.headers["Retry-After"] = str(refusal.retry_after)
         return response
 
     @app.errorhandler(CSRFError)
