@@ -29,7 +29,7 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from celery import Celery, Task, shared_task
 from flask import Flask, current_app, has_app_context
@@ -76,8 +76,8 @@ def chatlink_task(
     return declare
 
 
-def celery_init_app(app: Flask, settings: Settings) -> Celery:
-    class ChatLinkTask(Task):
+def celery_init_app(app: Flask, settings: Settings) -> Celery[Any]:
+    class ChatLinkTask(Task[Any, Any]):
         """Runs inside the Flask app context (tasks open their unit of work with
         ``db.session_scope()``: commit on success, rollback on error)."""
 
@@ -126,5 +126,6 @@ def celery_init_app(app: Flask, settings: Settings) -> Celery:
     return celery
 
 
-def celery_app() -> Celery:
-    return current_app.extensions["celery"]
+def celery_app() -> Celery[Any]:
+    celery: Celery[Any] = current_app.extensions["celery"]
+    return celery

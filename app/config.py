@@ -13,6 +13,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -59,7 +60,7 @@ class Settings:
     join_window_seconds: int = 900
     sweep_interval_seconds: int = 5
     celery_queue: str = "chatlink"
-    webrtc_ice_servers: tuple[dict, ...] = ()
+    webrtc_ice_servers: tuple[dict[str, Any], ...] = ()
     daily_api_key: str | None = None
     daily_api_base: str = "https://api.daily.co/v1"
 
@@ -155,7 +156,7 @@ class Settings:
         if not self.app_url.startswith("https://"):
             raise ConfigError("APP_URL: must be an https:// address when APP_ENV=production")
 
-    def replace(self, **changes: object) -> Settings:
+    def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
 
@@ -254,7 +255,7 @@ def _validate_redis_url(value: str | None) -> str | None:
     raise ConfigError(f"REDIS_URL: {value!r} is not a redis://host:port/db or unix:///path URL")
 
 
-def _parse_ice_servers(value: str | None) -> tuple[dict, ...]:
+def _parse_ice_servers(value: str | None) -> tuple[dict[str, Any], ...]:
     if value is None:
         return ()
     try:

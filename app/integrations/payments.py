@@ -185,7 +185,7 @@ class StripeGateway:
         }
         with _stripe_errors():
             session = self.client.v1.checkout.sessions.create(
-                params=params,  # type: ignore[arg-type]
+                params=params,  # type: ignore[arg-type]  # a plain dict where stripe types a TypedDict
                 options={"idempotency_key": f"checkout:{request.checkout_id}"},
             )
         return CreatedCheckout(session_id=session.id, url=session.url or "")
@@ -219,7 +219,8 @@ class StripeGateway:
         if amount_cents is not None:
             params["amount"] = amount_cents
         with _stripe_errors():
-            refund = self.client.v1.refunds.create(params=params, options={"idempotency_key": idempotency_key})  # type: ignore[arg-type]
+            options: stripe.RequestOptions = {"idempotency_key": idempotency_key}
+            refund = self.client.v1.refunds.create(params=params, options=options)  # type: ignore[arg-type]  # as above
         return refund.status or "pending"
 
     def payment_intent_for_charge(self, charge_id: str) -> str | None:

@@ -19,7 +19,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 from sqlalchemy import Column, Enum, String, Table, Text, and_, delete, func, or_, select, text, update
@@ -27,7 +27,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.db import Base, on_commit
+from app.db import Base, affected_rows, on_commit
 from app.integrations.storage import Storage
 from app.models import (
     Block,
@@ -106,7 +106,7 @@ def export_seller_data(session: Session, user_id: uuid.UUID, *, now: datetime) -
 
 
 def _row(item: Base) -> dict[str, Any]:
-    table: Table = item.__table__  # type: ignore[attr-defined]
+    table = cast(Table, item.__table__)
     return {
         _camel(column.key): _json_value(getattr(item, column.key))
         for column in table.columns
@@ -243,7 +243,7 @@ def scrub_farewell_emails(session: Session, now: datetime, settings: Settings) -
         )
         .execution_options(synchronize_session=False)
     )
-    return {"farewells_scrubbed": result.rowcount}  # type: ignore[attr-defined]
+    return {"farewells_scrubbed": affected_rows(result)}
 
 
 # --- Buyer erasure ----------------------------------------------------------------------------
@@ -299,8 +299,8 @@ def replace_email_everywhere(session: Session, email: str, replacement: str) -> 
         matches = [_matches(column, pattern) for column in columns for pattern in patterns]
         values = {column.name: _replaced(column, patterns, replacement) for column in columns}
         result = session.execute(table.update().where(or_(*matches)).values(values))
-        if result.rowcount:  # type: ignore[attr-defined]
-            changed[table.name] = result.rowcount  # type: ignore[attr-defined]
+        if count := affected_rows(result):
+            changed[table.name] = count
     return changed
 
 
@@ -310,21 +310,21 @@ def _pattern(email: str) -> str:
     return _BEFORE + re.escape(email.lower()) + _AFTER
 
 
-def _holds_text(column: Column) -> bool:
+def _holds_text(column: Column[Any]) -> bool:
     if isinstance(column.type, Enum):
         return False  # a fixed vocabulary never holds an address
     return isinstance(column.type, String | Text | JSONB)
 
 
-def _as_text(column: Column) -> Any:
+def _as_text(column: Column[Any]) -> Any:
     return column.cast(Text) if isinstance(column.type, JSONB) else column
 
 
-def _matches(column: Column, pattern: str) -> Any:
+def _matches(column: Column[Any], pattern: str) -> Any:
     return and_(column.isnot(None), _as_text(column).op("~*")(pattern))
 
 
-def _replaced(column: Column, patterns: set[str], replacement: str) -> Any:
+def _replaced(column: Column[Any], patterns: set[str], replacement: str) -> Any:
     value = _as_text(column)
     for pattern in patterns:
         value = func.regexp_replace(value, pattern, replacement, "gi")

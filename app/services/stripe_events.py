@@ -127,6 +127,7 @@ def process_event(
         return None
     context = EventContext(session, gateway, app_env, platform_fee_bps, request_ttl_seconds, now)
     handler = HANDLERS.get(row.type)
+    note: str | None
     if handler is None:
         status, note = IGNORED, "unhandled event type"
     else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets
 import uuid
 from datetime import datetime
+from typing import cast
 
 from email_validator import EmailNotValidError, validate_email
 from flask import Blueprint, Response, abort, current_app, jsonify, redirect, render_template, request
@@ -93,7 +94,7 @@ def api_checkout() -> ResponseReturnValue:
     if not isinstance(key, str) or not 16 <= len(key) <= 64:
         raise ApiError(422, "The idempotency key must be 16 to 64 characters.", fields={"submissionKey": "16-64"})
     try:
-        checkout = _start(slug, email, note, key)  # type: ignore[arg-type]
+        checkout = _start(cast(str, slug), cast(str, email), cast(str, note), key)  # the checks above
     except CheckoutRefused as refusal:
         raise ApiError(refusal.status, refusal.message, code=refusal.code) from None
     db.session.commit()
