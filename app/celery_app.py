@@ -122,6 +122,8 @@ def celery_init_app(app: Flask, settings: Settings) -> Celery:
         worker_hijack_root_logger=False,
         beat_schedule={
             "sweep": {"task": "tasks.maintenance.sweep", "schedule": float(settings.sweep_interval_seconds)},
+            # Weekly automatic payouts: checked hourly, paid once per seller and ISO week.
+            "automatic-payouts": {"task": "tasks.connect.run_automatic_payouts", "schedule": 3600.0},
         },
     )
     celery.set_default()

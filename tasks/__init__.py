@@ -6,6 +6,7 @@ Every task module is imported here so that web and worker processes register the
 
 from tasks import (
     calls,  # noqa: F401
+    connect,  # noqa: F401
     email,  # noqa: F401
     maintenance,  # noqa: F401
     payments,  # noqa: F401

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from app.config import Settings
 from app.db import utcnow
 from app.extensions import redis_client
-from app.services import call_endings, email_delivery, health, maintenance, privacy
+from app.services import call_endings, email_delivery, health, maintenance, privacy, transfers
 from app.services.request_payments import payment_followups
 from app.services.requests import expire_pending_requests
 from app.services.stripe_events import requeue_stuck_events
@@ -37,6 +37,7 @@ SWEEP_STEPS: tuple[SweepStep, ...] = (
     expire_pending_requests,
     payment_followups,
     requeue_stuck_events,
+    transfers.resend_stuck_transfers,
     expire_builtin_checkouts,
     privacy.scrub_farewell_emails,
 )

@@ -25,6 +25,7 @@ from app.config import Settings
 from app.db import utcnow
 from app.extensions import redis_client
 from app.integrations.builtin_payments import builtin_gateway
+from app.integrations.connect import connect_gateway
 from app.integrations.payments import PaymentError, payment_gateway, post_signed_event
 from app.services import stripe_events
 
@@ -59,6 +60,7 @@ def process_stripe_event(self, event_row_id: str) -> str | None:  # type: ignore
             platform_fee_bps=settings.platform_fee_bps,
             request_ttl_seconds=settings.request_ttl_seconds,
             now=utcnow(),
+            connect=connect_gateway(settings, redis_client()),
         )
     return status.value if status else None
 

@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session
 from app import metrics
 from app.db import on_commit
 from app.models import LedgerEntry, LedgerKind, PayoutRequest, PayoutStatus, Profile, Role, User
-from app.services import ledger
+from app.services import ledger, transfers
+from app.refusals import Conflict
 from app.services.audit import record_event, user_actor
 from app.services.outbox import queue_email
 from app.services.profiles import format_price
@@ -80,7 +81,7 @@ def request_payout(
     )
     session.add(payout)
     session.flush()
-    _add_ledger_row(session, payout, LedgerKind.PAYOUT, -amount_cents, "Payout requested", now)
+    add_ledger_row(session, payout, LedgerKind.PAYOUT, -amount_cents, "Payout requested", now)
     record_event(
         session,
         "payout.requested",
@@ -88,7 +89,9 @@ def request_payout(
         actor=user_actor(seller_id),
         payload={"amountCents": amount_cents, "currency": currency},
     )
-    _tell_admins(session, payout)
+    # A Connect seller is paid by a Stripe Transfer (app.services.transfers); anyone else by an admin.
+    if transfers.route_payout(session, payout):
+        _tell_admins(session, payout)
     on_commit(session, metrics.payout_requested)
     return payout
 
@@ -98,6 +101,7 @@ def process_payout(
 ) -> PayoutRequest:
     """Mark a REQUESTED payout as paid, with the transfer's reference; the seller is emailed."""
     reference = _required_text(reference, "reference", "the transfer reference", MAX_REFERENCE_LENGTH)
+    _refuse_transfer_payout(session, payout_id)
     payout = _decide(
         session,
         payout_id,
@@ -122,6 +126,7 @@ def reject_payout(
 ) -> PayoutRequest:
     """Refuse a REQUESTED payout: the amount goes back to the balance and the seller is told why."""
     reason = _required_text(reason, "reason", "a reason", MAX_REASON_LENGTH)
+    _refuse_transfer_payout(session, payout_id)
     payout = _decide(
         session,
         payout_id,
@@ -129,7 +134,7 @@ def reject_payout(
         admin_id=admin_id,
         now=now,
     )
-    _add_ledger_row(session, payout, LedgerKind.REVERSAL, int(payout.amount_cents), "Payout rejected", now)
+    add_ledger_row(session, payout, LedgerKind.REVERSAL, int(payout.amount_cents), "Payout rejected", now)
     record_event(
         session,
         "admin.payout_rejected",
@@ -140,6 +145,11 @@ def reject_payout(
     _email_seller(session, payout, "payout_rejected", {"reason": reason})
     on_commit(session, metrics.payout_rejected)
     return payout
+
+
+def _refuse_transfer_payout(session: Session, payout_id: uuid.UUID) -> None:
+    if transfers.is_transfer_payout(session, payout_id):
+        raise Conflict("paid_by_transfer", "This payout is paid by a Stripe transfer; see Transfers to follow or retry it.")
 
 
 def _decide(
@@ -163,7 +173,7 @@ def _decide(
     raise PayoutError(409, "already_decided", f"This payout was already {existing.status.value.lower()}.")
 
 
-def _add_ledger_row(
+def add_ledger_row(
     session: Session, payout: PayoutRequest, kind: LedgerKind, amount_cents: int, memo: str, now: datetime
 ) -> None:
     session.execute(

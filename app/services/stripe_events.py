@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from app import metrics
 from app.config import Settings
 from app.db import on_commit, utcnow
+from app.integrations.connect import ConnectGateway
 from app.integrations.payments import CheckoutSnapshot, PaymentError, PaymentGateway
 from app.models import (
     Checkout,
@@ -41,6 +42,7 @@ from app.models import (
 )
 from app.queue import enqueue_after_commit, enqueue_now
 from app.services.audit import record_event as audit
+from app.services import connect_events
 from app.services.checkout import APP_TAG, fulfil_checkout
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,7 @@ class EventContext:
     platform_fee_bps: int
     request_ttl_seconds: int
     now: datetime
+    connect: ConnectGateway | None = None  # for the Connect events (app.services.connect_events)
 
 
 # --- The inbox -----------------------------------------------------------------------------------
@@ -113,6 +116,7 @@ def process_event(
     platform_fee_bps: int,
     request_ttl_seconds: int,
     now: datetime,
+    connect: ConnectGateway | None = None,
 ) -> StripeEventStatus | None:
     """Run the handler of one inbox event; None when it was already handled (or is unknown).
 
@@ -124,7 +128,7 @@ def process_event(
     ).scalar_one_or_none()
     if row is None or row.status != StripeEventStatus.RECEIVED:
         return None
-    context = EventContext(session, gateway, app_env, platform_fee_bps, request_ttl_seconds, now)
+    context = EventContext(session, gateway, app_env, platform_fee_bps, request_ttl_seconds, now, connect)
     handler = HANDLERS.get(row.type)
     if handler is None:
         status, note = IGNORED, "unhandled event type"
@@ -286,6 +290,8 @@ HANDLERS: dict[str, Callable[[EventContext, dict[str, Any]], Outcome]] = {
     "checkout.session.expired": handle_checkout_session_expired,
     "charge.refunded": handle_charge_refunded,
     "charge.dispute.created": handle_dispute_created,
+    # Seller payouts: account.updated and transfer.reversed.
+    **connect_events.HANDLERS,
 }
 
 
