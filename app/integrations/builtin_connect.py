@@ -46,7 +46,10 @@ class BuiltinConnect(BuiltinGateway):
     ) -> str:
         fingerprint = json.dumps([email, country, recipient, metadata], sort_keys=True)
         account = self._idempotent(
-            idempotency_key, fingerprint, lock=idempotency_key, action=lambda: self._new_account(email, country, metadata)
+            idempotency_key,
+            fingerprint,
+            lock=idempotency_key,
+            action=lambda: self._new_account(email, country, metadata),
         )
         return str(account["id"])
 
@@ -96,7 +99,9 @@ class BuiltinConnect(BuiltinGateway):
     def page_session(self, account_id: str, kind: str) -> str:
         """A token the page's buttons carry, valid for an hour: the link itself was single-use."""
         token = secrets.token_urlsafe(24)
-        self.redis.set(self._key("page", token), json.dumps({"account": account_id, "kind": kind}), ex=PAGE_SESSION_TTL_SECONDS)
+        self.redis.set(
+            self._key("page", token), json.dumps({"account": account_id, "kind": kind}), ex=PAGE_SESSION_TTL_SECONDS
+        )
         return token
 
     def page_kind(self, account_id: str, token: str) -> str | None:
@@ -109,7 +114,12 @@ class BuiltinConnect(BuiltinGateway):
     def account(self, account_id: str) -> dict[str, Any]:
         """The account as Stripe would return it, plus the URLs of its last Account Link."""
         account = self._get("acct", account_id)
-        return {**_public(account), "refresh_url": account.get("_refresh_url"), "return_url": account.get("_return_url")}
+        return {
+            **_public(account),
+            "refresh_url": account.get("_refresh_url"),
+            "return_url": account.get("_return_url"),
+            "fail_next_transfer": bool(account.get("_fail_next_transfer")),
+        }
 
     def complete_onboarding(self, account_id: str) -> dict[str, Any]:
         return self._update_account(account_id, enabled=True, due=[], disabled_reason=None)

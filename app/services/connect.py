@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from app.integrations.connect import AccountSnapshot, ConnectGateway
-from app.models import ConnectAccount, PayoutSchedule, PayoutSettings, User
+from app.models import ConnectAccount, PayoutSchedule, PayoutSettings, Profile, User
 from app.refusals import Conflict, Invalid, NotFound
 from app.services import payout_methods
 from app.services.audit import record_event, user_actor
@@ -65,6 +65,33 @@ class PayoutAccountView:
         }
 
 
+@dataclass(frozen=True)
+class SellerPayoutRow:
+    seller_id: uuid.UUID
+    email: str
+    display_name: str | None
+    account: ConnectAccount | None
+    settings: PayoutSettings | None
+
+    @property
+    def view(self) -> PayoutAccountView:
+        return build_view(self.account, self.settings, connect_countries=())
+
+
+def sellers_payout_state(session: Session, *, limit: int = 200) -> list[SellerPayoutRow]:
+    """Every seller who has set up anything for payouts, newest first (for the admin)."""
+    rows = session.execute(
+        select(User.id, User.email, Profile.display_name, ConnectAccount, PayoutSettings)
+        .outerjoin(Profile, Profile.user_id == User.id)
+        .outerjoin(ConnectAccount, ConnectAccount.seller_id == User.id)
+        .outerjoin(PayoutSettings, PayoutSettings.seller_id == User.id)
+        .where(or_(ConnectAccount.id.is_not(None), PayoutSettings.id.is_not(None)))
+        .order_by(User.created_at.desc(), User.id)
+        .limit(limit)
+    )
+    return [SellerPayoutRow(*row) for row in rows]
+
+
 def account_of(session: Session, seller_id: uuid.UUID) -> ConnectAccount | None:
     return session.scalar(select(ConnectAccount).where(ConnectAccount.seller_id == seller_id))
 
@@ -78,14 +105,18 @@ def destination_mode(account: ConnectAccount | None, method: MethodView | None) 
 
 
 def payout_account(session: Session, seller_id: uuid.UUID, *, connect_countries: tuple[str, ...]) -> PayoutAccountView:
-    account = account_of(session, seller_id)
     settings = session.scalar(select(PayoutSettings).where(PayoutSettings.seller_id == seller_id))
+    return build_view(account_of(session, seller_id), settings, connect_countries=connect_countries)
+
+
+def build_view(
+    account: ConnectAccount | None, settings: PayoutSettings | None, *, connect_countries: tuple[str, ...]
+) -> PayoutAccountView:
     method = payout_methods.method_view(settings)
     mode = destination_mode(account, method)
-    enabled = (account is not None and account.payouts_enabled) or (mode == "manual")
     return PayoutAccountView(
         mode=mode,
-        payouts_enabled=enabled,
+        payouts_enabled=(account is not None and account.payouts_enabled) or mode == "manual",
         requirements_due=list(account.requirements_due) if account is not None else [],
         schedule=settings.schedule if settings is not None else PayoutSchedule.MANUAL,
         account=account,

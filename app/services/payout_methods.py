@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.models import PayoutMethodKind, PayoutSettings, User
+from app.models import PayoutMethodKind, PayoutRequest, PayoutSettings, PayoutStatus, User
 from app.refusals import Invalid, NotFound
 from app.services.audit import record_event, user_actor
 from app.services.outbox import queue_email
@@ -177,3 +177,29 @@ def full_method(settings: PayoutSettings | None, secret_key: str) -> str | None:
     if settings is None or settings.method_ciphertext is None:
         return None
     return decrypt(settings.method_ciphertext, secret_key)
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where an admin sends one payout: the seller's method, in full only while it waits for them."""
+
+    method: MethodView | None
+    full_value: str | None
+
+
+def admin_destinations(
+    session: Session, payouts: list[PayoutRequest], *, secret_key: str
+) -> dict[uuid.UUID, Destination]:
+    """For each payout an admin pays by hand, the seller's method: the full IBAN or PayPal address
+    on the ones still REQUESTED (the admin is about to send money there), the last four otherwise."""
+    seller_ids = {payout.seller_id for payout in payouts}
+    if not seller_ids:
+        return {}
+    rows = session.scalars(select(PayoutSettings).where(PayoutSettings.seller_id.in_(seller_ids)))
+    by_seller = {row.seller_id: row for row in rows}
+    found = {}
+    for payout in payouts:
+        settings = by_seller.get(payout.seller_id)
+        waiting = payout.status == PayoutStatus.REQUESTED
+        found[payout.id] = Destination(method_view(settings), full_method(settings, secret_key) if waiting else None)
+    return found

@@ -149,7 +149,9 @@ def reject_payout(
 
 def _refuse_transfer_payout(session: Session, payout_id: uuid.UUID) -> None:
     if transfers.is_transfer_payout(session, payout_id):
-        raise Conflict("paid_by_transfer", "This payout is paid by a Stripe transfer; see Transfers to follow or retry it.")
+        raise Conflict(
+            "paid_by_transfer", "This payout is paid by a Stripe transfer; see Transfers to follow or retry it."
+        )
 
 
 def _decide(

@@ -226,7 +226,9 @@ def resend_stuck_transfers(session: Session, now: datetime, settings: Settings) 
     return {"transfers_resent": resent} if resent else {}
 
 
-def list_transfers(session: Session, state: TransferState | None = None, *, limit: int = LIST_LIMIT) -> list[TransferRow]:
+def list_transfers(
+    session: Session, state: TransferState | None = None, *, limit: int = LIST_LIMIT
+) -> list[TransferRow]:
     """Transfers for the admin, newest first; ``state`` filters (FAILED: the ones to retry)."""
     query = (
         select(PayoutTransfer, PayoutRequest, User.email, Profile.display_name)
@@ -277,7 +279,11 @@ def _tell_seller(session: Session, payout: PayoutRequest, template: str, extra: 
         session,
         recipient=seller.email,
         template=template,
-        context={"payoutId": str(payout.id), "amount": format_price(int(payout.amount_cents), payout.currency), **extra},
+        context={
+            "payoutId": str(payout.id),
+            "amount": format_price(int(payout.amount_cents), payout.currency),
+            **extra,
+        },
         dedupe_key=f"{template}:{payout.id}",
     )
 
