@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from typing import Any
+from typing import Any, cast
 
 import stripe
 from redis import Redis
@@ -90,7 +90,7 @@ class BuiltinConnect(BuiltinGateway):
     def open_link(self, account_id: str, token: str) -> str | None:
         """Use a link once: its kind (``onboarding`` or ``login``), or None if it is unknown, used or
         expired (Stripe then sends the seller to the refresh URL)."""
-        raw = self.redis.getdel(self._key("link", token))
+        raw = cast(str | None, self.redis.getdel(self._key("link", token)))
         if not raw:
             return None
         link = json.loads(raw)
@@ -105,7 +105,7 @@ class BuiltinConnect(BuiltinGateway):
         return token
 
     def page_kind(self, account_id: str, token: str) -> str | None:
-        raw = self.redis.get(self._key("page", token)) if token else None
+        raw = cast(str | None, self.redis.get(self._key("page", token))) if token else None
         if not raw:
             return None
         page = json.loads(raw)
@@ -136,7 +136,7 @@ class BuiltinConnect(BuiltinGateway):
             self._save("acct", account)
 
     def transfers(self, account_id: str) -> list[dict[str, Any]]:
-        ids = self.redis.lrange(self._key("acct_transfers", account_id), 0, 99)
+        ids = cast(list[str], self.redis.lrange(self._key("acct_transfers", account_id), 0, 99))
         return [found for found in (self._load("tr", transfer_id) for transfer_id in ids) if found]
 
     def reverse_transfer(self, transfer_id: str) -> dict[str, Any]:
@@ -146,8 +146,14 @@ class BuiltinConnect(BuiltinGateway):
             remaining = transfer["amount"] - transfer["amount_reversed"]
             if remaining <= 0:
                 return transfer
-            reversal = {"id": _new_id("trr_test"), "object": "transfer_reversal", "amount": remaining,
-                        "currency": transfer["currency"], "transfer": transfer_id, "created": int(time.time())}  # fmt: skip
+            reversal = {
+                "id": _new_id("trr_test"),
+                "object": "transfer_reversal",
+                "amount": remaining,
+                "currency": transfer["currency"],
+                "transfer": transfer_id,
+                "created": int(time.time()),
+            }
             transfer["reversals"]["data"].append(reversal)
             transfer["reversals"]["total_count"] += 1
             transfer.update(amount_reversed=transfer["amount"], reversed=True)

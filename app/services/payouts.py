@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session
 from app import metrics
 from app.db import on_commit
 from app.models import LedgerEntry, LedgerKind, PayoutRequest, PayoutStatus, Profile, Role, User
-from app.services import ledger, transfers
 from app.refusals import Conflict
+from app.services import ledger, transfers
 from app.services.audit import record_event, user_actor
 from app.services.outbox import queue_email
 from app.services.profiles import format_price

@@ -41,8 +41,8 @@ from app.models import (
     Transaction,
 )
 from app.queue import enqueue_after_commit, enqueue_now
-from app.services.audit import record_event as audit
 from app.services import connect_events
+from app.services.audit import record_event as audit
 from app.services.checkout import APP_TAG, fulfil_checkout
 
 log = logging.getLogger(__name__)

@@ -118,8 +118,14 @@ def send_transfer(
 def _mark_sent(session: Session, row: PayoutTransfer, snapshot: TransferSnapshot, *, now: datetime) -> None:
     row.state, row.stripe_transfer_id, row.sent_at, row.error = TransferState.SENT, snapshot.transfer_id, now, None
     row.attempts += 1
-    payout = _move_payout(session, row.payout_request_id, (PayoutStatus.REQUESTED,), PayoutStatus.PROCESSED, now,
-                          reference=snapshot.transfer_id)  # fmt: skip
+    payout = _move_payout(
+        session,
+        row.payout_request_id,
+        (PayoutStatus.REQUESTED,),
+        PayoutStatus.PROCESSED,
+        now,
+        reference=snapshot.transfer_id,
+    )
     record_event(
         session,
         "payout.transferred",
@@ -134,8 +140,14 @@ def _mark_sent(session: Session, row: PayoutTransfer, snapshot: TransferSnapshot
 def _fail(session: Session, row: PayoutTransfer, reason: str, *, now: datetime) -> None:
     row.state, row.error, row.failed_at = TransferState.FAILED, reason[:1000], now
     row.attempts += 1
-    payout = _move_payout(session, row.payout_request_id, (PayoutStatus.REQUESTED,), PayoutStatus.FAILED, now,
-                          reject_reason="The transfer to your Stripe account did not go through.")  # fmt: skip
+    payout = _move_payout(
+        session,
+        row.payout_request_id,
+        (PayoutStatus.REQUESTED,),
+        PayoutStatus.FAILED,
+        now,
+        reject_reason="The transfer to your Stripe account did not go through.",
+    )
     if payout is None:
         return
     payouts.add_ledger_row(session, payout, LedgerKind.REVERSAL, int(payout.amount_cents), "Transfer failed", now)
@@ -163,19 +175,35 @@ def apply_reversal(session: Session, snapshot: TransferSnapshot, *, now: datetim
     if row is None or row.state in (TransferState.REVERSED, TransferState.FAILED):
         if row is not None and row.amount_reversed_cents < snapshot.amount_reversed_cents:
             # One REVERSAL row per payout: a partial reversal that grew needs an operator.
-            record_event(session, "payout.reversal_grew", ref_id=row.payout_request_id, actor="stripe",
-                         payload={"transferId": snapshot.transfer_id, "amountReversed": snapshot.amount_reversed_cents})  # fmt: skip
+            record_event(
+                session,
+                "payout.reversal_grew",
+                ref_id=row.payout_request_id,
+                actor="stripe",
+                payload={"transferId": snapshot.transfer_id, "amountReversed": snapshot.amount_reversed_cents},
+            )
         return False
     row.state, row.stripe_transfer_id, row.reversed_at = TransferState.REVERSED, snapshot.transfer_id, now
     row.amount_reversed_cents = min(snapshot.amount_reversed_cents, int(row.amount_cents))
-    payout = _move_payout(session, row.payout_request_id, (PayoutStatus.REQUESTED, PayoutStatus.PROCESSED),
-                          PayoutStatus.REVERSED, now, reference=snapshot.transfer_id)  # fmt: skip
+    payout = _move_payout(
+        session,
+        row.payout_request_id,
+        (PayoutStatus.REQUESTED, PayoutStatus.PROCESSED),
+        PayoutStatus.REVERSED,
+        now,
+        reference=snapshot.transfer_id,
+    )
     if payout is None:
         return False
     amount = int(row.amount_reversed_cents)
     payouts.add_ledger_row(session, payout, LedgerKind.REVERSAL, amount, "Transfer reversed", now)
-    record_event(session, "payout.transfer_reversed", ref_id=payout.id, actor="stripe",
-                 payload={"transferId": snapshot.transfer_id, "amountReversedCents": amount})  # fmt: skip
+    record_event(
+        session,
+        "payout.transfer_reversed",
+        ref_id=payout.id,
+        actor="stripe",
+        payload={"transferId": snapshot.transfer_id, "amountReversedCents": amount},
+    )
     _tell_seller(session, payout, "payout_reversed", {"reversed": format_price(amount, payout.currency)})
     return True
 

@@ -60,4 +60,6 @@ def _verify(payload: bytes, signature: str, secrets: tuple[str, ...]) -> None:
             return
         except stripe.SignatureVerificationError:
             continue
-    raise stripe.SignatureVerificationError("No signature matches any endpoint secret.", signature)
+    raise stripe.SignatureVerificationError(  # type: ignore[no-untyped-call]  # stripe-python leaves __init__ unannotated
+        "No signature matches any endpoint secret.", signature
+    )
