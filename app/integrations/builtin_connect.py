@@ -261,7 +261,8 @@ def builtin_connect(settings: Settings, redis: Redis, *, notify: EventSink | Non
 
 
 def _deliver_to_own_webhook(event: dict[str, Any]) -> None:
+    # Imported here: the task module imports this one.
     from app.queue import enqueue_now
-    from tasks import connect as connect_tasks
+    from tasks import builtin_connect as builtin_connect_tasks
 
-    enqueue_now(connect_tasks.deliver_builtin_connect_event.name, event)
+    enqueue_now(builtin_connect_tasks.deliver_builtin_connect_event, event)

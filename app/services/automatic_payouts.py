@@ -1,6 +1,6 @@
 """Weekly automatic payouts: the whole available balance, once per ISO week, for sellers who chose it.
 
-Beat runs ``tasks.connect.run_automatic_payouts`` every hour; it pays each seller whose payout for
+Beat runs ``tasks.automatic_payouts.run_automatic_payouts`` every hour; it pays each seller whose payout for
 the current week (``2026-W48``) has not happened yet and whose balance reaches the minimum. The
 seller's ``users`` row is locked first, exactly as ``payouts.request_payout`` locks it, so an
 automatic payout and a seller's own request never both spend the same money, and the UNIQUE

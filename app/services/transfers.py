@@ -41,6 +41,7 @@ from app.services.audit import record_event, user_actor
 from app.services.checkout import APP_TAG
 from app.services.outbox import queue_email
 from app.services.profiles import format_price
+from tasks import transfers as transfer_tasks
 
 # A transfer still SENDING this long after its last attempt lost its task (a dead worker, the
 # broker down at commit): the sweep publishes it again, backing off per attempt up to an hour.
@@ -76,7 +77,7 @@ def route_payout(session: Session, payout: PayoutRequest) -> bool:
         )
     )
     session.flush()
-    _publish_send(session, payout.id)
+    enqueue_after_commit(session, transfer_tasks.send_transfer, str(payout.id))
     return False
 
 
@@ -249,7 +250,7 @@ def resend_stuck_transfers(session: Session, now: datetime, settings: Settings) 
             continue
         row.attempts += 1
         row.last_attempt_at = now
-        _publish_send(session, row.payout_request_id)
+        enqueue_after_commit(session, transfer_tasks.send_transfer, str(row.payout_request_id))
         resent += 1
     return {"transfers_resent": resent} if resent else {}
 
@@ -314,13 +315,6 @@ def _tell_seller(session: Session, payout: PayoutRequest, template: str, extra: 
         },
         dedupe_key=f"{template}:{payout.id}",
     )
-
-
-def _publish_send(session: Session, payout_id: uuid.UUID) -> None:
-    # Imported here: the task module imports this one, and the sweep's module imports both.
-    from tasks import connect as connect_tasks
-
-    enqueue_after_commit(session, connect_tasks.send_transfer.name, str(payout_id))
 
 
 def _uuid(value: str | None) -> uuid.UUID | None:

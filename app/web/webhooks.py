@@ -3,7 +3,7 @@
 The platform endpoint and the Connect endpoint (events of sellers' connected accounts, which carry
 ``account``) post here alike; each signs with its own secret, and any configured secret is accepted.
 
-The work happens in ``tasks.payments.process_stripe_event``, published once the row is committed,
+The work happens in ``tasks.stripe_events.process_stripe_event``, published once the row is committed,
 so the answer takes milliseconds whatever the workers are doing; a duplicate delivery answers 200
 and publishes nothing. Nothing is parsed before the signature is checked.
 """

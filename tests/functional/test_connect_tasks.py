@@ -11,22 +11,23 @@ from app.db import utcnow
 from app.integrations.builtin_connect import builtin_connect
 from app.models import AutomaticPayout, PayoutStatus, PayoutTransfer, TransferState
 from app.services import connect, payouts
-from tasks import connect as connect_tasks
+from tasks import automatic_payouts as automatic_payout_tasks
+from tasks import transfers as transfer_tasks
 from tests.connect_support import connected_seller
 
 NAMES = {
-    "tasks.connect.send_transfer",
-    "tasks.connect.run_automatic_payouts",
-    "tasks.connect.deliver_builtin_connect_event",
+    "tasks.transfers.send_transfer",
+    "tasks.automatic_payouts.run_automatic_payouts",
+    "tasks.builtin_connect.deliver_builtin_connect_event",
 }
 
 
 def test_the_tasks_are_registered_with_the_shared_policy(app):
     registry = app.extensions["celery"].tasks
-    assert NAMES <= set(registry)
-    assert registry["tasks.connect.send_transfer"].max_retries == 8
-    assert registry["tasks.connect.send_transfer"].ignore_result is True
-    assert "tasks.connect.run_automatic_payouts" in {
+    assert set(registry) >= NAMES
+    assert registry["tasks.transfers.send_transfer"].max_retries == 8
+    assert registry["tasks.transfers.send_transfer"].ignore_result is True
+    assert "tasks.automatic_payouts.run_automatic_payouts" in {
         entry["task"] for entry in app.extensions["celery"].conf.beat_schedule.values()
     }
 
@@ -38,9 +39,9 @@ def test_send_transfer_pays_a_payout_and_is_a_no_op_for_anything_else(app, db_se
     db_session.commit()
 
     with app.app_context():
-        assert connect_tasks.send_transfer(str(payout.id)) == "sent"
-        assert connect_tasks.send_transfer(str(payout.id)) is None
-        assert connect_tasks.send_transfer(str(uuid.uuid4())) is None
+        assert transfer_tasks.send_transfer(str(payout.id)) == "sent"
+        assert transfer_tasks.send_transfer(str(payout.id)) is None
+        assert transfer_tasks.send_transfer(str(uuid.uuid4())) is None
 
     db_session.expire_all()
     row = db_session.scalars(select(PayoutTransfer).where(PayoutTransfer.payout_request_id == payout.id)).one()
@@ -55,8 +56,8 @@ def test_run_automatic_payouts_pays_the_weekly_sellers_once(app, db_session, set
     db_session.commit()
 
     with app.app_context():
-        assert connect_tasks.run_automatic_payouts() == 1
-        assert connect_tasks.run_automatic_payouts() == 0
+        assert automatic_payout_tasks.run_automatic_payouts() == 1
+        assert automatic_payout_tasks.run_automatic_payouts() == 0
 
     rows = db_session.scalars(select(AutomaticPayout).where(AutomaticPayout.seller_id == seller.id)).all()
     assert len(rows) == 1

@@ -18,7 +18,7 @@ from app.integrations.builtin_connect import BuiltinConnect, builtin_connect
 from app.integrations.payments import sign_payload
 from app.models import ConnectAccount, LedgerEntry, LedgerKind, PayoutStatus, StripeEvent, StripeEventStatus
 from app.services import payouts, transfers
-from tasks.payments import process_stripe_event
+from tasks.stripe_events import process_stripe_event
 from tests.connect_support import available, connected_seller, emails
 
 
@@ -178,14 +178,18 @@ class TestBuiltinDelivery:
     def test_connect_events_are_signed_with_the_connect_secret_and_others_with_the_platform_secret(
         self, app, monkeypatch, secrets
     ):
-        from tasks import connect as connect_tasks
+        from tasks import builtin_connect as builtin_connect_tasks
 
         signed: list[tuple[str, str]] = []
         monkeypatch.setattr(
-            connect_tasks, "post_signed_event", lambda url, body, secret: signed.append((body["type"], secret)) or 200
+            builtin_connect_tasks,
+            "post_signed_event",
+            lambda url, body, secret: signed.append((body["type"], secret)) or 200,
         )
         with app.app_context():
-            connect_tasks.deliver_builtin_connect_event(event("account.updated", {"id": "acct_1"}, account="acct_1"))
-            connect_tasks.deliver_builtin_connect_event(event("transfer.reversed", {"id": "tr_1"}))
+            builtin_connect_tasks.deliver_builtin_connect_event(
+                event("account.updated", {"id": "acct_1"}, account="acct_1")
+            )
+            builtin_connect_tasks.deliver_builtin_connect_event(event("transfer.reversed", {"id": "tr_1"}))
 
         assert signed == [("account.updated", secrets["connect"]), ("transfer.reversed", secrets["platform"])]

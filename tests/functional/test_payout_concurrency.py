@@ -114,7 +114,7 @@ def test_twenty_payout_requests_at_once(app, committed_db, gateway, fake_stripe,
     assert sorted(r.idempotency_key for r in posted) == sorted(f"transfer:{payout_id}" for payout_id in ids)
     assert len(fake_stripe.transfers) == accepted
     assert sum(t["amount"] for t in fake_stripe.transfers.values()) == accepted * AMOUNT
-    sends = [args for name, args, _ in enqueued if name == "tasks.connect.send_transfer"]
+    sends = [args for name, args, _ in enqueued if name == "tasks.transfers.send_transfer"]
     assert sorted(sends) == sorted((str(payout_id),) for payout_id in ids)
     with db.session_scope() as session:
         states = session.scalars(select(PayoutTransfer.state).where(PayoutTransfer.seller_id == seller_id)).all()

@@ -17,7 +17,7 @@ from tests.connect_support import connected_seller, fund
 from tests.factories import AdminFactory, ProfileFactory
 
 IBAN = "DE89370400440532013000"
-DELIVER = "tasks.connect.deliver_builtin_connect_event"
+DELIVER = "tasks.builtin_connect.deliver_builtin_connect_event"
 
 
 @pytest.fixture

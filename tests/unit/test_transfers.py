@@ -19,7 +19,7 @@ from app.services.payouts import PayoutError
 from tests.connect_support import available, connected_seller, emails, fund, ledger_kinds
 from tests.factories import AdminFactory, UserFactory
 
-SEND = "tasks.connect.send_transfer"
+SEND = "tasks.transfers.send_transfer"
 
 
 @pytest.fixture
