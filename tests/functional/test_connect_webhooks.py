@@ -51,7 +51,9 @@ def deliver(client, db_session, body: dict[str, Any], secret: str) -> StripeEven
     )
     assert response.status_code == 200, response.get_data(as_text=True)
     row = db_session.scalars(select(StripeEvent).where(StripeEvent.stripe_event_id == body["id"])).one()
-    process_stripe_event(str(row.id))
+    # In this app's context: a Celery app built by another test may be the thread's current one.
+    with client.application.app_context():
+        process_stripe_event(str(row.id))
     db_session.refresh(row)
     return row.status
 
