@@ -200,3 +200,21 @@ class TestAutomaticPayouts:
 
         assert automatic_payouts.iso_period(datetime(2026, 12, 7)) == "2026-W50"
         assert automatic_payouts.iso_period(datetime(2027, 1, 1)) == "2026-W53"
+
+
+class TestPrivacy:
+    def test_the_export_has_the_last_four_and_deletion_removes_the_method(self, db_session, settings):
+        from app.integrations.storage import storage_for
+        from app.services import privacy
+        from tests.factories import PASSWORD
+
+        seller = UserFactory()
+        set_iban(db_session, seller)
+
+        exported = privacy.export_seller_data(db_session, seller.id, now=utcnow())
+        (row,) = exported["payoutSettings"]
+        assert row["methodLast4"] == "3000" and "methodCiphertext" not in row
+        assert "DE89370400440532013000" not in str(exported)
+
+        privacy.delete_account(db_session, seller.id, password=PASSWORD, now=utcnow(), storage=storage_for(settings))
+        assert db_session.scalars(select(PayoutSettings).where(PayoutSettings.seller_id == seller.id)).all() == []
