@@ -223,3 +223,14 @@ class TestAdmin:
         (row,) = [s for s in sellers if s["email"] == seller.email]
         assert (row["mode"], row["payoutsEnabled"], row["requirementsDue"]) == ("connect", False, ["external_account"])
         assert seller.email in admin_client.get("/admin/payout-accounts").get_data(as_text=True)
+
+
+def test_the_dashboard_links_to_the_express_dashboard_once_onboarded(client, api, db_session, seller, twin):
+    _, account = connected_seller(db_session, twin, seller=seller)
+    account.details_submitted = True
+    db_session.flush()
+
+    page = client.get("/dashboard").get_data(as_text=True)
+    assert "Stripe Express dashboard" in page and "Payouts enabled" in page
+    opened = client.post("/payouts/setup/dashboard", data={"csrf_token": api.token})
+    assert opened.status_code == 303 and f"/dev/connect/{account.stripe_account_id}?link=" in opened.headers["Location"]
