@@ -49,9 +49,9 @@ from app.models import (
     User,
 )
 from app.services.accounts import password_matches
-from app.services.admin import decline_pending_requests
 from app.services.audit import record_event, user_actor
 from app.services.blocks import erased_email, normalise_email
+from app.services.lifecycle.decisions import decline_all_pending
 from app.services.outbox import queue_email
 from app.services.photos import delete_photo_files
 
@@ -164,7 +164,7 @@ def delete_account(session: Session, user_id: uuid.UUID, *, password: str, now: 
     user = _check_deletable(session, user_id, password)
     actor = user_actor(user_id)
     email, tombstone = user.email, deleted_email(user_id)
-    decline_pending_requests(session, user_id, now=now, actor=actor)
+    decline_all_pending(session, user_id, now=now, actor=actor)
     _remove_profile(session, user_id, storage)
     session.execute(delete(Block).where(Block.seller_id == user_id))
     session.execute(delete(PasswordResetToken).where(PasswordResetToken.user_id == user_id))

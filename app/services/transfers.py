@@ -23,6 +23,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.config import Settings
+from app.formats import format_money
 from app.integrations.connect import ConnectGateway, PaymentError, TransferRequest, TransferSnapshot
 from app.models import (
     ConnectAccount,
@@ -40,7 +41,6 @@ from app.services import payouts
 from app.services.audit import record_event, user_actor
 from app.services.checkout import APP_TAG
 from app.services.outbox import queue_email
-from app.services.profiles import format_price
 from tasks import transfers as transfer_tasks
 
 # A transfer still SENDING this long after its last attempt lost its task (a dead worker, the
@@ -205,7 +205,7 @@ def apply_reversal(session: Session, snapshot: TransferSnapshot, *, now: datetim
         actor="stripe",
         payload={"transferId": snapshot.transfer_id, "amountReversedCents": amount},
     )
-    _tell_seller(session, payout, "payout_reversed", {"reversed": format_price(amount, payout.currency)})
+    _tell_seller(session, payout, "payout_reversed", {"reversed": format_money(amount, payout.currency)})
     return True
 
 
@@ -310,7 +310,7 @@ def _tell_seller(session: Session, payout: PayoutRequest, template: str, extra: 
         template=template,
         context={
             "payoutId": str(payout.id),
-            "amount": format_price(int(payout.amount_cents), payout.currency),
+            "amount": format_money(int(payout.amount_cents), payout.currency),
             **extra,
         },
         dedupe_key=f"{template}:{payout.id}",

@@ -16,11 +16,12 @@ from flask_login import current_user
 
 from app.db import db, utcnow
 from app.errors import ApiError
+from app.formats import iso
 from app.models import PayoutRequest, TransferState
 from app.refusals import Refusal
 from app.services import connect, transfers
 from app.web.auth import admin_required
-from app.web.money import iso, payout_json
+from app.web.money import payout_json
 
 bp = Blueprint("admin_transfers", __name__)
 

@@ -16,9 +16,9 @@ from flask import Blueprint, abort, current_app, redirect, render_template, requ
 from flask.typing import ResponseReturnValue
 
 from app.extensions import redis_client
+from app.formats import format_money
 from app.integrations.builtin_connect import BuiltinConnect, builtin_connect
 from app.integrations.payments import PaymentError
-from app.services.profiles import format_price
 
 bp = Blueprint("dev_connect", __name__, url_prefix="/dev/connect")
 
@@ -61,7 +61,7 @@ def page(account_id: str) -> ResponseReturnValue:
         kind=kind,
         page_token=twin.page_session(account_id, kind),
         transfers=twin.transfers(account_id) if kind == "login" else [],
-        format_price=format_price,
+        format_price=format_money,
     )
 
 

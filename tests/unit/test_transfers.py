@@ -13,9 +13,8 @@ from app.db import utcnow
 from app.integrations.builtin_connect import BuiltinConnect, builtin_connect
 from app.integrations.connect import PaymentError, TransferRequest, TransferSnapshot
 from app.models import EventLog, OutboxEmail, PayoutStatus, PayoutTransfer, TransferState
-from app.refusals import Conflict
+from app.refusals import Conflict, Invalid
 from app.services import payouts, transfers
-from app.services.payouts import PayoutError
 from tests.connect_support import available, connected_seller, emails, fund, ledger_kinds
 from tests.factories import AdminFactory, UserFactory
 
@@ -210,7 +209,7 @@ class TestRetry:
         send(db_session, payout.id, twin)
         payouts.request_payout(db_session, seller.id, 3000, currency="usd", now=utcnow())  # spent again
 
-        with pytest.raises(PayoutError):
+        with pytest.raises(Invalid):
             transfers.retry_transfer(db_session, payout.id, admin_id=admin.id, now=utcnow())
         assert available(db_session, seller) == 0
 
