@@ -144,30 +144,43 @@ def start_onboarding(
     seller = session.execute(select(User).where(User.id == seller_id).with_for_update()).scalar_one_or_none()
     if seller is None or seller.deleted_at is not None:
         raise NotFound("not_found", "No such seller.")
-    account = account_of(session, seller_id)
-    if account is None:
-        chosen = _supported_country(country, connect_countries)
-        account_id = gateway.create_account(
-            email=seller.email,
-            country=chosen,
-            # Cross-border transfers need the recipient service agreement.
-            recipient=chosen != connect_countries[0],
-            metadata={"app": APP_TAG, "env": app_env, "seller_id": str(seller_id)},
-            idempotency_key=f"account:{seller_id}",
-        )
-        account = ConnectAccount(seller_id=seller_id, stripe_account_id=account_id, country=chosen)
-        session.add(account)
-        session.flush()
-        record_event(
-            session,
-            "payout.connect_account_created",
-            ref_id=seller_id,
-            actor=user_actor(seller_id),
-            payload={"accountId": account_id, "country": chosen},
-        )
+    account = account_of(session, seller_id) or _create_account(
+        session, seller, gateway=gateway, country=country, connect_countries=connect_countries, app_env=app_env
+    )
     return gateway.create_account_link(
         account.stripe_account_id, refresh_url=app_url + REFRESH_PATH, return_url=app_url + RETURN_PATH
     )
+
+
+def _create_account(
+    session: Session,
+    seller: User,
+    *,
+    gateway: ConnectGateway,
+    country: str | None,
+    connect_countries: tuple[str, ...],
+    app_env: str,
+) -> ConnectAccount:
+    chosen = _supported_country(country, connect_countries)
+    account_id = gateway.create_account(
+        email=seller.email,
+        country=chosen,
+        # Cross-border transfers need the recipient service agreement.
+        recipient=chosen != connect_countries[0],
+        metadata={"app": APP_TAG, "env": app_env, "seller_id": str(seller.id)},
+        idempotency_key=f"account:{seller.id}",
+    )
+    account = ConnectAccount(seller_id=seller.id, stripe_account_id=account_id, country=chosen)
+    session.add(account)
+    session.flush()
+    record_event(
+        session,
+        "payout.connect_account_created",
+        ref_id=seller.id,
+        actor=user_actor(seller.id),
+        payload={"accountId": account_id, "country": chosen},
+    )
+    return account
 
 
 def _supported_country(country: str | None, supported: tuple[str, ...]) -> str:

@@ -162,17 +162,7 @@ def apply_reversal(session: Session, snapshot: TransferSnapshot, *, now: datetim
     by a send that died after Stripe made the Transfer is completed from the snapshot."""
     if snapshot.amount_reversed_cents <= 0:
         return False
-    payout_id = _uuid(snapshot.metadata.get("payout_id"))
-    row = session.execute(
-        select(PayoutTransfer)
-        .where(
-            or_(
-                PayoutTransfer.stripe_transfer_id == snapshot.transfer_id,
-                PayoutTransfer.payout_request_id == payout_id,
-            )
-        )
-        .with_for_update()
-    ).scalar_one_or_none()
+    row = _locked_transfer(session, snapshot)
     if row is None or row.state in (TransferState.REVERSED, TransferState.FAILED):
         if row is not None and row.amount_reversed_cents < snapshot.amount_reversed_cents:
             # One REVERSAL row per payout: a partial reversal that grew needs an operator.
@@ -186,27 +176,42 @@ def apply_reversal(session: Session, snapshot: TransferSnapshot, *, now: datetim
         return False
     row.state, row.stripe_transfer_id, row.reversed_at = TransferState.REVERSED, snapshot.transfer_id, now
     row.amount_reversed_cents = min(snapshot.amount_reversed_cents, int(row.amount_cents))
+    sources = (PayoutStatus.REQUESTED, PayoutStatus.PROCESSED)
     payout = _move_payout(
-        session,
-        row.payout_request_id,
-        (PayoutStatus.REQUESTED, PayoutStatus.PROCESSED),
-        PayoutStatus.REVERSED,
-        now,
-        reference=snapshot.transfer_id,
+        session, row.payout_request_id, sources, PayoutStatus.REVERSED, now, reference=row.stripe_transfer_id
     )
     if payout is None:
         return False
-    amount = int(row.amount_reversed_cents)
+    _return_reversed(session, payout, int(row.amount_reversed_cents), snapshot.transfer_id, now=now)
+    return True
+
+
+def _locked_transfer(session: Session, snapshot: TransferSnapshot) -> PayoutTransfer | None:
+    """The transfer row by Stripe's id, or by our payout id in its metadata (a send that died
+    before recording the id), locked."""
+    payout_id = _uuid(snapshot.metadata.get("payout_id"))
+    return session.execute(
+        select(PayoutTransfer)
+        .where(
+            or_(
+                PayoutTransfer.stripe_transfer_id == snapshot.transfer_id,
+                PayoutTransfer.payout_request_id == payout_id,
+            )
+        )
+        .with_for_update()
+    ).scalar_one_or_none()
+
+
+def _return_reversed(session: Session, payout: PayoutRequest, amount: int, transfer_id: str, *, now: datetime) -> None:
     payouts.add_ledger_row(session, payout, LedgerKind.REVERSAL, amount, "Transfer reversed", now)
     record_event(
         session,
         "payout.transfer_reversed",
         ref_id=payout.id,
         actor="stripe",
-        payload={"transferId": snapshot.transfer_id, "amountReversedCents": amount},
+        payload={"transferId": transfer_id, "amountReversedCents": amount},
     )
     _tell_seller(session, payout, "payout_reversed", {"reversed": format_money(amount, payout.currency)})
-    return True
 
 
 def retry_transfer(session: Session, payout_id: uuid.UUID, *, admin_id: uuid.UUID, now: datetime) -> PayoutRequest:
