@@ -152,6 +152,17 @@ def start_onboarding(
     )
 
 
+def refresh_link(session: Session, seller_id: uuid.UUID, *, gateway: ConnectGateway, app_url: str) -> str:
+    """A new Account Link for an existing account (Stripe's ``refresh_url`` is a GET: it never
+    creates an account, so a link planted on another site cannot start onboarding for a seller)."""
+    account = account_of(session, seller_id)
+    if account is None:
+        raise Conflict("no_account", "Start setting up payouts first.")
+    return gateway.create_account_link(
+        account.stripe_account_id, refresh_url=app_url + REFRESH_PATH, return_url=app_url + RETURN_PATH
+    )
+
+
 def _create_account(
     session: Session,
     seller: User,

@@ -109,7 +109,14 @@ def setup_page() -> ResponseReturnValue:
 @seller_required
 def refresh_link() -> ResponseReturnValue:
     """Stripe's ``refresh_url``: the link expired or was used, so make a new one."""
-    return redirect(_onboarding_url(None), 303)
+    try:
+        url = connect.refresh_link(db.session, _user().id, gateway=_gateway(), app_url=_settings().app_url)
+    except PaymentError as error:
+        raise _vendor_refusal(error) from error
+    except Refusal as refusal:
+        flash(refusal.message, "error")
+        return redirect(SETUP_PATH, 303)
+    return redirect(url, 303)
 
 
 @bp.post(SETUP_PATH + "/connect")

@@ -234,3 +234,9 @@ def test_the_dashboard_links_to_the_express_dashboard_once_onboarded(client, api
     assert "Stripe Express dashboard" in page and "Payouts enabled" in page
     opened = client.post("/payouts/setup/dashboard", data={"csrf_token": api.token})
     assert opened.status_code == 303 and f"/dev/connect/{account.stripe_account_id}?link=" in opened.headers["Location"]
+
+
+def test_the_refresh_url_never_creates_an_account(client, api, db_session, seller):
+    response = client.get("/payouts/setup/refresh")
+    assert response.status_code == 303 and response.headers["Location"].endswith("/payouts/setup")
+    assert db_session.scalars(select(ConnectAccount).where(ConnectAccount.seller_id == seller.id)).all() == []
