@@ -120,9 +120,14 @@ def celery_init_app(app: Flask, settings: Settings) -> Celery[Any]:
 
     for module in TASK_MODULES:
         importlib.import_module(module)
+    from tasks.automatic_payouts import run_automatic_payouts
     from tasks.maintenance import sweep
 
-    celery.conf.beat_schedule = {"sweep": {"task": sweep.name, "schedule": float(settings.sweep_interval_seconds)}}
+    celery.conf.beat_schedule = {
+        "sweep": {"task": sweep.name, "schedule": float(settings.sweep_interval_seconds)},
+        # Weekly automatic payouts: checked hourly, paid once per seller and ISO week.
+        "automatic-payouts": {"task": run_automatic_payouts.name, "schedule": 3600.0},
+    }
     return celery
 
 

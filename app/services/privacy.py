@@ -32,12 +32,14 @@ from app.integrations.storage import Storage
 from app.models import (
     Block,
     CallRequest,
+    ConnectAccount,
     EmailStatus,
     EventLog,
     LedgerEntry,
     OutboxEmail,
     PasswordResetToken,
     PayoutRequest,
+    PayoutSettings,
     Profile,
     Rating,
     Report,
@@ -57,7 +59,16 @@ from app.services.photos import delete_photo_files
 FAREWELL_TEMPLATE = "account_deleted"
 EXPORT_EVENTS_LIMIT = 5000
 # Secrets and one-time keys that an export must not hand out (a join key opens a call).
-_NOT_EXPORTED = {"password_hash", "join_key", "submission_key", "checkout_url", "failed_logins", "lockouts"}
+_NOT_EXPORTED = {
+    "password_hash",
+    "join_key",
+    "submission_key",
+    "checkout_url",
+    "failed_logins",
+    "lockouts",
+    # The payout method is exported by its last four characters only, like everywhere else.
+    "method_ciphertext",
+}
 # An address inside text: not preceded by a character of a local part, not followed by more domain.
 _BEFORE = r"(?<![A-Za-z0-9._%+-])"
 _AFTER = r"(?![A-Za-z0-9_-]|\.[A-Za-z0-9])"
@@ -88,6 +99,8 @@ def export_seller_data(session: Session, user_id: uuid.UUID, *, now: datetime) -
         "transactions": rows(Transaction, Transaction.seller_id == user_id, order=Transaction.created_at),
         "ledger": rows(LedgerEntry, LedgerEntry.seller_id == user_id, order=LedgerEntry.created_at),
         "payouts": rows(PayoutRequest, PayoutRequest.seller_id == user_id, order=PayoutRequest.created_at),
+        "payoutSettings": rows(PayoutSettings, PayoutSettings.seller_id == user_id, order=PayoutSettings.created_at),
+        "connectAccount": rows(ConnectAccount, ConnectAccount.seller_id == user_id, order=ConnectAccount.created_at),
         "blocks": rows(Block, Block.seller_id == user_id, order=Block.created_at),
         "reportsFiled": rows(
             Report, Report.seller_id == user_id, Report.reporter_role == ReporterRole.SELLER, order=Report.created_at
@@ -145,6 +158,8 @@ def delete_account(session: Session, user_id: uuid.UUID, *, password: str, now: 
     _remove_profile(session, user_id, storage)
     session.execute(delete(Block).where(Block.seller_id == user_id))
     session.execute(delete(PasswordResetToken).where(PasswordResetToken.user_id == user_id))
+    # The bank account or PayPal address goes with the account (payouts already made keep their rows).
+    session.execute(delete(PayoutSettings).where(PayoutSettings.seller_id == user_id))
     _silence_mail_to(session, email, reason="account deleted")
     replace_email_everywhere(session, email, tombstone)
     _retire_user(session, user, tombstone, now)

@@ -22,7 +22,7 @@ from app.db import db, utcnow
 from app.errors import ApiError
 from app.models import LedgerKind, PayoutRequest, User
 from app.refusals import Refusal
-from app.services import ledger, payouts
+from app.services import connect, ledger, payouts
 from app.services.profiles import currency_exponent, format_price
 from app.web.auth import safe_next, signed_in_user
 from app.web.forms.money import PayoutRequestForm
@@ -131,6 +131,9 @@ def balance_card_context(user: User) -> dict[str, Any]:
         "payout_form": PayoutRequestForm(formdata=None),
         "min_payout_cents": payouts.MIN_PAYOUT_CENTS,
         "amount_step": _amount_step(currency),
+        "payout_view": connect.payout_account(
+            db.session, user.id, connect_countries=current_app.extensions["settings"].connect_countries
+        ),
     }
 
 
