@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import stripe
 from redis import Redis
+from stripe.params import AccountCreateParams, AccountLinkCreateParams, TransferCreateParams
 
 from app.config import Settings
 from app.integrations.payments import PaymentError, _stripe_errors
@@ -127,7 +128,7 @@ class StripeConnect:
     def create_account(
         self, *, email: str, country: str, recipient: bool, metadata: dict[str, str], idempotency_key: str
     ) -> str:
-        params: dict[str, Any] = {
+        params: AccountCreateParams = {
             "type": "express",
             "country": country,
             "email": email,
@@ -139,20 +140,20 @@ class StripeConnect:
             params["tos_acceptance"] = {"service_agreement": "recipient"}
         with _stripe_errors():
             account = self.client.v1.accounts.create(
-                params=params,  # type: ignore[arg-type]  # a plain dict where stripe-python types a TypedDict
+                params=params,
                 options={"idempotency_key": idempotency_key},
             )
         return account.id
 
     def create_account_link(self, account_id: str, *, refresh_url: str, return_url: str) -> str:
-        params = {
+        params: AccountLinkCreateParams = {
             "account": account_id,
             "refresh_url": refresh_url,
             "return_url": return_url,
             "type": "account_onboarding",
         }
         with _stripe_errors():
-            link = self.client.v1.account_links.create(params=params)  # type: ignore[arg-type]  # as above
+            link = self.client.v1.account_links.create(params=params)
         return link.url
 
     def create_login_link(self, account_id: str) -> str:
@@ -166,7 +167,7 @@ class StripeConnect:
         return account_snapshot(account.to_dict())
 
     def create_transfer(self, request: TransferRequest) -> TransferSnapshot:
-        params = {
+        params: TransferCreateParams = {
             "amount": request.amount_cents,
             "currency": request.currency,
             "destination": request.destination,
@@ -175,7 +176,7 @@ class StripeConnect:
         }
         with _stripe_errors():
             transfer = self.client.v1.transfers.create(
-                params=params,  # type: ignore[arg-type]  # as above
+                params=params,
                 options={"idempotency_key": request.idempotency_key},
             )
         return transfer_snapshot(transfer.to_dict())

@@ -12,6 +12,8 @@ Links are single-use, as Stripe's are: an unknown or used link sends the seller 
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, abort, current_app, redirect, render_template, request
 from flask.typing import ResponseReturnValue
 
@@ -34,7 +36,7 @@ def _twin() -> BuiltinConnect:
     return builtin_connect(current_app.extensions["settings"], redis_client())
 
 
-def _account_or_404(account_id: str) -> dict:  # type: ignore[type-arg]
+def _account_or_404(account_id: str) -> dict[str, Any]:
     try:
         return _twin().account(account_id)
     except PaymentError:
