@@ -16,10 +16,12 @@ from app.db import db, utcnow
 from app.extensions import redis_client
 from app.services import (
     call_endings,
+    daily_events,
     email_delivery,
     health,
     maintenance,
     privacy,
+    problems,
     request_payments,
     stripe_events,
     transfers,
@@ -43,6 +45,8 @@ SWEEP_STEPS: tuple[SweepStep, ...] = (
     decisions.expire_pending_requests,
     request_payments.payment_followups,
     stripe_events.requeue_stuck_events,
+    daily_events.requeue_stuck_events,
+    problems.recover_problem_refunds,
     transfers.resend_stuck_transfers,
     builtin_payments.expire_builtin_checkouts,
     privacy.scrub_farewell_emails,

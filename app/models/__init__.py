@@ -23,17 +23,28 @@ from app.models.payments import (
     StripeEventStatus,
     Transaction,
 )
+from app.models.presence import DailyEvent, DailyEventStatus, PresenceInterval, PresenceSource
 from app.models.safety import Block, Report, ReporterRole, ReportStatus
+from app.models.settlement import (
+    CallSettlement,
+    ProblemCase,
+    ProblemReason,
+    ProblemStatus,
+    SettlementOutcome,
+)
 from app.models.users import PasswordResetToken, Profile, Role, User
 
 __all__ = [
     "AutomaticPayout",
     "Block",
     "CallRequest",
+    "CallSettlement",
     "CancelReason",
     "Checkout",
     "CheckoutStatus",
     "ConnectAccount",
+    "DailyEvent",
+    "DailyEventStatus",
     "EmailStatus",
     "EventLog",
     "LedgerEntry",
@@ -47,6 +58,11 @@ __all__ = [
     "PayoutSettings",
     "PayoutStatus",
     "PayoutTransfer",
+    "PresenceInterval",
+    "PresenceSource",
+    "ProblemCase",
+    "ProblemReason",
+    "ProblemStatus",
     "Profile",
     "Rating",
     "Report",
@@ -54,6 +70,7 @@ __all__ = [
     "ReporterRole",
     "RequestStatus",
     "Role",
+    "SettlementOutcome",
     "StripeEvent",
     "StripeEventStatus",
     "Transaction",

@@ -23,7 +23,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from app import metrics
-from app.db import on_commit
+from app.db import on_commit, utcnow
 from app.formats import format_money, iso
 from app.integrations.payments import CheckoutRequest, CheckoutSnapshot, PaymentError, PaymentGateway
 from app.models import (
@@ -39,6 +39,7 @@ from app.models import (
 from app.observability import mask_email
 from app.services.audit import record_event
 from app.services.blocks import is_blocked, normalise_email
+from app.services.calls import after_the_call
 from app.services.fees import split_fee
 from app.services.lifecycle.decisions import open_request
 from app.services.outbox import queue_email
@@ -354,6 +355,8 @@ class BuyerStatus:
     amount_cents: int
     currency: str
     join_url: str | None = None  # the buyer's link to the call, once accepted
+    outcome: str | None = None  # once the call is settled: what happened, and what it means for the money
+    problem_url: str | None = None  # "report a problem with this call", for 48 hours after its end
 
     @property
     def is_final(self) -> bool:
@@ -367,6 +370,8 @@ class BuyerStatus:
             "expiresAt": iso(self.expires_at),
             "cancelReason": self.cancel_reason,
             "joinUrl": self.join_url,
+            "outcome": self.outcome,
+            "problemUrl": self.problem_url,
         }
 
 
@@ -398,6 +403,11 @@ def buyer_status(session: Session, session_id: str, *, app_url: str, secret_key:
         join_url=accepted_join_url(call_request, "buyer", app_url=app_url, secret_key=secret_key)
         if call_request
         else None,
+        **(
+            after_the_call(call_request, "buyer", app_url=app_url, secret_key=secret_key, now=utcnow())
+            if call_request
+            else {}
+        ),
     )
 
 

@@ -55,6 +55,34 @@ def mark_refunded(session: Session, call: CallRequest, *, now: datetime, payload
     return moved
 
 
+def record_partial_refund(
+    session: Session, call: CallRequest, total_cents: int, *, now: datetime, payload: dict[str, Any] | None = None
+) -> bool:
+    """ChatLink has given back ``total_cents`` of this payment so far (a settlement's share for
+    unused time, an admin's refund of a problem): ``refunded_cents`` only ever grows to it, so a
+    ``charge.refunded`` that got here first counts once; all of it makes the payment REFUNDED."""
+    transaction = call.transaction
+    amount = min(max(total_cents, 0), transaction.gross_cents)
+    if amount >= transaction.gross_cents:
+        return mark_refunded(session, call, now=now, payload=payload)
+    grew = session.execute(
+        update(Transaction)
+        .where(Transaction.id == transaction.id, Transaction.refunded_cents < amount)
+        .values(refunded_cents=amount, updated_at=now)
+        .returning(Transaction.id)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    if grew is not None:
+        record_event(
+            session,
+            "payment.partly_refunded",
+            ref_id=call.id,
+            actor=SYSTEM,
+            payload={"cents": amount, **(payload or {})},
+        )
+    return grew is not None
+
+
 def sync_refund(session: Session, transaction: Transaction, amount_cents: int, *, now: datetime) -> bool:
     """Stripe says ``amount_cents`` of the charge is refunded. ``refunded_cents`` only ever grows, so
     an older event cannot undo a newer one; a full refund makes the payment REFUNDED (a dispute

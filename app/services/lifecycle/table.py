@@ -53,10 +53,16 @@ REQUEST_MOVES: dict[str, Move[RequestStatus]] = {
         Move("decline", (PENDING,), DECLINED, "seller declines, or is suspended or deleted"),
         Move("expire", (PENDING,), CANCELLED, "no answer in time, reason expired"),
         Move("cancel_pending", (PENDING,), CANCELLED, "the seller blocks the buyer, reason blocked"),
-        Move("start_clock", (ACCEPTED,), ACCEPTED, "both in the room, the clock starts"),
-        Move("complete", (ACCEPTED,), COMPLETED, "time is up, or a party ends it"),
+        Move("start_clock", (ACCEPTED,), ACCEPTED, "both parties' media connected, the clock starts"),
+        Move("complete", (ACCEPTED,), COMPLETED, "time is up, or a party ends it, settled by who ended it and when"),
         Move("fail_payment", (ACCEPTED,), CANCELLED, "capture refused, reason payment_failed"),
         Move("no_show", (ACCEPTED,), CANCELLED, "join window passed, reason buyer_no_show or seller_no_show"),
+        Move(
+            "technical_failure",
+            (ACCEPTED,),
+            CANCELLED,
+            "join window passed, both joined but media never connected, reason technical_failure",
+        ),
     )
 }
 
