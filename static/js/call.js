@@ -112,6 +112,31 @@
     }
   }
 
+  // The page learnt of the end on its own (its timer ran out, or a refusal said the other party
+  // ended it between two polls): ask for the settled state until it comes. "end" on an ended
+  // call changes nothing and answers it, outcome included; the server records the end within a
+  // second or so (its timer, or its sweep).
+  var outcomeAsked = false;
+  function fetchOutcome() {
+    if (outcomeAsked) {
+      return;
+    }
+    outcomeAsked = true;
+    var attempts = 0;
+    (function ask() {
+      attempts += 1;
+      api("end").then(function (data) {
+        if (!data.outcome && attempts < 10) {
+          window.setTimeout(ask, 1500);
+        }
+      }, function () {
+        if (attempts < 10) {
+          window.setTimeout(ask, 1500);
+        }
+      });
+    })();
+  }
+
   // What happened and what it means for this party's money, as the server settled it.
   function showOutcome(data) {
     if (data.outcome) {
@@ -147,6 +172,7 @@
           error.code = info.code;
           if (info.code === "call_ended") {
             finish("Thank you for using ChatLink.");
+            fetchOutcome();
           }
           throw error;
         }
@@ -214,12 +240,10 @@
       show($("call-warning"), true);
     }
     if (left <= 0) {
-      // Time is up: hang up here. A second later, make sure the server has recorded the end:
-      // its timer normally has, and then this is a harmless no-op.
+      // Time is up: hang up here. A second later, ask the server for the settled end: its timer
+      // normally has recorded it, and "end" then only answers it.
       finish("Time is up. Thank you for using ChatLink.");
-      window.setTimeout(function () {
-        api("end").catch(function () {});
-      }, 1000);
+      window.setTimeout(fetchOutcome, 1000);
     }
   }
   var clock = window.setInterval(tick, 250);
@@ -307,6 +331,7 @@
   call.startHeartbeat = startHeartbeat;
   call.stopHeartbeat = stopHeartbeat;
   call.finish = finish;
+  call.fetchOutcome = fetchOutcome;
   call.retrying = retrying;
   call.explain = explain;
   call.setStatus = setStatus;

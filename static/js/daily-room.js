@@ -85,6 +85,7 @@
       var type = event && event.error && event.error.type;
       if (FINAL_ERRORS[type]) {
         call.finish("Time is up. Thank you for using ChatLink.");
+        call.fetchOutcome();
       } else {
         call.setStatus("The video room reported a problem: " + ((event && event.errorMsg) || "unknown error"));
       }
