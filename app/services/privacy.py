@@ -55,8 +55,20 @@ from app.services.photos import delete_photo_files
 
 FAREWELL_TEMPLATE = "account_deleted"
 EXPORT_EVENTS_LIMIT = 5000
-# Secrets and one-time keys that an export must not hand out (a join key opens a call).
-_NOT_EXPORTED = {"password_hash", "join_key", "submission_key", "checkout_url", "failed_logins", "lockouts"}
+# Secrets and one-time keys that an export must not hand out (a join key opens a call), and the
+# buyer's Checkout Session id: it is the buyer's, appears in their status page's address, and a
+# seller has no use for it (the PaymentIntent id stays, for matching payouts and disputes).
+_NOT_EXPORTED = {
+    "password_hash",
+    "join_key",
+    "submission_key",
+    "checkout_url",
+    "browser_key_hash",
+    "failed_logins",
+    "lockouts",
+    "session_version",
+    "stripe_checkout_session_id",
+}
 # An address inside text: not preceded by a character of a local part, not followed by more domain.
 _BEFORE = r"(?<![A-Za-z0-9._%+-])"
 _AFTER = r"(?![A-Za-z0-9_-]|\.[A-Za-z0-9])"
