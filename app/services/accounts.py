@@ -225,10 +225,6 @@ def _refuse_wrong_password(session: Session, user: User, *, now: datetime) -> No
     raise AccountLocked(locked_until, now=now)
 
 
-def record_logout(session: Session, user_id: uuid.UUID) -> None:
-    record_event(session, "auth.logout", ref_id=user_id, actor=user_actor(user_id))
-
-
 # --- Email verification ---------------------------------------------------------------------
 
 

@@ -43,8 +43,9 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(admin_payouts.bp)
     app.register_blueprint(metrics.bp)
 
-    from app.web import admin, privacy, safety
+    from app.web import admin, privacy, safety, sessions
 
     app.register_blueprint(safety.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(privacy.bp)
+    app.register_blueprint(sessions.bp)

@@ -23,7 +23,7 @@ from app.db import db, utcnow
 from app.errors import ApiError, wants_json
 from app.extensions import limiter, login_manager, redis_client
 from app.models import User
-from app.services import accounts
+from app.services import accounts, sessions
 from app.services.lockouts import UnknownEmailLockouts
 from app.web.forms.auth import ForgotForm, LoginForm, ResetForm, SignupForm
 
@@ -247,7 +247,7 @@ def login():  # type: ignore[no-untyped-def]
 @bp.post("/logout")
 def logout():  # type: ignore[no-untyped-def]
     if current_user.is_authenticated:
-        accounts.record_logout(db.session, current_user.id)
+        sessions.log_out(db.session, current_user.id)
         db.session.commit()
     _end_session()
     flash("You are logged out.", "success")
@@ -389,7 +389,7 @@ def api_login():  # type: ignore[no-untyped-def]
 @bp.post("/api/auth/logout")
 def api_logout():  # type: ignore[no-untyped-def]
     if current_user.is_authenticated:
-        accounts.record_logout(db.session, current_user.id)
+        sessions.log_out(db.session, current_user.id)
         db.session.commit()
     _end_session()
     return {"loggedOut": True}

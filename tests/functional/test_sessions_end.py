@@ -165,7 +165,12 @@ class TestChangePassword:
     def test_the_account_page_form(self, app, db_session, seller) -> None:
         client, token = logged_in(app, seller)
         laptop, _ = logged_in(app, seller)
-        form = {"csrf_token": token, "current_password": PASSWORD, "password": NEW_PASSWORD, "confirm": NEW_PASSWORD}
+        form = {
+            "csrf_token": token,
+            "current_password": PASSWORD,
+            "new_password": NEW_PASSWORD,
+            "confirm_password": NEW_PASSWORD,
+        }
 
         response = client.post("/account/password", data=form)
 
