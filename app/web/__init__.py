@@ -6,9 +6,10 @@ from flask import Flask
 
 
 def register_blueprints(app: Flask) -> None:
-    from app.web import auth, health, pages, security
+    from app.web import auth, health, input_guard, pages, security
 
     security.init_security_headers(app)
+    input_guard.init_input_guard(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(auth.bp)

@@ -12,6 +12,7 @@ is no ambient credential for a CSRF token to protect (and the ``pagehide`` beaco
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -30,6 +31,8 @@ from app.services.signaling import CLIENT_ID, PresenceSlots, Signaling, Signalin
 bp = Blueprint("calls", __name__)
 csrf.exempt(bp)
 
+# Redis stream ids are two unsigned 64-bit numbers; 19 digits always fit, so Redis never refuses one.
+STREAM_CURSOR = re.compile(r"\d{1,19}-\d{1,19}")
 DAILY_FEATURES = ("camera", "microphone", "display-capture", "fullscreen", "autoplay")
 DENIED = {
     "invalid": "This call link is not valid. Use the link from your email or your dashboard.",
@@ -141,14 +144,14 @@ def poll() -> Response:
     After the end it answers the final state with no messages: that is how a page learns the
     seller ended the call."""
     access = _access()
+    after = _after()
     if access.ended:
-        return jsonify(messages=[], cursor=_body().get("after"), **calls.call_state(access.call, utcnow()))
+        return jsonify(messages=[], cursor=after, **calls.call_state(access.call, utcnow()))
     access = _live_builtin(access)
     if not _slots().claim(str(access.call.id), access.party, _client_id()):
         raise ApiError(409, "This link is now open in another window.", code="in_use")
-    after = _body().get("after")
     try:
-        messages, cursor = _signaling().poll(str(access.call.id), access.party, after if after else None)
+        messages, cursor = _signaling().poll(str(access.call.id), access.party, after)
     except SignalingError as error:
         raise ApiError(422, str(error), fields={"after": str(error)}) from None
     return jsonify(messages=messages, cursor=cursor, **calls.call_state(access.call, utcnow()))
@@ -162,6 +165,16 @@ def _body() -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ApiError(400, "Send a JSON object.")
     return body
+
+
+def _after() -> str | None:
+    """The poll's cursor: absent, or a Redis stream id (two numbers that fit in 64 bits)."""
+    after = _body().get("after")
+    if after is None or after == "":
+        return None
+    if not isinstance(after, str) or not STREAM_CURSOR.fullmatch(after):
+        raise ApiError(422, "after must be the cursor of an earlier poll.", fields={"after": "Use the last cursor."})
+    return after
 
 
 def _access() -> CallAccess:

@@ -152,7 +152,12 @@ class TestPagesAndForms:
             (
                 anonymous,
                 "/u/admin-seller",
-                {"buyer_email": "b@example.org", "note": NUL, "submission_key": "k" * 24, "csrf_token": anonymous_token},
+                {
+                    "buyer_email": "b@example.org",
+                    "note": NUL,
+                    "submission_key": "k" * 24,
+                    "csrf_token": anonymous_token,
+                },
             ),
             (admin_client, "/admin/erase", {"email": NUL, "csrf_token": token}),
             (admin_client, "/blocks", {"email": NUL, "csrf_token": token}),
@@ -160,7 +165,12 @@ class TestPagesAndForms:
         for client, path, form in cases:
             response = client.post(path, data=form)
             assert response.status_code in (400, 422), (path, response.status_code)
-        for path in ("/success?session_id=", "/admin/events?type=", "/admin/sellers?q=", "/dev/mailbox.json?recipient="):
+        for path in (
+            "/success?session_id=",
+            "/admin/events?type=",
+            "/admin/sellers?q=",
+            "/dev/mailbox.json?recipient=",
+        ):
             response = admin_client.get(path + "%00")
             assert response.status_code in (400, 422), (path, response.status_code)
         assert counts(db_session) == before
