@@ -113,7 +113,7 @@ class TestEveryJsonEndpoint:
     def test_nul_anywhere_is_a_422_naming_the_field(self, app, db_session, admin_client, body) -> None:
         token = csrf_token(admin_client)
         before = counts(db_session)
-        for method, path in api_routes(app, ("POST",)):
+        for _method, path in api_routes(app, ("POST",)):
             if path.startswith("/api/webhooks/"):
                 continue  # signed: tested below
             response = admin_client.post(path, json=body, headers={"X-CSRFToken": token})
@@ -123,7 +123,7 @@ class TestEveryJsonEndpoint:
 
     def test_lone_surrogates_are_a_422(self, app, db_session, admin_client) -> None:
         token = csrf_token(admin_client)
-        for method, path in api_routes(app, ("POST",)):
+        for _method, path in api_routes(app, ("POST",)):
             if path.startswith("/api/webhooks/"):
                 continue
             response = admin_client.post(
@@ -133,7 +133,7 @@ class TestEveryJsonEndpoint:
             assert error_shape(response)["fields"]
 
     def test_nul_in_any_query_argument_is_refused(self, app, db_session, admin_client) -> None:
-        for method, path in api_routes(app, ("GET",)):
+        for _method, path in api_routes(app, ("GET",)):
             response = admin_client.get(path, query_string={"session_id": NUL, "status": NUL, "q": NUL})
             assert response.status_code == 422, (path, response.status_code)
             assert error_shape(response)["fields"]
