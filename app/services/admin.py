@@ -4,7 +4,7 @@
 Every admin action is audited with the admin as actor (``user:<id>``) and the object as
 reference. Suspension is one conditional UPDATE on ``users.suspended_at``; the paywall and the
 checkout read it (``app.services.profiles.seller_unavailable_reason``), and the seller's PENDING
-requests are declined here, each hold released by ``tasks.requests.release_hold`` after commit.
+requests are declined here, each hold released by ``tasks.request_payments.release_hold`` after commit.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ from app.models import (
 from app.queue import enqueue_after_commit
 from app.services.audit import record_event, user_actor
 from app.services.outbox import queue_email
-from app.services.requests import RELEASE_TASK, email_context
+from app.services.requests import email_context
+from tasks import request_payments as payment_tasks
 
 LIST_LIMIT = 200
 NOTE_MAX = 500
@@ -119,7 +120,7 @@ def decline_pending_requests(session: Session, seller_id: uuid.UUID, *, now: dat
     )
     for request_id in declined:
         record_event(session, "request.declined", ref_id=request_id, actor=actor)
-        enqueue_after_commit(session, RELEASE_TASK, str(request_id))
+        enqueue_after_commit(session, payment_tasks.release_hold, str(request_id))
         call_request = session.get(CallRequest, request_id, populate_existing=True)
         queue_email(
             session,

@@ -16,7 +16,8 @@ from app.models import Block, CallRequest, CancelReason, RequestStatus
 from app.queue import enqueue_after_commit
 from app.services.audit import record_event, user_actor
 from app.services.outbox import queue_email
-from app.services.requests import RELEASE_TASK, email_context
+from app.services.requests import email_context
+from tasks import request_payments as payment_tasks
 
 
 def normalise_email(email: str) -> str:
@@ -148,7 +149,7 @@ def _cancel_pending_from(session: Session, seller_id: uuid.UUID, email: str, now
         record_event(
             session, "request.cancelled", ref_id=request_id, actor=user_actor(seller_id), payload={"reason": "blocked"}
         )
-        enqueue_after_commit(session, RELEASE_TASK, str(request_id))
+        enqueue_after_commit(session, payment_tasks.release_hold, str(request_id))
         call_request = session.execute(
             select(CallRequest).where(CallRequest.id == request_id).execution_options(populate_existing=True)
         ).scalar_one()

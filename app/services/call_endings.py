@@ -3,7 +3,7 @@
 The end is enforced three times over, and every path is the same conditional UPDATE, so whichever
 comes first wins and the others change nothing:
 
-1. ``tasks.calls.end_call``, published with an ETA at ``ends_at`` after the start commits;
+1. ``tasks.call_endings.end_call``, published with an ETA at ``ends_at`` after the start commits;
 2. the beat sweep (``end_overdue_calls``, every SWEEP_INTERVAL_SECONDS), for an ETA task lost
    with a dead worker;
 3. the provider: Daily's room expires at ``ends_at`` and ejects both; the built-in room's page
@@ -61,12 +61,11 @@ from app.services.calls import (
 )
 from app.services.outbox import queue_email
 from app.services.requests import email_context
+from tasks import call_endings as call_ending_tasks
+from tasks import calls as call_tasks
 
 log = logging.getLogger(__name__)
 
-RELEASE_TASK = "tasks.calls.release_room"
-REFUND_TASK = "tasks.calls.refund_no_show"
-PROVISION_TASK = "tasks.calls.provision_room"
 REFUND_FAILED_EVENT = "payment.refund_failed"
 SWEEP_BATCH = 100
 # The sweep re-publishes room work left undone this long (a lost message, retries exhausted),
@@ -90,7 +89,7 @@ def end_call(
 ) -> str:
     """ACCEPTED (started) → COMPLETED. ``ended_by`` is ``timer`` or ``sweep`` (only once
     ``ends_at`` has passed), ``seller`` or ``admin`` (any time after the start). The room is
-    deleted by ``tasks.calls.release_room`` after commit, unless the caller (the timer task)
+    deleted by ``tasks.call_endings.release_room`` after commit, unless the caller (the timer task)
     deletes it itself (``release_room_later=False``).
 
     Returns ``ended``, ``not_due`` (``ends_at`` is still ahead: an ETA task woke early) or
@@ -115,7 +114,7 @@ def end_call(
         live = call is not None and call.status == RequestStatus.ACCEPTED and call.ends_at is not None
         return "not_due" if live and call.ends_at > now else "unchanged"  # type: ignore[union-attr, operator]
     if release_room_later:
-        enqueue_after_commit(session, RELEASE_TASK, str(won))
+        enqueue_after_commit(session, call_ending_tasks.release_room, str(won))
     _completed(session, won, ended_by=ended_by, config=config)
     return "ended"
 
@@ -275,11 +274,11 @@ def _no_show(session: Session, call_id: uuid.UUID, reason: CancelReason, config:
     call = load_call(session, call_id)
     assert call is not None
     record_event(session, f"call.{reason.value}", ref_id=call.id, actor=SYSTEM)
-    enqueue_after_commit(session, RELEASE_TASK, str(call.id))
+    enqueue_after_commit(session, call_ending_tasks.release_room, str(call.id))
     if reason == CancelReason.BUYER_NO_SHOW:
         _earn(session, call, memo="Buyer did not join")
     else:
-        enqueue_after_commit(session, REFUND_TASK, str(call.id))
+        enqueue_after_commit(session, call_ending_tasks.refund_no_show, str(call.id))
     _notify(session, call, reason.value, email_context(session, call))
 
 
@@ -347,7 +346,7 @@ def end_overdue_calls(session: Session, now: datetime, settings: Settings) -> di
     # The rooms are deleted at once, not after this step's commit: their calls are over by the
     # clock whatever happens to this transaction, and fifty completions below take a while.
     for call_id in ended:
-        enqueue_now(RELEASE_TASK, str(call_id))
+        enqueue_now(call_ending_tasks.release_room, str(call_id))
     for call_id in ended:
         _completed(session, call_id, ended_by="sweep", config=config)
     return {"calls_ended_by_sweep": len(ended)}
@@ -392,7 +391,11 @@ def recover_call_work(session: Session, now: datetime, settings: Settings) -> di
             .values(updated_at=now)
             .execution_options(synchronize_session=False)
         )
-    for task, ids in ((PROVISION_TASK, provisions), (RELEASE_TASK, releases), (REFUND_TASK, refunds)):
+    for task, ids in (
+        (call_tasks.provision_room, provisions),
+        (call_ending_tasks.release_room, releases),
+        (call_ending_tasks.refund_no_show, refunds),
+    ):
         for call_id in ids:
             enqueue_after_commit(session, task, str(call_id))
     return {

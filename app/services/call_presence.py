@@ -5,7 +5,7 @@ second window with the same link is refused. The page reports ``joined`` when it
 (and again every few seconds, which keeps the slot) and ``left`` when they leave or close the
 tab. The first time both parties are present, ONE conditional UPDATE starts the clock:
 ``started_at = now`` and ``ends_at = now + CALL_DURATION_SECONDS``. After commit the end is
-scheduled (``tasks.calls.end_call`` with ``eta=ends_at``) and Daily's room is told to expire at
+scheduled (``tasks.call_endings.end_call`` with ``eta=ends_at``) and Daily's room is told to expire at
 ``ends_at``, so the provider ends the call on time even if every worker is down.
 """
 
@@ -38,11 +38,10 @@ from app.services.calls import (
     room_expiry,
 )
 from app.services.signaling import PresenceSlots, Signaling
+from tasks import call_endings as call_ending_tasks
+from tasks import call_presence as presence_tasks
 
 log = logging.getLogger(__name__)
-
-END_TASK = "tasks.calls.end_call"
-START_TASK = "tasks.calls.start_room"
 
 
 def join_call(
@@ -152,7 +151,7 @@ def _start_clock(session: Session, call_id: uuid.UUID, now: datetime, duration_s
 def _after_start(session: Session, call: CallRequest, ends_at: datetime, provider: VideoProvider) -> None:
     record_event(session, "call.started", ref_id=call.id, actor=SYSTEM, payload={"ends_at": iso(ends_at)})
     on_commit(session, metrics.call_started)
-    enqueue_after_commit(session, END_TASK, str(call.id), eta=ends_at)
+    enqueue_after_commit(session, call_ending_tasks.end_call, str(call.id), eta=ends_at)
     if call.video_provider != provider.name or provider.name == "builtin":
         return
     room_name = call.room_name or ""
@@ -165,7 +164,7 @@ def _after_start(session: Session, call: CallRequest, ends_at: datetime, provide
             provider.start(room_name, ends_at=ends_at)
         except Exception:
             log.warning("could not move the room's exp; a task will retry", extra={"request_id": call_id})
-            enqueue_now(START_TASK, call_id)
+            enqueue_now(presence_tasks.start_room, call_id)
 
     on_commit(session, move_room_expiry)
 

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, joinedload
 from app.config import Settings
 from app.integrations.video import VideoError, VideoProvider
 from app.models import CallRequest, PaymentState, Profile, RequestStatus
+from app.queue import RetryLater
 from app.services.audit import record_event
 from app.services.outbox import queue_email
 from app.services.requests import email_context
@@ -40,10 +41,6 @@ PARTIES = ("buyer", "seller")
 ROOM_GRACE_SECONDS = 120
 MAX_TOKEN_LENGTH = 128
 SYSTEM = "system"
-
-
-class RetryLater(Exception):
-    """A vendor failed in a way a later attempt may fix (network, 429, 5xx): the task retries."""
 
 
 class AccessDenied(Exception):

@@ -42,10 +42,10 @@ from app.services.blocks import is_blocked, normalise_email
 from app.services.fees import split_fee
 from app.services.outbox import queue_email
 from app.services.profiles import format_price, seller_unavailable_reason
+from tasks import request_payments as payment_tasks
 
 log = logging.getLogger(__name__)
 
-RELEASE_TASK = "tasks.requests.release_hold"  # app.services.request_payments.release_payment
 APP_TAG = "chatlink"  # metadata["app"] on everything we create at Stripe
 # Stripe accepts expires_at from 30 minutes to 24 hours after the session's creation, measured
 # on its clock when the request arrives; the extra minute keeps network delay and clock skew
@@ -246,7 +246,7 @@ def fulfil_checkout(
         record_event(
             session, "request.cancelled", ref_id=call_request.id, actor="system", payload={"reason": "blocked"}
         )
-        enqueue_after_commit(session, RELEASE_TASK, str(call_request.id))
+        enqueue_after_commit(session, payment_tasks.release_hold, str(call_request.id))
     context = _email_context(call_request, snapshot, state, net, request_ttl_seconds)
     _queue_emails(session, call_request, context, blocked=blocked)
     on_commit(session, metrics.checkout_completed)

@@ -24,13 +24,14 @@ from sqlalchemy.orm import Session, joinedload
 from app.config import Settings
 from app.integrations.payments import PaymentError, PaymentGateway
 from app.models import CallRequest, CancelReason, EventLog, PaymentState, RequestStatus, Transaction
-from app.queue import enqueue_after_commit
+from app.queue import RetryLater, enqueue_after_commit
 from app.services.audit import record_event
-from app.services.requests import CAPTURE_TASK, RELEASE_TASK, SYSTEM, mark_payment_failed
+from app.services.requests import SYSTEM, mark_payment_failed
+from tasks import calls as call_tasks
+from tasks import request_payments as payment_tasks
 
 log = logging.getLogger(__name__)
 
-PROVISION_TASK = "tasks.calls.provision_room"
 # Cancelled requests whose payment this module gives back. Seller no-shows are refunded by the
 # call's own code and a buyer no-show is the seller's to keep.
 RELEASE_REASONS = (CancelReason.EXPIRED, CancelReason.PAYMENT_FAILED, CancelReason.BLOCKED)
@@ -41,7 +42,7 @@ FOLLOW_UP_AFTER = timedelta(seconds=120)
 FOLLOW_UP_BATCH = 100
 
 
-class GatewayUnavailable(Exception):
+class GatewayUnavailable(RetryLater):
     """The gateway failed in a way a later attempt may fix (network, 429, 5xx): retry with backoff."""
 
 
@@ -63,7 +64,7 @@ def capture_accepted_payment(session: Session, request_id: uuid.UUID, *, gateway
         # Voided, refunded or disputed before the call: there is no money to take.
         mark_payment_failed(session, call_request.id, now=now, code=f"payment_{state.value}")
         return "failed"
-    enqueue_after_commit(session, PROVISION_TASK, str(call_request.id))
+    enqueue_after_commit(session, call_tasks.provision_room, str(call_request.id))
     return "captured"
 
 
@@ -110,9 +111,9 @@ def payment_followups(session: Session, now: datetime, settings: Settings) -> di
         ~exists().where(EventLog.type == RELEASE_FAILED_EVENT, EventLog.ref_id == cast(CallRequest.id, String)),
     )
     for request_id in captures:
-        enqueue_after_commit(session, CAPTURE_TASK, str(request_id))
+        enqueue_after_commit(session, payment_tasks.capture_accepted, str(request_id))
     for request_id in releases:
-        enqueue_after_commit(session, RELEASE_TASK, str(request_id))
+        enqueue_after_commit(session, payment_tasks.release_hold, str(request_id))
     return {"captures_requeued": len(captures), "releases_requeued": len(releases)}
 
 

@@ -6,7 +6,7 @@ loser matches no row and gets ``RequestConflict`` (409) with nothing changed. A 
 whose ``expires_at`` has passed is treated as expired even before the sweep has run.
 
 No payment gateway is called here. Accept and decline publish tasks after commit
-(``tasks.requests.capture_accepted`` / ``release_hold``, see ``app.services.request_payments``),
+(``tasks.request_payments.capture_accepted`` / ``release_hold``, see ``app.services.request_payments``),
 so a web request never waits on Stripe and a rollback never leaves money moved.
 """
 
@@ -27,9 +27,8 @@ from app.models import CallRequest, CancelReason, PaymentState, Profile, Request
 from app.queue import enqueue_after_commit
 from app.services.audit import record_event, user_actor
 from app.services.outbox import queue_email
+from tasks import request_payments as payment_tasks
 
-CAPTURE_TASK = "tasks.requests.capture_accepted"
-RELEASE_TASK = "tasks.requests.release_hold"
 LIST_LIMIT = 200
 EXPIRY_BATCH = 200
 SYSTEM = "system"
@@ -94,7 +93,7 @@ def accept_request(
     )
     record_event(session, "request.accepted", ref_id=request_id, actor=user_actor(seller_id))
     on_commit(session, metrics.request_accepted)
-    enqueue_after_commit(session, CAPTURE_TASK, str(request_id))
+    enqueue_after_commit(session, payment_tasks.capture_accepted, str(request_id))
     return _reload(session, request_id)
 
 
@@ -109,7 +108,7 @@ def decline_request(session: Session, request_id: uuid.UUID, *, seller_id: uuid.
     )
     record_event(session, "request.declined", ref_id=request_id, actor=user_actor(seller_id))
     on_commit(session, metrics.request_declined)
-    enqueue_after_commit(session, RELEASE_TASK, str(request_id))
+    enqueue_after_commit(session, payment_tasks.release_hold, str(request_id))
     call_request = _reload(session, request_id)
     queue_email(
         session,
@@ -149,7 +148,7 @@ def expire_pending_requests(session: Session, now: datetime, settings: Settings)
     expired_ids = list(session.scalars(statement))
     for request_id in expired_ids:
         record_event(session, "request.expired", ref_id=request_id, actor=SYSTEM)
-        enqueue_after_commit(session, RELEASE_TASK, str(request_id))
+        enqueue_after_commit(session, payment_tasks.release_hold, str(request_id))
         _notify_both(session, _reload(session, request_id), "request_expired")
     on_commit(session, lambda: metrics.requests_expired(len(expired_ids)))
     return {"requests_expired": len(expired_ids)}
@@ -176,7 +175,7 @@ def mark_payment_failed(session: Session, request_id: uuid.UUID, *, now: datetim
     if session.execute(statement).scalar_one_or_none() is None:
         return False
     record_event(session, "request.payment_failed", ref_id=request_id, actor=SYSTEM, payload={"code": code})
-    enqueue_after_commit(session, RELEASE_TASK, str(request_id))
+    enqueue_after_commit(session, payment_tasks.release_hold, str(request_id))
     _notify_both(session, _reload(session, request_id), "payment_failed")
     return True
 

@@ -42,10 +42,10 @@ from app.models import (
 from app.queue import enqueue_after_commit, enqueue_now
 from app.services.audit import record_event as audit
 from app.services.checkout import APP_TAG, fulfil_checkout
+from tasks import stripe_events as stripe_event_tasks
 
 log = logging.getLogger(__name__)
 
-PROCESS_TASK = "tasks.payments.process_stripe_event"
 STRIPE = "stripe"
 # The sweep re-publishes an event still RECEIVED this long after it arrived, then after twice
 # as long again each time, and gives up (FAILED, for an operator) after MAX_REQUEUES.
@@ -101,7 +101,7 @@ def record_event(connection: Session | Connection, event: dict[str, Any]) -> uui
 def publish_processing(row_id: uuid.UUID) -> None:
     """Hand a committed inbox row to a worker. If the broker refuses, the row stays RECEIVED and
     ``requeue_stuck_events`` publishes it again a minute later."""
-    enqueue_now(PROCESS_TASK, str(row_id))
+    enqueue_now(stripe_event_tasks.process_stripe_event, str(row_id))
 
 
 def process_event(
@@ -164,7 +164,7 @@ def requeue_stuck_events(session: Session, now: datetime, settings: Settings) ->
             failed += 1
             continue
         row.attempts += 1
-        enqueue_after_commit(session, PROCESS_TASK, str(row.id))
+        enqueue_after_commit(session, stripe_event_tasks.process_stripe_event, str(row.id))
         requeued += 1
     return {"inbox_requeued": requeued, "inbox_failed": failed}
 

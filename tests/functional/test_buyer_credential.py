@@ -20,7 +20,7 @@ from sqlalchemy import select
 from app.integrations.payments import sign_payload
 from app.models import CallRequest, Checkout
 from app.services.calls import join_token, party_for_token
-from tasks.payments import process_stripe_event
+from tasks.stripe_events import process_stripe_event
 from tests.conftest import csrf_token, login
 from tests.factories import ProfileFactory
 
@@ -49,14 +49,14 @@ def buy(app, buyer, enqueued) -> str:  # type: ignore[no-untyped-def]
     }
     session_id = CHECKOUT_URL.search(buyer.post("/u/ada", data=form).headers["Location"]).group(1)
     buyer.post(f"/dev/checkout/{session_id}/pay", data={"csrf_token": csrf_token(buyer)})
-    (event,) = [args[0] for name, args, _ in enqueued if name == "tasks.payments.deliver_builtin_webhook"]
+    (event,) = [args[0] for name, args, _ in enqueued if name == "tasks.builtin_payments.deliver_builtin_webhook"]
     payload = json.dumps(event).encode()
     secret = app.extensions["settings"].stripe_webhook_secret
     webhook = app.test_client().post(
         "/api/webhooks/stripe", data=payload, headers={"Stripe-Signature": sign_payload(payload, secret)}
     )
     assert webhook.status_code == 200
-    (row_id,) = [args[0] for name, args, _ in enqueued if name == "tasks.payments.process_stripe_event"]
+    (row_id,) = [args[0] for name, args, _ in enqueued if name == "tasks.stripe_events.process_stripe_event"]
     with app.app_context():
         assert process_stripe_event(row_id) == "processed"
     return session_id

@@ -19,7 +19,7 @@ from app.integrations.builtin_payments import builtin_gateway
 from app.models import StripeEvent, StripeEventStatus
 from app.services import stripe_events
 from app.services.checkout import start_checkout
-from tasks.payments import WebhookRejected, deliver_builtin_webhook
+from tasks.builtin_payments import WebhookRejected, deliver_builtin_webhook
 from tests.factories import ProfileFactory
 
 
@@ -70,7 +70,7 @@ def test_the_event_reaches_the_inbox_through_the_signed_webhook(served_app, comm
         row = session.scalar(select(StripeEvent).where(StripeEvent.stripe_event_id == event["id"]))
         assert (row.stripe_event_id, row.status) == (event["id"], StripeEventStatus.RECEIVED)
         assert row.payload == event
-    assert ("tasks.payments.process_stripe_event", (str(row.id),), {}) in enqueued
+    assert ("tasks.stripe_events.process_stripe_event", (str(row.id),), {}) in enqueued
 
 
 def test_the_inbox_row_is_committed_before_its_task_is_published(served_app, committed_db, redis, monkeypatch):  # type: ignore[no-untyped-def]
@@ -129,7 +129,7 @@ def test_a_non_2xx_answer_is_retried_and_every_attempt_is_signed(make_app, setti
     ((body, signature),) = Recorder.received
     verified = stripe.Webhook.construct_event(body, signature, settings.stripe_webhook_secret)
     assert verified.id == "evt_test_retry"
-    assert deliver_builtin_webhook.autoretry_for == (requests.RequestException, WebhookRejected)
+    assert {requests.RequestException, WebhookRejected} <= set(deliver_builtin_webhook.autoretry_for)
     assert deliver_builtin_webhook.retry_backoff and deliver_builtin_webhook.max_retries >= 10
 
 

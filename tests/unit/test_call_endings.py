@@ -91,7 +91,7 @@ class TestEndCall:
         buyer_token = calls.join_token(SECRET_KEY, call, "buyer")
         assert sent["call_completed_buyer"].context["rate_url"] == f"{config.app_url}/rate/{call.id}?t={buyer_token}"
         assert sent["call_completed_buyer"].recipient == call.buyer_email
-        assert ("tasks.calls.release_room", (str(call.id),), {}) in enqueued
+        assert ("tasks.call_endings.release_room", (str(call.id),), {}) in enqueued
         assert events(db_session, call, "call.ended") == 1
 
     def test_a_timer_that_wakes_early_changes_nothing(self, db_session, config) -> None:
@@ -246,7 +246,7 @@ class TestNoShows:
             CancelReason.SELLER_NO_SHOW,
             now,
         )
-        assert ("tasks.calls.refund_no_show", (str(call.id),), {}) in enqueued
+        assert ("tasks.call_endings.refund_no_show", (str(call.id),), {}) in enqueued
         assert set(emails(db_session, call)) == {"seller_no_show_buyer", "seller_no_show_seller"}
         assert earnings(db_session, call) == []
 
@@ -263,8 +263,8 @@ class TestNoShows:
         [earning] = earnings(db_session, call)
         assert earning.amount_cents == call.transaction.net_cents
         assert set(emails(db_session, call)) == {"buyer_no_show_buyer", "buyer_no_show_seller"}
-        assert "tasks.calls.refund_no_show" not in enqueued.names()
-        assert ("tasks.calls.release_room", (str(call.id),), {}) in enqueued
+        assert "tasks.call_endings.refund_no_show" not in enqueued.names()
+        assert ("tasks.call_endings.release_room", (str(call.id),), {}) in enqueued
 
     def test_a_buyer_who_waited_in_vain_is_refunded(self, db_session, settings) -> None:
         call = accepted_call()
@@ -396,7 +396,7 @@ class TestSweeps:
         assert reload(db_session, running).status == RequestStatus.ACCEPTED
         assert reload(db_session, waiting).status == RequestStatus.ACCEPTED
         assert len(earnings(db_session, overdue)) == 1
-        assert ("tasks.calls.release_room", (str(overdue.id),), {}) in enqueued
+        assert ("tasks.call_endings.release_room", (str(overdue.id),), {}) in enqueued
 
     def test_recovers_lost_room_work_at_most_once_per_interval(self, db_session, settings, enqueued, config) -> None:
         now = utcnow()
@@ -414,7 +414,7 @@ class TestSweeps:
 
         assert report == {"rooms_requeued": 1, "room_releases_requeued": 1, "refunds_requeued": 0}
         assert ("tasks.calls.provision_room", (str(no_room.id),), {}) in enqueued
-        assert ("tasks.calls.release_room", (str(ended.id),), {}) in enqueued
+        assert ("tasks.call_endings.release_room", (str(ended.id),), {}) in enqueued
         again = call_endings.recover_call_work(db_session, now + timedelta(seconds=5), settings)
         assert again == {"rooms_requeued": 0, "room_releases_requeued": 0, "refunds_requeued": 0}
 
@@ -425,4 +425,4 @@ class TestSweeps:
         db_session.flush()
         assert call_endings.recover_call_work(db_session, utcnow(), settings)["refunds_requeued"] == 1
         db_session.commit()
-        assert ("tasks.calls.refund_no_show", (str(call.id),), {}) in enqueued
+        assert ("tasks.call_endings.refund_no_show", (str(call.id),), {}) in enqueued

@@ -266,8 +266,8 @@ class TestPresenceAndClock:
         assert call.ends_at == later + timedelta(seconds=config.duration_seconds)
         assert (call.buyer_joined_at, call.seller_joined_at) == (now, later)
         assert second["startedAt"] == calls.iso(later) and second["endsAt"] == calls.iso(call.ends_at)
-        assert [(name, args, options) for name, args, options in enqueued if name == "tasks.calls.end_call"] == [
-            ("tasks.calls.end_call", (str(call.id),), {"eta": call.ends_at})
+        assert [(name, args, options) for name, args, options in enqueued if name == "tasks.call_endings.end_call"] == [
+            ("tasks.call_endings.end_call", (str(call.id),), {"eta": call.ends_at})
         ]
 
     def test_leaving_and_coming_back_does_not_restart_the_clock(
@@ -286,7 +286,7 @@ class TestPresenceAndClock:
         assert call.started_at == now
         assert state["startedAt"] == calls.iso(now)
         assert call.buyer_joined_at == now  # the first join is kept
-        assert enqueued.names().count("tasks.calls.end_call") == 1
+        assert enqueued.names().count("tasks.call_endings.end_call") == 1
 
     def test_one_party_twice_does_not_start_the_call(self, db_session, builtin, slots, config) -> None:
         call = accepted_call()
@@ -370,7 +370,7 @@ class TestPresenceAndClock:
         fake_daily.fail_next(503, 503, 503, 503)
         db_session.commit()
 
-        assert ("tasks.calls.start_room", (str(call.id),), {}) in enqueued
+        assert ("tasks.call_presence.start_room", (str(call.id),), {}) in enqueued
         fake_daily.rooms[call.room_name] = {"name": call.room_name, "url": "u", "config": {}}
         assert call_presence.start_room(db_session, call.id, provider=daily) == "moved"
         assert fake_daily.rooms[call.room_name]["config"]["exp"] == unix_seconds(call.ends_at)

@@ -26,8 +26,8 @@ from app.services.request_payments import (
 from app.services.requests import accept_request, decline_request
 from tests.factories import CallRequestFactory
 
-CAPTURE = "tasks.requests.capture_accepted"
-RELEASE = "tasks.requests.release_hold"
+CAPTURE = "tasks.request_payments.capture_accepted"
+RELEASE = "tasks.request_payments.release_hold"
 PROVISION = "tasks.calls.provision_room"
 
 

@@ -27,9 +27,9 @@ from app.services.requests import (
 from tests.factories import CallRequestFactory, ProfileFactory, UserFactory
 
 WINDOW = 900
-CAPTURE = "tasks.requests.capture_accepted"
-RELEASE = "tasks.requests.release_hold"
-SEND = "tasks.email.send_email"
+CAPTURE = "tasks.request_payments.capture_accepted"
+RELEASE = "tasks.request_payments.release_hold"
+SEND = "tasks.email_delivery.send_email"
 
 
 def pending_request(seller=None, **overrides) -> CallRequest:  # type: ignore[no-untyped-def]
