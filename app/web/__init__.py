@@ -50,3 +50,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(admin.bp)
     app.register_blueprint(privacy.bp)
     app.register_blueprint(sessions.bp)
+
+    from app.web import api_docs
+
+    app.register_blueprint(api_docs.bp)
