@@ -105,7 +105,7 @@ PATHS: dict[str, dict[str, Any]] = {
             "Erase a buyer's email everywhere",
             changes=True,
             body=obj(("email",), email=EMAIL),
-            ok={200: obj(("erasure",), erasure=obj(("tombstone", "rows"), tombstone=STRING, rows={"type": "object"}))},
+            ok={200: obj(("erasure",), erasure=obj(("tombstone", "rows"), tombstone=STRING, rows={"type": "integer"}))},
             errors=(409,),
         )
     },
