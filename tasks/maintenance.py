@@ -21,9 +21,9 @@ from app.services import (
     maintenance,
     privacy,
     request_payments,
-    requests,
     stripe_events,
 )
+from app.services.lifecycle import clock, decisions
 from tasks import _runtime, builtin_payments
 
 log = logging.getLogger(__name__)
@@ -34,12 +34,12 @@ log = logging.getLogger(__name__)
 SweepStep = Callable[[Session, datetime, Settings], dict[str, int]]
 SWEEP_STEPS: tuple[SweepStep, ...] = (
     # Ending overdue calls comes first: it is the step the product's promise depends on.
-    call_endings.end_overdue_calls,
-    call_endings.apply_no_shows,
+    clock.end_overdue_calls,
+    clock.apply_no_shows,
     call_endings.recover_call_work,
     maintenance.pending_work,
     email_delivery.requeue_due_emails,
-    requests.expire_pending_requests,
+    decisions.expire_pending_requests,
     request_payments.payment_followups,
     stripe_events.requeue_stuck_events,
     builtin_payments.expire_builtin_checkouts,

@@ -29,6 +29,7 @@ class CancelReason(enum.StrEnum):
     BLOCKED = "blocked"
     PAYMENT_FAILED = "payment_failed"
     ADMIN = "admin"
+    SUSPENDED = "suspended"  # the seller was suspended before the call could happen
 
 
 class CallRequest(Base):
@@ -72,6 +73,9 @@ class CallRequest(Base):
     ends_at: Mapped[UTCDateTime | None]  # started_at + CALL_DURATION_SECONDS
     ended_at: Mapped[UTCDateTime | None]
     ended_by: Mapped[str | None] = mapped_column(String(20))  # timer, seller, sweep, admin
+    # The beat sweep leaves the row's follow-up work (capture, release, room) alone until then
+    # (app.services.lifecycle._moves.follow_up_due): its own column, so no ordinary write moves it.
+    sweep_lease_until: Mapped[UTCDateTime | None]
 
     transaction: Mapped[Transaction] = relationship()
 

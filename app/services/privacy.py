@@ -46,10 +46,11 @@ from app.models import (
     Transaction,
     User,
 )
+from app.refusals import Conflict, Forbidden, Invalid, NotFound
 from app.services.accounts import password_matches
-from app.services.admin import decline_pending_requests
 from app.services.audit import record_event, user_actor
 from app.services.blocks import erased_email, normalise_email
+from app.services.lifecycle.decisions import decline_all_pending
 from app.services.outbox import queue_email
 from app.services.photos import delete_photo_files
 
@@ -74,17 +75,6 @@ _BEFORE = r"(?<![A-Za-z0-9._%+-])"
 _AFTER = r"(?![A-Za-z0-9_-]|\.[A-Za-z0-9])"
 
 
-class PrivacyError(Exception):
-    """A refusal with the status and code the API answers."""
-
-    def __init__(self, status: int, code: str, message: str, *, field: str | None = None):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.field = field
-
-
 def deleted_email(user_id: uuid.UUID) -> str:
     return f"deleted-{user_id}@invalid"
 
@@ -97,7 +87,7 @@ def export_seller_data(session: Session, user_id: uuid.UUID, *, now: datetime) -
     integer cents). Reports filed against them are left out: a reporter is never revealed."""
     user = session.get(User, user_id)
     if user is None:
-        raise PrivacyError(404, "not_found", "No such account.")
+        raise NotFound("not_found", "No such account.")
 
     def rows(model: type[Base], *where: Any, order: Any) -> list[dict[str, Any]]:
         return [_row(item) for item in session.scalars(select(model).where(*where).order_by(order))]
@@ -163,7 +153,7 @@ def delete_account(session: Session, user_id: uuid.UUID, *, password: str, now: 
     user = _check_deletable(session, user_id, password)
     actor = user_actor(user_id)
     email, tombstone = user.email, deleted_email(user_id)
-    decline_pending_requests(session, user_id, now=now, actor=actor)
+    decline_all_pending(session, user_id, now=now, actor=actor)
     _remove_profile(session, user_id, storage)
     session.execute(delete(Block).where(Block.seller_id == user_id))
     session.execute(delete(PasswordResetToken).where(PasswordResetToken.user_id == user_id))
@@ -189,15 +179,15 @@ def _check_deletable(session: Session, user_id: uuid.UUID, password: str) -> Use
         select(User).where(User.id == user_id).with_for_update().execution_options(populate_existing=True)
     )
     if user is None or user.deleted_at is not None:
-        raise PrivacyError(404, "not_found", "No such account.")
+        raise NotFound("not_found", "No such account.")
     if not password_matches(password or "", user.password_hash):
-        raise PrivacyError(403, "wrong_password", "That password is not right.", field="password")
+        raise Forbidden("wrong_password", "That password is not right.", field="password")
     accepted = select(CallRequest.id).where(
         CallRequest.seller_id == user_id, CallRequest.status == RequestStatus.ACCEPTED
     )
     if session.scalar(accepted.limit(1)):
-        raise PrivacyError(
-            409, "call_in_progress", "You have an accepted call that has not finished. Try again once it is over."
+        raise Conflict(
+            "call_in_progress", "You have an accepted call that has not finished. Try again once it is over."
         )
     return user
 
@@ -282,10 +272,12 @@ def erase_buyer_email(session: Session, email: str, *, admin_id: uuid.UUID, now:
     run finds nothing). The audit row names the tombstone, never the address."""
     address = normalise_email(email or "")
     if "@" not in address or len(address) > 254 or any(ch.isspace() for ch in address):
-        raise PrivacyError(422, "invalid", "Enter the buyer's email address.", field="email")
+        raise Invalid("invalid", "Enter the buyer's email address.", field="email")
     if session.scalar(select(User.id).where(User.email == address)):
-        raise PrivacyError(
-            409, "is_account", "This address belongs to a ChatLink account; that account can be deleted instead."
+        raise Conflict(
+            "is_account",
+            "This address belongs to a ChatLink account; that account can be deleted instead.",
+            field="email",
         )
     tombstone = erased_email(address)
     _silence_mail_to(session, address, reason="recipient erased")

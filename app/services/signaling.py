@@ -20,17 +20,21 @@ from typing import Any
 
 import redis
 
+from app.refusals import Invalid
+
 PARTIES = ("buyer", "seller")
 MESSAGE_TYPES = ("hello", "offer", "answer", "candidate", "bye")
 CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
-STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+# Two unsigned 64-bit numbers; 19 digits always fit, so Redis never refuses a cursor we let through.
+STREAM_ID = re.compile(r"\d{1,19}-\d{1,19}")
 MAX_MESSAGE_BYTES = 32_768  # an SDP with many codecs is ~10 KB; anything far larger is not signaling
 MAX_MESSAGES = 200  # per mailbox; a call needs a few dozen
 POLL_BATCH = 100
 
 
-class SignalingError(ValueError):
+def _bad_message(problem: str) -> Invalid:
     """The message is not one a page of ours would send."""
+    return Invalid("invalid", problem, field="message")
 
 
 def other_party(party: str) -> str:
@@ -41,16 +45,16 @@ def validate_message(message: Any) -> dict[str, Any]:
     """Keep only what a peer needs, and refuse anything else: the mailbox holds data from the
     browser, so it is bounded in kind and size."""
     if not isinstance(message, dict) or message.get("type") not in MESSAGE_TYPES:
-        raise SignalingError("message.type must be one of " + ", ".join(MESSAGE_TYPES))
+        raise _bad_message("message.type must be one of " + ", ".join(MESSAGE_TYPES))
     for key in ("from", "to"):
         value = message.get(key)
         if value is not None and (not isinstance(value, str) or not CLIENT_ID.match(value)):
-            raise SignalingError(f"message.{key} must be a client id")
+            raise _bad_message(f"message.{key} must be a client id")
     if not message.get("from"):
-        raise SignalingError("message.from is required")
+        raise _bad_message("message.from is required")
     kept = {key: message[key] for key in ("type", "from", "to", "sdp", "candidate") if key in message}
     if len(json.dumps(kept)) > MAX_MESSAGE_BYTES:
-        raise SignalingError("message is too large")
+        raise _bad_message("message is too large")
     return kept
 
 
@@ -72,11 +76,13 @@ class Signaling:
         message_id, _ = pipe.execute()
         return str(message_id)
 
-    def poll(self, call_id: str, party: str, after: str | None) -> tuple[list[dict[str, Any]], str | None]:
-        """Messages for ``party`` newer than ``after`` (all of them when None), oldest first,
-        and the cursor to send next time."""
-        if after is not None and not STREAM_ID.match(after):
-            raise SignalingError("after must be a message id")
+    def poll(self, call_id: str, party: str, after: object) -> tuple[list[dict[str, Any]], str | None]:
+        """Messages for ``party`` newer than ``after`` (all of them when None or empty), oldest
+        first, and the cursor to send next time."""
+        if not after:
+            after = None
+        elif not isinstance(after, str) or not STREAM_ID.fullmatch(after):
+            raise Invalid("invalid", "after must be a message id", field="after")
         start = f"({after}" if after else "-"
         entries = self.redis.xrange(self._key(call_id, party), min=start, max="+", count=POLL_BATCH)
         messages = [{"id": entry_id, **json.loads(fields["m"])} for entry_id, fields in entries]

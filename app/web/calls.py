@@ -12,9 +12,6 @@ is no ambient credential for a CSRF token to protect (and the ``pagehide`` beaco
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,20 +21,15 @@ from app.db import db, utcnow
 from app.errors import ApiError
 from app.extensions import csrf, redis_client
 from app.integrations.video import VideoProvider, video_provider
+from app.refusals import Conflict
 from app.services import call_endings, call_presence, calls
-from app.services.calls import AccessDenied, CallAccess, CallConfig, CallConflict
-from app.services.signaling import CLIENT_ID, PresenceSlots, Signaling, SignalingError, validate_message
+from app.services.calls import AccessDenied, CallAccess, CallConfig
+from app.services.signaling import CLIENT_ID, PresenceSlots, Signaling, validate_message
 
 bp = Blueprint("calls", __name__)
 csrf.exempt(bp)
 
-# Redis stream ids are two unsigned 64-bit numbers; 19 digits always fit, so Redis never refuses one.
-STREAM_CURSOR = re.compile(r"\d{1,19}-\d{1,19}")
 DAILY_FEATURES = ("camera", "microphone", "display-capture", "fullscreen", "autoplay")
-DENIED = {
-    "invalid": "This call link is not valid. Use the link from your email or your dashboard.",
-    "expired": "This call link has expired: the time to join has passed.",
-}
 
 
 @bp.get("/call/<request_id>")
@@ -48,7 +40,7 @@ def call_page(request_id: str) -> Response:
             db.session, request_id, request.args.get("t", ""), secret_key=settings.secret_key, now=utcnow()
         )
     except AccessDenied as denied:
-        return _private(render_template("call/denied.html", message=DENIED[denied.reason]), 403)
+        return _private(render_template("call/denied.html", message=denied.message), 403)
     access = page.access
     if access.ended:
         return _private(render_template("call/ended.html", call=access.call, party=access.party), 410)
@@ -72,8 +64,7 @@ def call_page(request_id: str) -> Response:
 @bp.post("/api/video/create")
 def create() -> Response:
     access = _access()
-    with _conflicts():
-        answer = calls.prepare_room(db.session, access, provider=_provider(), config=_config(), now=utcnow())
+    answer = calls.prepare_room(db.session, access, provider=_provider(), config=_config(), now=utcnow())
     db.session.commit()
     return jsonify(answer)
 
@@ -81,17 +72,16 @@ def create() -> Response:
 @bp.post("/api/video/join")
 def join() -> Response:
     access = _access()
-    with _conflicts():
-        answer = call_presence.join_call(
-            db.session,
-            access,
-            provider=_provider(),
-            slots=_slots(),
-            signaling=_signaling(),
-            client_id=_client_id(),
-            config=_config(),
-            now=utcnow(),
-        )
+    answer = call_presence.join_call(
+        db.session,
+        access,
+        provider=_provider(),
+        slots=_slots(),
+        signaling=_signaling(),
+        client_id=_client_id(),
+        config=_config(),
+        now=utcnow(),
+    )
     db.session.commit()
     return jsonify(answer)
 
@@ -102,17 +92,16 @@ def presence() -> Response:
     state = _body().get("state")
     if state not in ("joined", "left"):
         raise ApiError(422, "state must be joined or left.", fields={"state": "Use joined or left."})
-    with _conflicts():
-        answer = call_presence.report_presence(
-            db.session,
-            access,
-            state,
-            provider=_provider(),
-            slots=_slots(),
-            client_id=_client_id(),
-            config=_config(),
-            now=utcnow(),
-        )
+    answer = call_presence.report_presence(
+        db.session,
+        access,
+        state,
+        provider=_provider(),
+        slots=_slots(),
+        client_id=_client_id(),
+        config=_config(),
+        now=utcnow(),
+    )
     db.session.commit()
     return jsonify(answer)
 
@@ -120,8 +109,7 @@ def presence() -> Response:
 @bp.post("/api/video/end")
 def end() -> Response:
     access = _access()
-    with _conflicts():
-        answer = call_endings.end_by_party(db.session, access, config=_config(), now=utcnow())
+    answer = call_endings.end_by_party(db.session, access, config=_config(), now=utcnow())
     db.session.commit()
     return jsonify(answer)
 
@@ -130,10 +118,7 @@ def end() -> Response:
 def signal() -> Response:
     """Post one offer, answer, ICE candidate, hello or bye to the other party (built-in room)."""
     access = _live_builtin(_access())
-    try:
-        message = validate_message(_body().get("message"))
-    except SignalingError as error:
-        raise ApiError(422, str(error), fields={"message": str(error)}) from None
+    message = validate_message(_body().get("message"))
     message_id = _signaling().send(str(access.call.id), access.party, message)
     return make_response(jsonify(id=message_id), 202)
 
@@ -144,16 +129,14 @@ def poll() -> Response:
     After the end it answers the final state with no messages: that is how a page learns the
     seller ended the call."""
     access = _access()
-    after = _after()
+    after = _body().get("after")
     if access.ended:
-        return jsonify(messages=[], cursor=after, **calls.call_state(access.call, utcnow()))
+        cursor = after if isinstance(after, str) else None
+        return jsonify(messages=[], cursor=cursor, **calls.call_state(access.call, utcnow()))
     access = _live_builtin(access)
     if not _slots().claim(str(access.call.id), access.party, _client_id()):
         raise ApiError(409, "This link is now open in another window.", code="in_use")
-    try:
-        messages, cursor = _signaling().poll(str(access.call.id), access.party, after)
-    except SignalingError as error:
-        raise ApiError(422, str(error), fields={"after": str(error)}) from None
+    messages, cursor = _signaling().poll(str(access.call.id), access.party, after)
     return jsonify(messages=messages, cursor=cursor, **calls.call_state(access.call, utcnow()))
 
 
@@ -167,33 +150,20 @@ def _body() -> dict[str, Any]:
     return body
 
 
-def _after() -> str | None:
-    """The poll's cursor: absent, or a Redis stream id (two numbers that fit in 64 bits)."""
-    after = _body().get("after")
-    if after is None or after == "":
-        return None
-    if not isinstance(after, str) or not STREAM_CURSOR.fullmatch(after):
-        raise ApiError(422, "after must be the cursor of an earlier poll.", fields={"after": "Use the last cursor."})
-    return after
-
-
 def _access() -> CallAccess:
     body = _body()
     request_id, token = body.get("requestId"), body.get("token")
     if not isinstance(request_id, str) or not isinstance(token, str) or not request_id or not token:
         raise ApiError(422, "requestId and token are required.", fields={"token": "Use the link you were sent."})
     settings = current_app.extensions["settings"]
-    try:
-        return calls.check_access(db.session, request_id, token, secret_key=settings.secret_key, now=utcnow())
-    except AccessDenied as denied:
-        raise ApiError(403, DENIED[denied.reason], code=f"{denied.reason}_credential") from None
+    return calls.check_access(db.session, request_id, token, secret_key=settings.secret_key, now=utcnow())
 
 
 def _live_builtin(access: CallAccess) -> CallAccess:
     if access.ended:
-        raise ApiError(409, "This call has ended.", code="call_ended")
+        raise Conflict("call_ended", "This call has ended.")
     if access.call.video_provider != "builtin":
-        raise ApiError(409, "This call does not use the built-in room.", code="wrong_provider")
+        raise Conflict("wrong_provider", "This call does not use the built-in room.")
     return access
 
 
@@ -202,15 +172,6 @@ def _client_id() -> str:
     if not isinstance(client_id, str) or not CLIENT_ID.match(client_id):
         raise ApiError(422, "clientId is required.", fields={"clientId": "8 to 64 letters, digits, - or _."})
     return client_id
-
-
-@contextmanager
-def _conflicts() -> Iterator[None]:
-    """Turn the service's CallConflict into the API's error shape."""
-    try:
-        yield
-    except CallConflict as conflict:
-        raise ApiError(conflict.status, conflict.message, code=conflict.code) from None
 
 
 def _config() -> CallConfig:

@@ -12,7 +12,6 @@ import pytest
 import requests
 import stripe
 from sqlalchemy import func, select
-from werkzeug.serving import make_server
 
 from app.db import db, utcnow
 from app.integrations.builtin_payments import builtin_gateway
@@ -21,20 +20,6 @@ from app.services import stripe_events
 from app.services.checkout import start_checkout
 from tasks.builtin_payments import WebhookRejected, deliver_builtin_webhook
 from tests.factories import ProfileFactory
-
-
-@pytest.fixture
-def served_app(committed_db, make_app, settings) -> Iterator:  # type: ignore[no-untyped-def]
-    """The app under a real HTTP server on 127.0.0.1, with APP_URL pointing at it."""
-    holder: dict = {}
-    server = make_server("127.0.0.1", 0, lambda environ, start: holder["app"](environ, start), threaded=True)
-    holder["app"] = make_app(settings.replace(app_url=f"http://127.0.0.1:{server.server_port}"))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield holder["app"]
-    finally:
-        server.shutdown()
 
 
 def paid_event(app, session) -> dict:  # type: ignore[no-untyped-def]

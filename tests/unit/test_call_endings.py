@@ -11,6 +11,7 @@ from freezegun import freeze_time
 from sqlalchemy import func, select
 
 from app.db import utcnow
+from app.errors import refusal_status
 from app.integrations.payments import PaymentError
 from app.integrations.video import BuiltinVideo, DailyVideo
 from app.models import (
@@ -23,8 +24,10 @@ from app.models import (
     PaymentState,
     RequestStatus,
 )
+from app.refusals import Refusal
 from app.services import call_endings, calls
-from app.services.calls import CallConfig, CallConflict, RetryLater
+from app.services.calls import CallConfig, RetryLater
+from app.services.lifecycle import clock
 from tests.call_helpers import SECRET_KEY, FakeGateway, accepted_call
 from tests.fakes.daily_api import FakeDaily
 
@@ -146,9 +149,9 @@ class TestEndByParty:
     def test_the_buyer_may_not(self, db_session, config) -> None:
         call = started_call(db_session)
         now = call.started_at + timedelta(seconds=30)
-        with pytest.raises(CallConflict) as refused:
+        with pytest.raises(Refusal) as refused:
             call_endings.end_by_party(db_session, self.access(db_session, call, "buyer", now), config=config, now=now)
-        assert (refused.value.code, refused.value.status) == ("seller_only", 403)
+        assert (refused.value.code, refusal_status(refused.value)) == ("seller_only", 403)
         assert reload(db_session, call).status == RequestStatus.ACCEPTED
 
     def test_either_page_may_record_the_end_once_time_is_up(self, db_session, config) -> None:
@@ -159,7 +162,7 @@ class TestEndByParty:
 
     def test_nothing_to_end_before_the_start(self, db_session, config) -> None:
         call = accepted_call()
-        with pytest.raises(CallConflict) as refused:
+        with pytest.raises(Refusal) as refused:
             call_endings.end_by_party(
                 db_session, self.access(db_session, call, "seller", utcnow()), config=config, now=utcnow()
             )
@@ -231,7 +234,7 @@ class TestReleaseRoom:
 
 class TestNoShows:
     def sweep(self, session, settings):  # type: ignore[no-untyped-def]
-        return call_endings.apply_no_shows(session, utcnow(), settings)
+        return clock.apply_no_shows(session, utcnow(), settings)
 
     def test_an_absent_seller_cancels_the_call_and_refunds_the_buyer(self, db_session, settings, enqueued) -> None:
         call = accepted_call()
@@ -385,7 +388,7 @@ class TestSweeps:
         running = started_call(db_session, started_at=now - timedelta(seconds=10))
         waiting = accepted_call()
 
-        assert call_endings.end_overdue_calls(db_session, now, settings) == {"calls_ended_by_sweep": 1}
+        assert clock.end_overdue_calls(db_session, now, settings) == {"calls_ended_by_sweep": 1}
         db_session.commit()
 
         assert (reload(db_session, overdue).status, reload(db_session, overdue).ended_by) == (
