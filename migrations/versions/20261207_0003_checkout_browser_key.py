@@ -1,8 +1,8 @@
 """checkouts.browser_key_hash: the buyer's join link only for the browser that paid
 
-Revision ID: 0016_browser_key
-Revises: 0001
-Create Date: 2026-12-01 09:00:00+00:00
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-12-07 20:30:00+00:00
 
 A nullable column with no default: the code before this one neither reads nor writes it, and a
 checkout it created simply never shows a join link on the status page (the email carries it).
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0016_browser_key"
-down_revision: str | None = "0001"
+revision: str = "0003"
+down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
