@@ -129,7 +129,8 @@ def api_checkout() -> ResponseReturnValue:
         raise ApiError(422, "Some fields need attention.", fields=fields)
     # A client retrying the same purchase sends the same key and gets the same session back.
     key = request.headers.get("Idempotency-Key") or body.get("submissionKey") or secrets.token_urlsafe(24)
-    if not isinstance(key, str) or not 16 <= len(key) <= 64:
+    # Printable ASCII only: a header is not checked by the input guard, and the key is stored.
+    if not isinstance(key, str) or not 16 <= len(key) <= 64 or not (key.isascii() and key.isprintable()):
         raise ApiError(422, "The idempotency key must be 16 to 64 characters.", fields={"submissionKey": "16-64"})
     browser_key = secrets.token_urlsafe(32)
     try:

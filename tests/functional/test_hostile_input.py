@@ -139,6 +139,18 @@ class TestEveryJsonEndpoint:
             assert error_shape(response)["fields"]
 
 
+def test_a_control_character_in_the_idempotency_key_is_a_422(app, db_session) -> None:
+    ProfileFactory(slug="key-seller")
+    client = app.test_client()
+    response = client.post(
+        "/api/payments/checkout",
+        json={"slug": "key-seller", "buyerEmail": "b@example.org"},
+        headers={"X-CSRFToken": csrf_token(client), "Idempotency-Key": "0123456789abcdef\x01"},
+    )
+    assert response.status_code == 422
+    assert error_shape(response)["fields"] == {"submissionKey": "16-64"}
+
+
 class TestPagesAndForms:
     def test_nul_in_page_forms_and_query_strings_is_a_clean_refusal(self, app, db_session, admin_client) -> None:
         token = csrf_token(admin_client)
