@@ -146,7 +146,9 @@ def start_checkout(
     )
     log.info("checkout started", extra={"checkout_id": str(checkout_id), "buyer": mask_email(email)})
     on_commit(session, metrics.checkout_started)
-    return _by_submission_key(session, submission_key)  # type: ignore[return-value]
+    started = _by_submission_key(session, submission_key)
+    assert started is not None, "the row inserted above"
+    return started
 
 
 def _seller(session: Session, slug: str) -> tuple[User, Profile]:

@@ -19,7 +19,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 from sqlalchemy import Column, Enum, String, Table, Text, and_, delete, func, or_, select, text, update
@@ -27,17 +27,19 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.db import Base, on_commit
+from app.db import Base, affected_rows, on_commit
 from app.integrations.storage import Storage
 from app.models import (
     Block,
     CallRequest,
+    ConnectAccount,
     EmailStatus,
     EventLog,
     LedgerEntry,
     OutboxEmail,
     PasswordResetToken,
     PayoutRequest,
+    PayoutSettings,
     Profile,
     Rating,
     Report,
@@ -69,6 +71,8 @@ _NOT_EXPORTED = {
     "lockouts",
     "session_version",
     "stripe_checkout_session_id",
+    # The payout method is exported by its last four characters only, like everywhere else.
+    "method_ciphertext",
 }
 # An address inside text: not preceded by a character of a local part, not followed by more domain.
 _BEFORE = r"(?<![A-Za-z0-9._%+-])"
@@ -100,6 +104,8 @@ def export_seller_data(session: Session, user_id: uuid.UUID, *, now: datetime) -
         "transactions": rows(Transaction, Transaction.seller_id == user_id, order=Transaction.created_at),
         "ledger": rows(LedgerEntry, LedgerEntry.seller_id == user_id, order=LedgerEntry.created_at),
         "payouts": rows(PayoutRequest, PayoutRequest.seller_id == user_id, order=PayoutRequest.created_at),
+        "payoutSettings": rows(PayoutSettings, PayoutSettings.seller_id == user_id, order=PayoutSettings.created_at),
+        "connectAccount": rows(ConnectAccount, ConnectAccount.seller_id == user_id, order=ConnectAccount.created_at),
         "blocks": rows(Block, Block.seller_id == user_id, order=Block.created_at),
         "reportsFiled": rows(
             Report, Report.seller_id == user_id, Report.reporter_role == ReporterRole.SELLER, order=Report.created_at
@@ -118,7 +124,7 @@ def export_seller_data(session: Session, user_id: uuid.UUID, *, now: datetime) -
 
 
 def _row(item: Base) -> dict[str, Any]:
-    table: Table = item.__table__  # type: ignore[attr-defined]
+    table = cast(Table, item.__table__)
     return {
         _camel(column.key): _json_value(getattr(item, column.key))
         for column in table.columns
@@ -157,6 +163,8 @@ def delete_account(session: Session, user_id: uuid.UUID, *, password: str, now: 
     _remove_profile(session, user_id, storage)
     session.execute(delete(Block).where(Block.seller_id == user_id))
     session.execute(delete(PasswordResetToken).where(PasswordResetToken.user_id == user_id))
+    # The bank account or PayPal address goes with the account (payouts already made keep their rows).
+    session.execute(delete(PayoutSettings).where(PayoutSettings.seller_id == user_id))
     _silence_mail_to(session, email, reason="account deleted")
     replace_email_everywhere(session, email, tombstone)
     _retire_user(session, user, tombstone, now)
@@ -255,7 +263,7 @@ def scrub_farewell_emails(session: Session, now: datetime, settings: Settings) -
         )
         .execution_options(synchronize_session=False)
     )
-    return {"farewells_scrubbed": result.rowcount}  # type: ignore[attr-defined]
+    return {"farewells_scrubbed": affected_rows(result)}
 
 
 # --- Buyer erasure ----------------------------------------------------------------------------
@@ -311,8 +319,8 @@ def replace_email_everywhere(session: Session, email: str, replacement: str) -> 
         matches = [_matches(column, pattern) for column in columns for pattern in patterns]
         values = {column.name: _replaced(column, patterns, replacement) for column in columns}
         result = session.execute(table.update().where(or_(*matches)).values(values))
-        if result.rowcount:  # type: ignore[attr-defined]
-            changed[table.name] = result.rowcount  # type: ignore[attr-defined]
+        if count := affected_rows(result):
+            changed[table.name] = count
     return changed
 
 
@@ -322,21 +330,21 @@ def _pattern(email: str) -> str:
     return _BEFORE + re.escape(email.lower()) + _AFTER
 
 
-def _holds_text(column: Column) -> bool:
+def _holds_text(column: Column[Any]) -> bool:
     if isinstance(column.type, Enum):
         return False  # a fixed vocabulary never holds an address
     return isinstance(column.type, String | Text | JSONB)
 
 
-def _as_text(column: Column) -> Any:
+def _as_text(column: Column[Any]) -> Any:
     return column.cast(Text) if isinstance(column.type, JSONB) else column
 
 
-def _matches(column: Column, pattern: str) -> Any:
+def _matches(column: Column[Any], pattern: str) -> Any:
     return and_(column.isnot(None), _as_text(column).op("~*")(pattern))
 
 
-def _replaced(column: Column, patterns: set[str], replacement: str) -> Any:
+def _replaced(column: Column[Any], patterns: set[str], replacement: str) -> Any:
     value = _as_text(column)
     for pattern in patterns:
         value = func.regexp_replace(value, pattern, replacement, "gi")

@@ -68,7 +68,7 @@ def rate_call(session: Session, call_request: CallRequest, stars: int, *, now: d
     if rating_id is None:
         raise Conflict("already_rated", "You have already rated this call. Thank you!")
     record_event(session, "rating.created", ref_id=call_request.id, actor="buyer", payload={"stars": stars})
-    return session.get(Rating, rating_id)  # type: ignore[return-value]
+    return session.get_one(Rating, rating_id)
 
 
 def rating_summary(session: Session, seller_id: uuid.UUID) -> RatingSummary:

@@ -127,7 +127,7 @@ def file_report(
         payload={"requestId": str(call_request.id), "role": role.value, "reason": draft.reason},
     )
     _notify_admins(session, report_id, role, draft.reason)
-    return session.get(Report, report_id)  # type: ignore[return-value]
+    return session.get_one(Report, report_id)
 
 
 @dataclass(frozen=True)
@@ -167,7 +167,7 @@ def resolve_report(session: Session, report_id: uuid.UUID, *, admin_id: uuid.UUI
             raise NotFound("not_found", "No such report.")
         raise Conflict("already_resolved", "This report was already resolved.")
     record_event(session, "admin.report_resolved", ref_id=report_id, actor=user_actor(admin_id))
-    return session.get(Report, report_id, populate_existing=True)  # type: ignore[return-value]
+    return session.get_one(Report, report_id, populate_existing=True)
 
 
 def serialize_report(report: Report) -> dict[str, object]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -84,7 +84,10 @@ class Signaling:
         elif not isinstance(after, str) or not STREAM_ID.fullmatch(after):
             raise Invalid("invalid", "after must be a message id", field="after")
         start = f"({after}" if after else "-"
-        entries = self.redis.xrange(self._key(call_id, party), min=start, max="+", count=POLL_BATCH)
+        entries = cast(
+            list[tuple[str, dict[str, str]]],
+            self.redis.xrange(self._key(call_id, party), min=start, max="+", count=POLL_BATCH),
+        )
         messages = [{"id": entry_id, **json.loads(fields["m"])} for entry_id, fields in entries]
         cursor = entries[-1][0] if entries else after
         return messages, cursor
@@ -92,7 +95,7 @@ class Signaling:
     def cursor(self, call_id: str, party: str) -> str | None:
         """The id of the newest message waiting for ``party``: a page that starts now reads after
         it, so it never acts on an offer meant for a window that has since closed."""
-        last = self.redis.xrevrange(self._key(call_id, party), count=1)
+        last = cast(list[tuple[str, dict[str, str]]], self.redis.xrevrange(self._key(call_id, party), count=1))
         return last[0][0] if last else None
 
     def clear(self, call_id: str) -> None:

@@ -12,7 +12,6 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, flash, jsonify, make_response, redirect, render_template, request
 from flask.typing import ResponseReturnValue
-from flask_login import current_user
 
 from app.db import db, utcnow
 from app.errors import ApiError, refusal_status
@@ -20,7 +19,7 @@ from app.formats import format_money
 from app.models import ReportStatus
 from app.refusals import Refusal
 from app.services import admin, privacy, safety
-from app.web.auth import admin_required
+from app.web.auth import admin_required, signed_in_user_id
 from app.web.forms.trust import EmptyForm, EraseForm, ResolveForm, SuspendForm
 
 bp = Blueprint("admin", __name__)
@@ -42,7 +41,7 @@ def no_store(response: Response) -> Response:
 
 
 def _admin_id() -> uuid.UUID:
-    return current_user.id  # type: ignore[no-any-return]
+    return signed_in_user_id()
 
 
 def _page(template: str, status: int = 200, **context: Any) -> Response:

@@ -9,6 +9,8 @@ would send them: the success or the cancel URL.
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, abort, current_app, redirect, render_template
 from flask.typing import ResponseReturnValue
 
@@ -31,7 +33,7 @@ def _gateway() -> BuiltinGateway:
     return builtin_gateway(current_app.extensions["settings"], redis_client())
 
 
-def _session_or_404(session_id: str) -> dict:
+def _session_or_404(session_id: str) -> dict[str, Any]:
     try:
         return _gateway().session(session_id)
     except PaymentError:

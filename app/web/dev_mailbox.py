@@ -12,6 +12,7 @@ import uuid
 from datetime import UTC, datetime
 
 from flask import Blueprint, Response, abort, current_app, jsonify, render_template, request
+from flask.typing import ResponseReturnValue
 
 from app.db import db
 from app.models import OutboxEmail
@@ -48,12 +49,12 @@ def only_with_the_dev_mailbox() -> None:
 
 
 @bp.get("/mailbox")
-def mailbox():  # type: ignore[no-untyped-def]
+def mailbox() -> ResponseReturnValue:
     return render_template("dev/mailbox.html", emails=list_emails(db.session, limit=PAGE_SIZE))
 
 
 @bp.get("/mailbox.json")
-def mailbox_json():  # type: ignore[no-untyped-def]
+def mailbox_json() -> ResponseReturnValue:
     raw_limit = request.args.get("limit", "50")
     limit = int(raw_limit) if raw_limit.isascii() and raw_limit.isdigit() and len(raw_limit) <= 6 else 50
     recipient = request.args.get("recipient") or None
@@ -62,7 +63,7 @@ def mailbox_json():  # type: ignore[no-untyped-def]
 
 
 @bp.get("/mailbox/<uuid:email_id>")
-def message(email_id: uuid.UUID):  # type: ignore[no-untyped-def]
+def message(email_id: uuid.UUID) -> ResponseReturnValue:
     email = find_email(db.session, email_id) or abort(404)
     response = Response(render_template("dev/mailbox_message.html", email=email))
     # The site-wide policy forbids frames; this page embeds one, from our own origin only.
@@ -71,7 +72,7 @@ def message(email_id: uuid.UUID):  # type: ignore[no-untyped-def]
 
 
 @bp.get("/mailbox/<uuid:email_id>/html")
-def message_html(email_id: uuid.UUID):  # type: ignore[no-untyped-def]
+def message_html(email_id: uuid.UUID) -> ResponseReturnValue:
     email = find_email(db.session, email_id) or abort(404)
     if email.html_body is None:
         abort(404)

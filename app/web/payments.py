@@ -17,6 +17,7 @@ import hashlib
 import secrets
 import uuid
 from datetime import datetime
+from typing import cast
 
 from email_validator import EmailNotValidError, validate_email
 from flask import Blueprint, Response, abort, current_app, jsonify, redirect, render_template, request
@@ -134,7 +135,7 @@ def api_checkout() -> ResponseReturnValue:
         raise ApiError(422, "The idempotency key must be 16 to 64 characters.", fields={"submissionKey": "16-64"})
     browser_key = secrets.token_urlsafe(32)
     try:
-        checkout = _start(slug, email, note, key, browser_key)  # type: ignore[arg-type]
+        checkout = _start(cast(str, slug), cast(str, email), cast(str, note), key, browser_key)  # the checks above
     except CheckoutRefused as refusal:
         raise ApiError(refusal.status, refusal.message, code=refusal.code) from None
     db.session.commit()

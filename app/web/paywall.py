@@ -7,6 +7,7 @@ when the input is refused, renders the page again through ``render_paywall``.
 from __future__ import annotations
 
 from flask import Blueprint, Response, abort, current_app, make_response, redirect, render_template, url_for
+from flask.typing import ResponseReturnValue
 
 from app.db import db
 from app.extensions import limiter
@@ -31,7 +32,7 @@ _NOT_FOUND = "No seller has this link. Check the address, or ask the seller for 
 # Reading a public page needs no rate limit, and the check costs a tenth of the page's time. The
 # POST of the same URL (checkout, another blueprint) keeps its own limits.
 @limiter.exempt
-def paywall(slug: str):  # type: ignore[no-untyped-def]
+def paywall(slug: str) -> ResponseReturnValue:
     if slug != slug.lower():
         return redirect(url_for("paywall.paywall", slug=slug.lower()), 301)
     # A malformed slug cannot exist: answer without asking the database.

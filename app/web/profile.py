@@ -22,6 +22,7 @@ from flask import (
     request,
     url_for,
 )
+from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -40,6 +41,7 @@ from app.services.profiles import (
     seller_unavailable_reason,
     set_paused,
 )
+from app.web.auth import signed_in_user
 from app.web.forms.profile import EmptyForm, PauseForm, PhotoForm, ProfileForm
 
 bp = Blueprint("profile", __name__)
@@ -76,7 +78,8 @@ def get_storage() -> Storage:
     extensions = current_app.extensions
     if "storage" not in extensions:
         extensions["storage"] = storage_for(extensions["settings"])
-    return extensions["storage"]
+    storage: Storage = extensions["storage"]
+    return storage
 
 
 @bp.app_template_global("photo_url")
@@ -89,7 +92,7 @@ def photo_url(photo_key: str | None, variant: str = "512", *, absolute: bool = F
 
 
 def _user() -> User:
-    return current_user._get_current_object()  # type: ignore[attr-defined]
+    return signed_in_user()
 
 
 def api_login_required(view: Callable[..., Any]) -> Callable[..., Any]:
@@ -107,7 +110,7 @@ def api_login_required(view: Callable[..., Any]) -> Callable[..., Any]:
 
 @bp.route("/profile", methods=["GET", "POST"])
 @login_required
-def profile_page():  # type: ignore[no-untyped-def]
+def profile_page() -> ResponseReturnValue:
     profile = get_profile(db.session, _user().id)
     form = ProfileForm(obj=_FormDefaults(profile))
     if not form.validate_on_submit():
@@ -165,7 +168,7 @@ def _render_profile(
 @login_required
 @photo_limit_per_seller
 @photo_limit_per_address
-def upload_photo_page():  # type: ignore[no-untyped-def]
+def upload_photo_page() -> ResponseReturnValue:
     profile = get_profile(db.session, _user().id)
     photo_form = PhotoForm()
     if profile is None:
@@ -188,7 +191,7 @@ def upload_photo_page():  # type: ignore[no-untyped-def]
 
 @bp.post("/profile/photo/delete")
 @login_required
-def remove_photo_page():  # type: ignore[no-untyped-def]
+def remove_photo_page() -> ResponseReturnValue:
     if not EmptyForm().validate_on_submit():
         abort(400)
     profile = get_profile(db.session, _user().id)
@@ -201,7 +204,7 @@ def remove_photo_page():  # type: ignore[no-untyped-def]
 
 @bp.post("/profile/pause")
 @login_required
-def pause_page():  # type: ignore[no-untyped-def]
+def pause_page() -> ResponseReturnValue:
     form = PauseForm()
     if not form.validate_on_submit() or form.paused.data not in ("1", "0"):
         abort(400)
@@ -212,7 +215,7 @@ def pause_page():  # type: ignore[no-untyped-def]
 
 
 @bp.errorhandler(RequestEntityTooLarge)
-def upload_too_large(error: RequestEntityTooLarge):  # type: ignore[no-untyped-def]
+def upload_too_large(error: RequestEntityTooLarge) -> ResponseReturnValue:
     if request.path.startswith("/api/"):
         return error_response(413, "too_large", _TOO_LARGE, {"photo": _TOO_LARGE})
     profile = get_profile(db.session, _user().id) if current_user.is_authenticated else None
@@ -244,7 +247,7 @@ def profile_json(profile: Profile, user: User) -> dict[str, object]:
 
 @bp.get("/api/profile")
 @api_login_required
-def api_get_profile():  # type: ignore[no-untyped-def]
+def api_get_profile() -> ResponseReturnValue:
     profile = get_profile(db.session, _user().id)
     if profile is None:
         raise ApiError(404, "You have not set up a profile yet; POST /api/profile to create it.")
@@ -253,7 +256,7 @@ def api_get_profile():  # type: ignore[no-untyped-def]
 
 @bp.post("/api/profile")
 @api_login_required
-def api_save_profile():  # type: ignore[no-untyped-def]
+def api_save_profile() -> ResponseReturnValue:
     changes = _parse_profile_json(request.get_json(silent=True))
     existed = get_profile(db.session, _user().id) is not None
     try:
@@ -302,7 +305,7 @@ def _parse_profile_json(body: object) -> ProfileChanges:
 @api_login_required
 @photo_limit_per_seller
 @photo_limit_per_address
-def api_upload_photo():  # type: ignore[no-untyped-def]
+def api_upload_photo() -> ResponseReturnValue:
     profile = get_profile(db.session, _user().id)
     if profile is None:
         raise ApiError(409, "Create your profile before adding a photo.", code="no_profile")
@@ -319,7 +322,7 @@ def api_upload_photo():  # type: ignore[no-untyped-def]
 
 @bp.delete("/api/profile/photo")
 @api_login_required
-def api_remove_photo():  # type: ignore[no-untyped-def]
+def api_remove_photo() -> ResponseReturnValue:
     profile = get_profile(db.session, _user().id)
     if profile is None:
         raise ApiError(404, "You have not set up a profile yet.")
@@ -332,7 +335,7 @@ def api_remove_photo():  # type: ignore[no-untyped-def]
 
 
 @bp.get("/media/<path:key>")
-def media(key: str):  # type: ignore[no-untyped-def]
+def media(key: str) -> ResponseReturnValue:
     if not _MEDIA_KEY.match(key):
         abort(404)
     try:

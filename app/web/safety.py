@@ -15,8 +15,9 @@ from typing import Any
 from flask import Blueprint, Response, abort, current_app, flash, jsonify, make_response, redirect, render_template
 from flask import request as http_request
 from flask.typing import ResponseReturnValue
-from flask_login import current_user, login_required
+from flask_login import login_required
 
+from app.config import Settings
 from app.db import db, utcnow
 from app.errors import ApiError, refusal_status
 from app.extensions import csrf, limiter
@@ -25,7 +26,7 @@ from app.models import Block, ReporterRole
 from app.refusals import Refusal
 from app.services import ratings, safety
 from app.services.blocks import BlockOutcome, block_buyer_of_request, block_email, list_blocks, unblock
-from app.web.auth import safe_next
+from app.web.auth import safe_next, signed_in_user_id
 from app.web.forms.trust import BlockForm, EmptyForm, RatingForm, ReportForm
 
 bp = Blueprint("safety", __name__)
@@ -35,11 +36,12 @@ buyer_limit = limiter.shared_limit("30/minute;300/hour", scope="buyer-feedback",
 
 
 def _seller_id() -> uuid.UUID:
-    return current_user.id  # type: ignore[no-any-return]
+    return signed_in_user_id()
 
 
-def _settings():  # type: ignore[no-untyped-def]
-    return current_app.extensions["settings"]
+def _settings() -> Settings:
+    settings: Settings = current_app.extensions["settings"]
+    return settings
 
 
 def _private(html: str, status: int = 200) -> Response:
