@@ -87,6 +87,57 @@ PATHS: dict[str, dict[str, Any]] = {
             errors=(409,),
         )
     },
+    "/api/admin/transfers": {
+        "get": _op(
+            "Stripe transfers of payouts",
+            parameters=[
+                query_param("state", {"type": "string", "enum": ["all", "failed", "sending", "sent", "reversed"]})
+            ],
+            ok={
+                200: obj(
+                    ("transfers",),
+                    transfers=array(
+                        obj(
+                            ("payoutId", "sellerId", "state", "amountCents", "currency"),
+                            payoutId=UUID,
+                            sellerId=UUID,
+                            sellerEmail=EMAIL,
+                            state=STRING,
+                            amountCents={"type": "integer"},
+                            amountReversedCents={"type": "integer"},
+                            currency=STRING,
+                            destination=nullable(STRING),
+                            stripeTransferId=nullable(STRING),
+                            transferGroup=nullable(STRING),
+                            attempts={"type": "integer"},
+                            error=nullable(STRING),
+                            retriedByPayoutId=nullable(UUID),
+                        )
+                    ),
+                )
+            },
+        )
+    },
+    "/api/admin/transfers/{payout_id}/retry": {
+        "post": _op(
+            "Retry a failed transfer as a new payout",
+            changes=True,
+            parameters=[path_param("payout_id", UUID)],
+            ok={201: obj(("payout",), payout=ref("Payout"))},
+            errors=(409,),
+        )
+    },
+    "/api/admin/payout-accounts": {
+        "get": _op(
+            "Every seller's payout set-up",
+            ok={
+                200: obj(
+                    ("sellers",),
+                    sellers=array({"allOf": [obj(("sellerId",), sellerId=UUID, email=EMAIL), ref("PayoutAccount")]}),
+                )
+            },
+        )
+    },
     "/api/admin/sellers/{seller_id}/{action}": {
         "post": _op(
             "Suspend or reinstate a seller",

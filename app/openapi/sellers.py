@@ -72,6 +72,25 @@ SCHEMAS: dict[str, Schema] = {
         createdAt=TIME,
         processedAt=OPTIONAL_TIME,
     ),
+    "PayoutAccount": obj(
+        ("mode", "payoutsEnabled", "requirementsDue", "schedule"),
+        mode={"type": "string", "enum": ["connect", "manual", "none"]},
+        payoutsEnabled={"type": "boolean"},
+        requirementsDue=array(STRING),
+        schedule={"type": "string", "enum": ["manual", "weekly"]},
+        connect=nullable(
+            obj(
+                accountId=STRING,
+                country=nullable(STRING),
+                detailsSubmitted={"type": "boolean"},
+                payoutsEnabled={"type": "boolean"},
+            )
+        ),
+        method=nullable(
+            obj(kind={"type": "string", "enum": ["iban", "paypal"]}, holder=nullable(STRING), last4=STRING)
+        ),
+        connectAvailable={"type": "boolean"},
+    ),
     "ReportCreated": obj(
         ("report",),
         report=obj(("id", "status", "reason", "createdAt"), id=UUID, status=STRING, reason=STRING, createdAt=TIME),
@@ -187,6 +206,49 @@ PATHS: dict[str, dict[str, Any]] = {
         )
     },
     "/api/payouts": {"get": _op("Your payouts", ok={200: obj(("payouts",), payouts=array(ref("Payout")))})},
+    "/api/payouts/onboarding": {
+        "post": _op(
+            "Start or resume Stripe Connect onboarding",
+            changes=True,
+            description="Answers a single-use link to Stripe's onboarding (the built-in page without Stripe keys).",
+            body=obj(country={"type": "string", "minLength": 2, "maxLength": 2}),
+            ok={200: obj(("url",), url=STRING)},
+            errors=(409,),
+        )
+    },
+    "/api/payouts/account": {"get": _op("Your payout set-up", ok={200: ref("PayoutAccount")})},
+    "/api/payouts/method": {
+        "post": _op(
+            "Set the manual payout method",
+            changes=True,
+            description="A bank account (`kind: iban` with `holder` and `iban`) or PayPal (`kind: paypal`, `email`).",
+            body=obj(
+                ("kind",),
+                kind={"type": "string", "enum": ["iban", "paypal"]},
+                holder={"type": "string", "maxLength": 100},
+                iban={"type": "string", "maxLength": 42},
+                email=EMAIL,
+            ),
+            ok={200: ref("PayoutAccount")},
+        )
+    },
+    "/api/payouts/schedule": {
+        "post": _op(
+            "Choose the payout schedule",
+            changes=True,
+            body=obj(("schedule",), schedule={"type": "string", "enum": ["manual", "weekly"]}),
+            ok={200: ref("PayoutAccount")},
+            errors=(409,),
+        )
+    },
+    "/api/payouts/dashboard": {
+        "post": _op(
+            "Open your Stripe Express dashboard",
+            changes=True,
+            ok={200: obj(("url",), url=STRING)},
+            errors=(409,),
+        )
+    },
     "/api/payouts/request": {
         "post": _op(
             "Ask for a payout",
