@@ -21,6 +21,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from app.db import affected_rows
+from app.formats import iso
 from app.models import PasswordResetToken, Role, User
 from app.services import lockouts
 from app.services.audit import record_event, user_actor
@@ -235,9 +236,7 @@ def _refuse_wrong_password(session: Session, user: User, *, now: datetime) -> No
     if locked_until is None:
         record_event(session, "auth.login_failed", ref_id=user.id, actor="anonymous")
         raise LoginFailed(WRONG_CREDENTIALS)
-    record_event(
-        session, "auth.lockout", ref_id=user.id, actor="system", payload={"lockedUntil": locked_until.isoformat()}
-    )
+    record_event(session, "auth.lockout", ref_id=user.id, actor="system", payload={"lockedUntil": iso(locked_until)})
     raise AccountLocked(locked_until, now=now)
 
 

@@ -15,11 +15,12 @@ import hashlib
 import hmac
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.formats import iso
 from app.models import CallRequest, Checkout, Profile, Transaction
 from app.services.requests import accepted_join_url
 
@@ -59,7 +60,7 @@ class BuyerStatus:
             "status": self.status,
             "requestId": str(self.request_id) if self.request_id else None,
             "sellerName": self.seller_name,
-            "expiresAt": self.expires_at.astimezone(UTC).isoformat() if self.expires_at else None,
+            "expiresAt": iso(self.expires_at),
             "cancelReason": self.cancel_reason,
             "joinUrl": self.join_url,
         }

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from app import metrics
 from app.db import on_commit
+from app.formats import format_money, iso
 from app.integrations.payments import CheckoutRequest, CheckoutSnapshot, PaymentError, PaymentGateway
 from app.models import (
     CallRequest,
@@ -40,7 +41,7 @@ from app.services.blocks import is_blocked, normalise_email
 from app.services.fees import split_fee
 from app.services.lifecycle.decisions import open_request
 from app.services.outbox import queue_email
-from app.services.profiles import format_price, seller_unavailable_reason
+from app.services.profiles import seller_unavailable_reason
 
 log = logging.getLogger(__name__)
 
@@ -307,13 +308,13 @@ def _email_context(
         "session_id": snapshot.session_id,
         "buyer_email": call_request.buyer_email,
         "note": call_request.note,
-        "amount": format_price(snapshot.amount_total, snapshot.currency),
-        "net_amount": format_price(net, snapshot.currency),
+        "amount": format_money(snapshot.amount_total, snapshot.currency),
+        "net_amount": format_money(net, snapshot.currency),
         "gross_cents": snapshot.amount_total,
         "net_cents": net,
         "currency": snapshot.currency,
         "held": state == PaymentState.HELD,
-        "expires_at": call_request.expires_at.isoformat(),
+        "expires_at": iso(call_request.expires_at),
         "answer_hours": max(1, round(ttl_seconds / 3600)),
     }
 

@@ -24,6 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.formats import iso
 from app.models import PayoutMethodKind, PayoutRequest, PayoutSettings, PayoutStatus, User
 from app.refusals import Invalid, NotFound
 from app.services.audit import record_event, user_actor
@@ -141,7 +142,7 @@ def set_method(
         session,
         recipient=seller.email,
         template="payout_method_changed",
-        context={"method": view.label, "holder": holder or "", "changedAt": now.isoformat()},
+        context={"method": view.label, "holder": holder or "", "changedAt": iso(now)},
         dedupe_key=f"payout_method_changed:{seller_id}:{now.isoformat()}",
     )
     return view

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from app import metrics
 from app.db import on_commit
-from app.formats import format_money
+from app.formats import format_money, iso
 from app.models import LedgerEntry, LedgerKind, PayoutRequest, PayoutStatus, Profile, Role, User
 from app.refusals import Conflict, Forbidden, Invalid, NotFound
 from app.services import ledger, transfers
@@ -222,7 +222,7 @@ def _email_context(payout: PayoutRequest) -> dict[str, object]:
         "amountCents": int(payout.amount_cents),
         "currency": payout.currency,
         "amount": format_money(int(payout.amount_cents), payout.currency),
-        "requestedAt": payout.created_at.isoformat(),
+        "requestedAt": iso(payout.created_at),
     }
 
 

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.db import Base, affected_rows, on_commit
+from app.formats import iso
 from app.integrations.storage import Storage
 from app.models import (
     Block,
@@ -97,7 +98,7 @@ def export_seller_data(session: Session, user_id: uuid.UUID, *, now: datetime) -
         return [_row(item) for item in session.scalars(select(model).where(*where).order_by(order))]
 
     return {
-        "exportedAt": now.isoformat(),
+        "exportedAt": iso(now),
         "account": _row(user),
         "profile": _row(user.profile) if user.profile else None,
         "requests": rows(CallRequest, CallRequest.seller_id == user_id, order=CallRequest.created_at),
@@ -139,7 +140,7 @@ def _camel(name: str) -> str:
 
 def _json_value(value: Any) -> Any:
     if isinstance(value, datetime):
-        return value.isoformat()
+        return iso(value)
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, enum.Enum):

@@ -372,25 +372,8 @@ def load_dashboard(session: Session, *, user: User, now: datetime, limit: int = 
 
 # --- Wording ----------------------------------------------------------------------------------
 
+
 # Currencies whose smallest unit is the whole unit (Stripe's list), and the symbols we show.
-_ZERO_DECIMAL_CODES = "bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf"
-_ZERO_DECIMAL = frozenset(_ZERO_DECIMAL_CODES.split())
-_SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥", "inr": "₹", "cad": "CA$", "aud": "A$", "nzd": "NZ$"}
-
-
-def currency_exponent(currency: str) -> int:
-    return 0 if currency.lower() in _ZERO_DECIMAL else 2
-
-
-def format_price(cents: int, currency: str) -> str:
-    """``1000, "usd"`` → ``$10``; ``1050, "usd"`` → ``$10.50``; unknown symbols use the code."""
-    exponent = currency_exponent(currency)
-    major, minor = divmod(cents, 10**exponent)
-    amount = f"{major:,}" if minor == 0 else f"{major:,}.{minor:0{exponent}d}"
-    symbol = _SYMBOLS.get(currency.lower())
-    return f"{symbol}{amount}" if symbol else f"{amount} {currency.upper()}"
-
-
 def call_length_label(seconds: int) -> str:
     """``300`` → ``5-minute``; ``90`` → ``90-second``."""
     return f"{seconds // 60}-minute" if seconds % 60 == 0 else f"{seconds}-second"

@@ -20,6 +20,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from app.formats import iso
 from app.models import CallRequest, CancelReason, Profile, Report, ReporterRole, ReportStatus, RequestStatus, Role, User
 from app.refusals import Conflict, Invalid, NotFound
 from app.services.audit import record_event, user_actor
@@ -179,8 +180,8 @@ def serialize_report(report: Report) -> dict[str, object]:
         "reason": report.reason,
         "requestId": str(report.call_request_id) if report.call_request_id else None,
         "sellerId": str(report.seller_id),
-        "createdAt": report.created_at.isoformat() if report.created_at else None,
-        "resolvedAt": report.resolved_at.isoformat() if report.resolved_at else None,
+        "createdAt": iso(report.created_at),
+        "resolvedAt": iso(report.resolved_at),
         "resolutionNote": report.resolution_note,
     }
 

@@ -7,8 +7,9 @@ from flask.typing import ResponseReturnValue
 from flask_login import login_required
 
 from app.db import db, utcnow
+from app.formats import format_money
 from app.models import RequestStatus
-from app.services.profiles import format_price, load_dashboard
+from app.services.profiles import load_dashboard
 from app.services.requests import accepted_join_url, list_requests
 from app.web.auth import signed_in_user
 from app.web.money import balance_card_context
@@ -40,7 +41,7 @@ def dashboard() -> ResponseReturnValue:
         user=user,
         paywall_url=paywall_url,
         currency=view.profile.currency if view.profile else settings.currency,
-        format_price=format_price,
+        format_money=format_money,
         capture_manual=settings.payment_capture == "manual",
         upcoming_calls=upcoming,
         payout_next="/dashboard",

@@ -63,7 +63,7 @@ def page(account_id: str) -> ResponseReturnValue:
         kind=kind,
         page_token=twin.page_session(account_id, kind),
         transfers=twin.transfers(account_id) if kind == "login" else [],
-        format_price=format_money,
+        format_money=format_money,
     )
 
 

@@ -9,12 +9,12 @@ set, or APP_ENV=production) every one of these answers 404.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 
 from flask import Blueprint, Response, abort, current_app, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 
 from app.db import db
+from app.formats import iso
 from app.models import OutboxEmail
 from app.services.email_delivery import list_emails
 from app.services.outbox import find_email
@@ -91,10 +91,6 @@ def _allow_self_frames(policy: str) -> str:
     return "; ".join([*others, " ".join(["frame-src", "'self'", *sorted(sources - {"'self'"})])])
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat() if value is not None else None
-
-
 def _as_json(email: OutboxEmail) -> dict[str, object]:
     return {
         "id": str(email.id),
@@ -104,6 +100,6 @@ def _as_json(email: OutboxEmail) -> dict[str, object]:
         "status": email.status.value,
         "textBody": email.text_body,
         "htmlBody": email.html_body,
-        "createdAt": _iso(email.created_at),
-        "sentAt": _iso(email.sent_at),
+        "createdAt": iso(email.created_at),
+        "sentAt": iso(email.sent_at),
     }

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Iterator
-from datetime import UTC, date, datetime
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -20,10 +20,10 @@ from flask_login import login_required
 
 from app.db import db, utcnow
 from app.errors import ApiError
+from app.formats import currency_exponent, format_money, iso
 from app.models import LedgerKind, PayoutRequest, User
 from app.refusals import Refusal
 from app.services import connect, ledger, payouts
-from app.services.profiles import currency_exponent, format_price
 from app.web.auth import safe_next, signed_in_user
 from app.web.forms.money import PayoutRequestForm
 
@@ -41,14 +41,13 @@ KIND_LABELS = {
 
 @bp.app_template_filter("signed_money")
 def signed_money(cents: int, currency: str) -> str:
-    """``-1500, "usd"`` → ``\u2212$15`` (a true minus sign); ``800`` → ``+$8``."""
-    sign = "\u2212" if cents < 0 else "+"
-    return sign + format_price(abs(int(cents)), currency)
+    """``-1500, "usd"`` → ``\u2212$15.00`` (a true minus sign); ``800`` → ``+$8.00``."""
+    return format_money(int(cents), currency, signed=True)
 
 
 @bp.app_template_filter("money")
 def money(cents: int, currency: str) -> str:
-    return ("\u2212" if cents < 0 else "") + format_price(abs(int(cents)), currency)
+    return format_money(int(cents), currency)
 
 
 @bp.app_template_filter("major_units")
@@ -59,10 +58,6 @@ def major_units(cents: int, currency: str) -> str:
         return str(int(cents))
     whole, part = divmod(abs(int(cents)), 10**exponent)
     return f"{'-' if cents < 0 else ''}{whole}.{part:0{exponent}d}"
-
-
-def iso(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat() if value is not None else None
 
 
 def payout_json(payout: PayoutRequest) -> dict[str, Any]:
@@ -191,7 +186,7 @@ def request_payout_form() -> ResponseReturnValue:
         flash(refusal.message, "error")
         return redirect(back, 303)
     db.session.commit()
-    flash(f"Payout of {format_price(int(payout.amount_cents), payout.currency)} requested.", "success")
+    flash(f"Payout of {format_money(int(payout.amount_cents), payout.currency)} requested.", "success")
     return redirect(back, 303)
 
 

@@ -27,11 +27,12 @@ from werkzeug.wrappers import Response as BaseResponse
 from app.db import db, utcnow
 from app.errors import ApiError
 from app.extensions import limiter, redis_client
+from app.formats import format_money
 from app.integrations.payments import payment_gateway
 from app.models import Checkout
 from app.services.buyer_status import abandoned_checkout, buyer_status, hash_browser_key
 from app.services.checkout import CHECKOUT_TTL, CheckoutRefused, start_checkout
-from app.services.profiles import call_length_label, format_price, load_paywall
+from app.services.profiles import call_length_label, load_paywall
 from app.web.forms.paywall import NOTE_MAX, PaywallForm
 from app.web.paywall import render_paywall
 
@@ -171,7 +172,7 @@ def success() -> ResponseReturnValue:
         render_template(
             "checkout/status.html",
             view=status,
-            amount=format_price(status.amount_cents, status.currency),
+            amount=format_money(status.amount_cents, status.currency),
             capture_manual=settings.payment_capture == "manual",
             call_label=call_length_label(settings.call_duration_seconds),
             expires_in=_time_left(status.expires_at),

@@ -11,12 +11,12 @@ from flask.typing import ResponseReturnValue
 
 from app.db import db
 from app.extensions import limiter
+from app.formats import format_money
 from app.services.profiles import (
     SLUG_MAX,
     SLUG_PATTERN,
     PaywallView,
     call_length_label,
-    format_price,
     load_paywall,
 )
 from app.web.forms.paywall import PaywallForm
@@ -51,7 +51,7 @@ def render_paywall(
     """Render ``paywall.html`` for ``profile_view`` with ``form`` (bound and showing its errors
     when the payments blueprint re-renders it) and an optional ``message`` above the form."""
     settings = current_app.extensions["settings"]
-    price = format_price(profile_view.price_cents, profile_view.currency)
+    price = format_money(profile_view.price_cents, profile_view.currency)
     call_label = call_length_label(settings.call_duration_seconds)
     html = render_template(
         "paywall.html",

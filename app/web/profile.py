@@ -29,13 +29,13 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from app.db import db
 from app.errors import ApiError, error_response
 from app.extensions import limiter
+from app.formats import currency_exponent, iso
 from app.integrations.storage import FileNotStored, Storage, storage_for
 from app.models import Profile, User
 from app.services.photos import PhotoError, photo_variant_key, remove_profile_photo, set_profile_photo
 from app.services.profiles import (
     ProfileChanges,
     ProfileError,
-    currency_exponent,
     get_profile,
     save_profile,
     seller_unavailable_reason,
@@ -241,7 +241,7 @@ def profile_json(profile: Profile, user: User) -> dict[str, object]:
         "paywallUrl": f"{settings.app_url}/u/{profile.slug}",
         "photoUrl": photo_url(profile.photo_key, absolute=True),
         "thumbnailUrl": photo_url(profile.photo_key, "thumb", absolute=True),
-        "updatedAt": profile.updated_at.isoformat() if profile.updated_at else None,
+        "updatedAt": iso(profile.updated_at),
     }
 
 

@@ -11,9 +11,9 @@ import time
 from sqlalchemy import select
 
 from app.db import db
+from app.formats import format_money
 from app.models import PayoutRequest, PayoutStatus, PayoutTransfer, TransferState, User
 from app.services.fees import split_fee
-from app.services.profiles import format_price
 from tests.e2e.browser import pages
 from tests.e2e.browser.test_critical_path import (
     Scenario,
@@ -56,9 +56,9 @@ def is_paid_by_transfer(s: Scenario, account_id: str, net: int) -> str:
     """Asks for the whole balance; a worker sends the Transfer; the balance page shows it paid."""
     s.mailbox.wait_for(s.seller_email, "call_completed_seller")
     s.seller.goto(f"{s.url}/balance")
-    assert s.seller.locator('[data-balance="available"]').inner_text() == format_price(net, "usd")
+    assert s.seller.locator('[data-balance="available"]').inner_text() == format_money(net, "usd")
     s.seller.get_by_role("button", name="Request payout").click()
-    s.seller.locator(".flash", has_text=f"Payout of {format_price(net, 'usd')} requested.").wait_for()
+    s.seller.locator(".flash", has_text=f"Payout of {format_money(net, 'usd')} requested.").wait_for()
     reload_until(s.seller, "#payouts tbody tr:first-child", text="Paid")
     transfer_id = s.seller.locator("#payouts tbody tr:first-child [data-transfer-reference]").inner_text()
     assert transfer_id.startswith("tr_test_")
@@ -83,7 +83,7 @@ def sees_it_in_the_express_dashboard(s: Scenario, transfer_id: str, net: int) ->
     s.seller.get_by_role("button", name="Open your Stripe Express dashboard").click()
     s.seller.wait_for_url(re.compile(r"/dev/connect/acct_test_\w+"))
     row = s.seller.locator(f'.dev-transfer[data-transfer-id="{transfer_id}"]')
-    assert format_price(net, "usd") in row.inner_text() and "Paid" in row.inner_text()
+    assert format_money(net, "usd") in row.inner_text() and "Paid" in row.inner_text()
     s.shot(s.seller, "express-dashboard")
 
 
