@@ -36,6 +36,7 @@ from app.models import (
     User,
 )
 from app.observability import mask_email
+from app.refusals import Conflict, Forbidden, NotFound, Unavailable
 from app.services.audit import record_event
 from app.services.blocks import is_blocked, normalise_email
 from app.services.fees import split_fee
@@ -59,16 +60,6 @@ _UNAVAILABLE = {
 }
 
 
-class CheckoutRefused(Exception):
-    """The checkout cannot start; ``status`` and ``code`` are what the API answers."""
-
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-
 def start_checkout(
     session: Session,
     *,
@@ -89,7 +80,7 @@ def start_checkout(
     repeated submission rebinds the checkout to the newest key (the same form is only ever in
     one browser, whose cookie the repeat's answer overwrites).
 
-    Raises ``CheckoutRefused``: 404 unknown seller, 409 seller not taking calls, 403 blocked
+    Raises a refusal: 404 unknown seller, 409 seller not taking calls, 403 blocked
     email, 503 the gateway failed (the caller rolls back, so nothing is kept).
     """
     user, profile = _seller(session, slug)
@@ -136,9 +127,7 @@ def start_checkout(
         created = gateway.create_checkout(request)
     except PaymentError as error:
         log.warning("checkout creation failed", extra={"code": error.code, "transient": error.transient})
-        raise CheckoutRefused(
-            503, "payment_unavailable", "We could not start the payment. Please try again."
-        ) from error
+        raise Unavailable("payment_unavailable", "We could not start the payment. Please try again.") from error
     session.execute(
         update(Checkout)
         .where(Checkout.id == checkout_id)
@@ -157,7 +146,7 @@ def _seller(session: Session, slug: str) -> tuple[User, Profile]:
         select(User, Profile).join(Profile, Profile.user_id == User.id).where(Profile.slug == slug.strip().lower())
     ).one_or_none()
     if row is None or row[0].deleted_at is not None:
-        raise CheckoutRefused(404, "not_found", "No seller has this link.")
+        raise NotFound("not_found", "No seller has this link.")
     return row[0], row[1]
 
 
@@ -165,11 +154,9 @@ def _check_seller(session: Session, user: User, profile: Profile, email: str) ->
     reason = seller_unavailable_reason(user, profile)
     if reason is not None:
         message = _UNAVAILABLE.get(reason, "{name} is not taking calls right now.")
-        raise CheckoutRefused(409, "seller_unavailable", message.format(name=profile.display_name))
+        raise Conflict("seller_unavailable", message.format(name=profile.display_name))
     if is_blocked(session, user.id, email):
-        raise CheckoutRefused(
-            403, "blocked", f"Sorry, {profile.display_name} is not taking requests from this email address."
-        )
+        raise Forbidden("blocked", f"Sorry, {profile.display_name} is not taking requests from this email address.")
 
 
 def _by_submission_key(session: Session, submission_key: str) -> Checkout | None:
@@ -180,9 +167,9 @@ def _by_submission_key(session: Session, submission_key: str) -> Checkout | None
 
 def _same_attempt(existing: Checkout | None, seller_id: uuid.UUID) -> Checkout:
     if existing is None or existing.seller_id != seller_id or not existing.checkout_url:
-        raise CheckoutRefused(409, "form_reused", "This form was already used. Please reload the page and try again.")
+        raise Conflict("form_reused", "This form was already used. Please reload the page and try again.")
     if existing.status != CheckoutStatus.OPEN:
-        raise CheckoutRefused(409, "checkout_closed", "This checkout has ended. Please reload the page to start again.")
+        raise Conflict("checkout_closed", "This checkout has ended. Please reload the page to start again.")
     return existing
 
 

@@ -25,13 +25,14 @@ from flask.typing import ResponseReturnValue
 from werkzeug.wrappers import Response as BaseResponse
 
 from app.db import db, utcnow
-from app.errors import ApiError
+from app.errors import ApiError, refusal_status
 from app.extensions import limiter, redis_client
 from app.formats import format_money
 from app.integrations.payments import payment_gateway
 from app.models import Checkout
+from app.refusals import Refusal
 from app.services.buyer_status import abandoned_checkout, buyer_status, hash_browser_key
-from app.services.checkout import CHECKOUT_TTL, CheckoutRefused, start_checkout
+from app.services.checkout import CHECKOUT_TTL, start_checkout
 from app.services.profiles import call_length_label, load_paywall
 from app.web.forms.paywall import NOTE_MAX, PaywallForm
 from app.web.paywall import render_paywall
@@ -98,9 +99,9 @@ def paywall_checkout(slug: str) -> ResponseReturnValue:
             checkout = _start(
                 slug, form.buyer_email.data or "", form.note.data or "", form.submission_key.data or "", key
             )
-        except CheckoutRefused as refusal:
+        except Refusal as refusal:
             db.session.rollback()
-            return _paywall_again(slug, form, refusal.status, refusal.message)
+            return _paywall_again(slug, form, refusal_status(refusal), refusal.message)
         db.session.commit()
         return _give_browser_key(redirect(checkout.checkout_url or "/", 303), checkout, key)
     return _paywall_again(slug, form, 422, None)
@@ -135,10 +136,7 @@ def api_checkout() -> ResponseReturnValue:
     if not isinstance(key, str) or not 16 <= len(key) <= 64 or not (key.isascii() and key.isprintable()):
         raise ApiError(422, "The idempotency key must be 16 to 64 characters.", fields={"submissionKey": "16-64"})
     browser_key = secrets.token_urlsafe(32)
-    try:
-        checkout = _start(cast(str, slug), cast(str, email), cast(str, note), key, browser_key)  # the checks above
-    except CheckoutRefused as refusal:
-        raise ApiError(refusal.status, refusal.message, code=refusal.code) from None
+    checkout = _start(cast(str, slug), cast(str, email), cast(str, note), key, browser_key)  # the checks above
     db.session.commit()
     response = jsonify(checkoutUrl=checkout.checkout_url, sessionId=checkout.stripe_checkout_session_id)
     response.status_code = 201
