@@ -28,7 +28,9 @@ from app.models import (
 )
 from app.refusals import Conflict
 from app.services import call_endings, media_presence, problems
+from app.services.buyer_status import hash_browser_key
 from app.services.calls import CallConfig, join_token
+from app.web.payments import _browser_key_cookie
 from tests.call_helpers import SECRET_KEY, FakeGateway, accepted_call
 from tests.conftest import csrf_token, login
 from tests.factories import AdminFactory
@@ -162,9 +164,14 @@ class TestReporting:
                 stripe_checkout_session_id=session_id,
                 status=CheckoutStatus.COMPLETE,
                 expires_at=utcnow(),
+                browser_key_hash=hash_browser_key("the-paying-browser"),
             )
         )
         db_session.flush()
+        # The session id alone shows what happened, but not the link: it carries the buyer's credential.
+        anyone = client.get(f"/api/requests/status?session_id={session_id}").get_json()
+        assert anyone["problemUrl"] is None and anyone["outcome"].startswith("The seller ended the call")
+        client.set_cookie(_browser_key_cookie(session_id), "the-paying-browser")
         status = client.get(f"/api/requests/status?session_id={session_id}").get_json()
         assert status["problemUrl"].endswith(f"/call/{call.id}/problem?t={token}")
         assert status["outcome"].startswith("The seller ended the call after 1 min 40 s")
