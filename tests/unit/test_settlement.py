@@ -205,3 +205,19 @@ def test_buyer_no_show_and_completed_keep_the_fee_and_pay_the_net(db_session, co
     assert settlement_text.describe(call, settled, "seller") == (
         "The call ran its full 5 min. You earn $8.00 ($10.00 less the $2.00 platform fee)."
     )
+
+
+def test_a_dispute_of_what_the_buyer_kept_paying_holds_all_the_seller_earned(db_session, config) -> None:
+    from app.services.lifecycle import payments
+
+    call = started(db_session)
+    call_endings.end_call(
+        db_session, call.id, ended_by="seller", config=config, now=call.started_at + timedelta(seconds=100)
+    )
+    payments.open_dispute(db_session, call.transaction, {"id": "dp_1", "amount": 333}, now=utcnow())
+    held = db_session.scalar(
+        select(LedgerEntry.amount_cents).where(
+            LedgerEntry.call_request_id == call.id, LedgerEntry.kind == LedgerKind.DISPUTE_HOLD
+        )
+    )
+    assert held == -266  # the whole kept part's net, not 266 x 333 / 1000

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from app.models import CallRequest, LedgerKind, PaymentState, Transaction
+from app.models import CallRequest, CallSettlement, LedgerKind, PaymentState, Transaction
 from app.services import ledger
 from app.services.audit import record_event
 from app.services.lifecycle._moves import move_payment
@@ -145,10 +145,17 @@ def close_dispute(session: Session, transaction: Transaction, dispute: dict[str,
 
 def _seller_share(session: Session, call: CallRequest, transaction: Transaction, disputed_cents: int) -> int:
     """The part of the seller's earning for this call that the disputed amount stands for, rounded
-    half up; nothing when the seller earned nothing from it (the call never happened)."""
+    half up; nothing when the seller earned nothing from it (the call never happened). The earning
+    stands for what the buyer kept paying: the gross, less the settlement's refund of unused time."""
     earned = ledger.call_entry_cents(session, call.id, LedgerKind.EARNING)
-    disputed = min(max(disputed_cents, 0), transaction.gross_cents)
-    share = (earned * disputed * 2 + transaction.gross_cents) // (2 * transaction.gross_cents)
+    settled_refund = session.scalar(
+        select(CallSettlement.refund_cents).where(CallSettlement.call_request_id == call.id)
+    )
+    kept = transaction.gross_cents - (settled_refund or 0)
+    if earned <= 0 or kept <= 0:
+        return 0
+    disputed = min(max(disputed_cents, 0), kept)
+    share = (earned * disputed * 2 + kept) // (2 * kept)
     return min(share, earned)
 
 

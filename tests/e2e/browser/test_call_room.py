@@ -108,7 +108,7 @@ def test_two_browsers_meet_and_the_room_hangs_up_on_time(live, room, new_context
         assert page.locator("#join-button").is_hidden() and page.locator("#leave-button").is_visible()
         assert page.locator("#remote-placeholder").is_hidden()
     assert seller.locator("#end-button").is_visible()
-    assert not buyer.locator("#end-button").count()
+    assert buyer.locator("#end-button").is_visible()  # either may end early; the seller then refunds the rest
     seller.screenshot(path=str(artifacts / "call-live-seller.png"), full_page=True)
 
     for page in (seller, buyer):

@@ -44,8 +44,9 @@ from app.models import (
 )
 from app.services import calls
 from app.services.calls import CallConfig
-from tests.e2e.browser.conftest import CHROMIUM, CHROMIUM_FLAGS, LiveStack, separate_stack
-from tests.e2e.browser.pages import unit_of_work, wait_for_remote_video, watch_errors
+from tests.e2e.browser.conftest import CHROMIUM, CHROMIUM_FLAGS, LiveStack, run_axe, separate_stack
+from tests.e2e.browser.pages import log_in, unit_of_work, wait_for_remote_video, watch_errors
+from tests.factories import PASSWORD_HASH
 
 GROSS, FEE = 1000, 200
 LIVE_DURATION = 8  # the live stack's CALL_DURATION_SECONDS
@@ -149,6 +150,13 @@ def load(call_id: uuid.UUID, engine: Engine | None = None) -> tuple[CallRequest,
         )
         session.expunge_all()
         return call, settled, earnings
+
+
+def seed_admin(engine: Engine | None) -> str:
+    email = f"admin-{uuid.uuid4().hex[:8]}@example.com"
+    with unit_of_work(engine) as session:
+        session.add(User(email=email, password_hash=PASSWORD_HASH, role=Role.ADMIN, email_verified_at=utcnow()))
+    return email
 
 
 def enter(page, link: str) -> None:  # type: ignore[no-untyped-def]
@@ -296,3 +304,38 @@ def test_the_seller_ends_after_about_10_s_and_the_refund_is_the_exact_pro_rata_s
     wait_until(lambda: load(call_id, engine)[0].transaction.refunded_cents == GROSS - kept, 30, "the partial refund")
     assert charge_refunded(settings, stack, redis, call_id, engine) == GROSS - kept
     assert load(call_id, engine)[0].transaction.payment_state == PaymentState.CAPTURED
+
+    # The buyer reports a problem from the end screen; an admin refunds the rest from the disputes queue.
+    buyer.locator("#call-problem-link").click()
+    buyer.get_by_label("We could not see or hear each other").check()
+    buyer.get_by_label("Tell us more (optional)").fill("The picture froze before the end.")
+    assert run_axe(buyer) == []
+    buyer.get_by_role("button", name="Send report").click()
+    buyer.locator("#problem-filed").wait_for()
+    admin = new_context().new_page()
+    log_in(admin, stack.url, seed_admin(engine))
+    admin.goto(f"{stack.url}/admin/disputes")
+    case = admin.locator(".problem-case").first
+    assert "The picture froze before the end." in case.inner_text()
+    assert "seller ended early" in case.inner_text() and f"{refund} refunded" in case.inner_text()
+    assert run_axe(admin) == []
+    admin.screenshot(path=str(artifacts / "settlement-admin-problem-case.png"), full_page=True)
+    case.get_by_role("button", name="Refund").click()
+    admin.locator(".flash", has_text=f"Refunded {format_money(kept, 'usd')}").wait_for()
+    wait_until(lambda: load(call_id, engine)[0].transaction.refunded_cents == GROSS, 30, "the admin's refund")
+    assert load(call_id, engine)[0].transaction.payment_state == PaymentState.REFUNDED
+    assert charge_refunded(settings, stack, redis, call_id, engine) == GROSS
+    with unit_of_work(engine) as session:
+        reversals = session.scalars(
+            select(LedgerEntry.amount_cents).where(LedgerEntry.kind == LedgerKind.REVERSAL)
+        ).all()
+    assert reversals == [-(kept - fee)]  # all the seller earned from the call, once
+
+
+def test_the_rules_are_on_the_terms_page(live, new_context) -> None:  # type: ignore[no-untyped-def]
+    page = new_context().new_page()
+    page.goto(f"{live.url}/terms#settlement")
+    table = page.locator("#settlement table")
+    assert "The seller ends the call early" in table.inner_text()
+    assert "1 min connected" in table.inner_text()
+    assert run_axe(page) == []
