@@ -78,13 +78,7 @@ def describe(call: CallRequest, settlement: CallSettlement, party: str) -> str:
     elapsed = duration_text(_seconds(call.started_at, call.ended_at))
     match settlement.outcome:
         case SettlementOutcome.TECHNICAL_FAILURE:
-            first = "You both joined, but the video never connected between you, so the call could not take place."
-            if buyer:
-                return f"{first} It is a technical failure, not anyone's fault: {money.back(call)}."
-            return (
-                f"{first} It counts as a technical failure: the buyer gets their {money.gross} back, "
-                "no fee is charged, and you earn nothing for it."
-            )
+            return _technical_failure(call, buyer, money)
         case SettlementOutcome.SELLER_NO_SHOW:
             if buyer:
                 return f"The seller did not join in time, so the call was cancelled: {money.back(call)}."
@@ -112,6 +106,16 @@ def describe(call: CallRequest, settlement: CallSettlement, party: str) -> str:
     if buyer:
         return f"The call ran its full {length}. You were charged {money.gross}."
     return f"The call ran its full {length}. You earn {money.earned}."
+
+
+def _technical_failure(call: CallRequest, buyer: bool, money: _Money) -> str:
+    first = "You both joined, but the video never connected between you, so the call could not take place."
+    if buyer:
+        return f"{first} It is a technical failure, not anyone's fault: {money.back(call)}."
+    return (
+        f"{first} It counts as a technical failure: the buyer gets their {money.gross} back, "
+        "no fee is charged, and you earn nothing for it."
+    )
 
 
 def _seller_ended(call: CallRequest, settlement: CallSettlement, buyer: bool, money: _Money, elapsed: str) -> str:

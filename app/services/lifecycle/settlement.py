@@ -167,22 +167,8 @@ def refund_problem(
     if not 0 < amount_cents <= left:
         raise Invalid("invalid", f"Refund between 1 cent and what is left to refund ({left} cents).", field="amount")
     reversal = _reversal(session, call, amount_cents)
-    decided = session.execute(
-        update(ProblemCase)
-        .where(ProblemCase.id == case_id, ProblemCase.status == ProblemStatus.OPEN)
-        .values(
-            status=ProblemStatus.REFUNDED,
-            refund_cents=amount_cents,
-            reversal_cents=reversal,
-            resolution_note=note,
-            resolved_by_id=admin_id,
-            resolved_at=now,
-        )
-        .returning(ProblemCase.id)
-        .execution_options(synchronize_session=False)
-    ).scalar_one_or_none()
-    if decided is None:
-        raise Conflict("already_resolved", "This problem report was already resolved.")
+    values = {"refund_cents": amount_cents, "reversal_cents": reversal, "resolution_note": note}
+    _decide_case(session, case_id, ProblemStatus.REFUNDED, admin_id=admin_id, now=now, **values)
     if reversal > 0:
         ledger.record_case_reversal(session, call, case_id, -reversal, memo="Refund after a problem report", now=now)
     payload = {"request_id": str(call.id), "refund_cents": amount_cents, "reversal_cents": reversal}
@@ -221,6 +207,21 @@ def refunded_total(session: Session, call_id: uuid.UUID) -> int:
 
 
 # --- Internals -----------------------------------------------------------------------------------
+
+
+def _decide_case(
+    session: Session, case_id: uuid.UUID, status: ProblemStatus, *, admin_id: uuid.UUID, now: datetime, **values: object
+) -> None:
+    """OPEN → ``status``, one conditional UPDATE: the second of two decisions matches nothing."""
+    decided = session.execute(
+        update(ProblemCase)
+        .where(ProblemCase.id == case_id, ProblemCase.status == ProblemStatus.OPEN)
+        .values(status=status, resolved_by_id=admin_id, resolved_at=now, **values)
+        .returning(ProblemCase.id)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    if decided is None:
+        raise Conflict("already_resolved", "This problem report was already resolved.")
 
 
 def _connected_seconds(session: Session, call: CallRequest) -> int:
