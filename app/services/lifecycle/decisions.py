@@ -53,6 +53,7 @@ def open_request(
         status=RequestStatus.CANCELLED if refused else RequestStatus.PENDING,
         cancel_reason=refused,
         cancelled_at=now if refused else None,
+        created_at=now,
         expires_at=now + timedelta(seconds=request_ttl_seconds),
     )
     session.add(call_request)
