@@ -18,13 +18,15 @@ from flask import Blueprint, Response, abort, current_app, jsonify, redirect, re
 from flask.typing import ResponseReturnValue
 
 from app.db import db, utcnow
-from app.errors import ApiError
+from app.errors import ApiError, refusal_status
 from app.extensions import limiter, redis_client
-from app.formats import format_money
+from app.formats import format_money, format_when
 from app.integrations.payments import payment_gateway
 from app.models import Checkout
+from app.refusals import Refusal
 from app.services.checkout import CheckoutRefused, abandoned_checkout, buyer_status, start_checkout
 from app.services.profiles import call_length_label, load_paywall
+from app.services.scheduling import ScheduleConfig, parse_instants
 from app.web.forms.paywall import NOTE_MAX, PaywallForm
 from app.web.paywall import render_paywall
 
@@ -36,7 +38,14 @@ POLL_SECONDS = 3  # the status page's script
 REFRESH_SECONDS = 5  # the same page without JavaScript
 
 
-def _start(slug: str, email: str, note: str, submission_key: str) -> Checkout:
+def _start(
+    slug: str,
+    email: str,
+    note: str,
+    submission_key: str,
+    proposed_starts: list[datetime] | None = None,
+    time_zone: str | None = None,
+) -> Checkout:
     settings = current_app.extensions["settings"]
     return start_checkout(
         db.session,
@@ -49,6 +58,9 @@ def _start(slug: str, email: str, note: str, submission_key: str) -> Checkout:
         app_env=settings.app_env,
         capture_manually=settings.payment_capture == "manual",
         now=utcnow(),
+        proposed_starts=proposed_starts or (),
+        buyer_time_zone=time_zone,
+        schedule=ScheduleConfig.from_settings(settings),
     )
 
 
@@ -58,10 +70,16 @@ def paywall_checkout(slug: str) -> ResponseReturnValue:
     form = PaywallForm()
     if form.validate_on_submit():
         try:
-            checkout = _start(slug, form.buyer_email.data or "", form.note.data or "", form.submission_key.data or "")
+            zone, starts = form.proposals()
+            checkout = _start(
+                slug, form.buyer_email.data or "", form.note.data or "", form.submission_key.data or "", starts, zone
+            )
         except CheckoutRefused as refusal:
             db.session.rollback()
             return _paywall_again(slug, form, refusal.status, refusal.message)
+        except Refusal as refusal:
+            db.session.rollback()
+            return _paywall_again(slug, form, refusal_status(refusal), refusal.message)
         db.session.commit()
         return redirect(checkout.checkout_url or "/", 303)
     return _paywall_again(slug, form, 422, None)
@@ -90,12 +108,17 @@ def api_checkout() -> ResponseReturnValue:
         fields["note"] = f"Keep the note under {NOTE_MAX} characters."
     if fields:
         raise ApiError(422, "Some fields need attention.", fields=fields)
+    # Omitted (or empty): as soon as possible, exactly as before scheduling existed.
+    starts = parse_instants(body.get("proposedStarts"), field="proposedStarts")
+    time_zone = body.get("timeZone")
+    if time_zone is not None and not isinstance(time_zone, str):
+        raise ApiError(422, "timeZone is an IANA name such as Europe/Paris.", fields={"timeZone": "IANA name"})
     # A client retrying the same purchase sends the same key and gets the same session back.
     key = request.headers.get("Idempotency-Key") or body.get("submissionKey") or secrets.token_urlsafe(24)
     if not isinstance(key, str) or not 16 <= len(key) <= 64:
         raise ApiError(422, "The idempotency key must be 16 to 64 characters.", fields={"submissionKey": "16-64"})
     try:
-        checkout = _start(cast(str, slug), cast(str, email), cast(str, note), key)  # the checks above
+        checkout = _start(cast(str, slug), cast(str, email), cast(str, note), key, starts, time_zone)  # checked above
     except CheckoutRefused as refusal:
         raise ApiError(refusal.status, refusal.message, code=refusal.code) from None
     db.session.commit()
@@ -134,6 +157,7 @@ def success() -> ResponseReturnValue:
             poll_seconds=POLL_SECONDS,
             # Without JavaScript: quick while the payment is confirmed, then gently.
             refresh_seconds=REFRESH_SECONDS if status.status == "processing" else 30,
+            when=lambda value: format_when(value, status.time_zone),
         )
     )
     response.headers["Cache-Control"] = "no-store"
