@@ -74,7 +74,9 @@ def pay_and_fulfil(client, session_id: str, enqueued) -> None:  # type: ignore[n
     (event,) = [args[0] for name, args, _ in enqueued if name == "tasks.builtin_payments.deliver_builtin_webhook"]
     payload = json.dumps(event).encode()
     secret = client.application.extensions["settings"].stripe_webhook_secret
-    response = client.post("/api/webhooks/stripe", data=payload, headers={"Stripe-Signature": sign_payload(payload, secret)})
+    response = client.post(
+        "/api/webhooks/stripe", data=payload, headers={"Stripe-Signature": sign_payload(payload, secret)}
+    )
     assert response.status_code == 200
     (row_id,) = [args[0] for name, args, _ in enqueued if name == "tasks.stripe_events.process_stripe_event"]
     with client.application.app_context():
@@ -86,7 +88,12 @@ def scheduled_call(client, db_session, seller, enqueued) -> CallRequest:  # type
     answer = api_post(
         client,
         "/api/payments/checkout",
-        {"slug": "ada", "buyerEmail": "buyer@example.org", "proposedStarts": [z(TUESDAY), z(WEDNESDAY)], "timeZone": "Europe/Paris"},
+        {
+            "slug": "ada",
+            "buyerEmail": "buyer@example.org",
+            "proposedStarts": [z(TUESDAY), z(WEDNESDAY)],
+            "timeZone": "Europe/Paris",
+        },
     )
     assert answer.status_code == 201, answer.get_json()
     pay_and_fulfil(client, answer.get_json()["sessionId"], enqueued)
@@ -181,7 +188,11 @@ class TestAvailabilityApi:
         saved = api_post(
             client,
             "/api/availability",
-            {"timeZone": "Asia/Kolkata", "weekly": [{"day": "sun", "from": "10:30", "to": "12:00"}], "availableNow": True},
+            {
+                "timeZone": "Asia/Kolkata",
+                "weekly": [{"day": "sun", "from": "10:30", "to": "12:00"}],
+                "availableNow": True,
+            },
         ).get_json()
         assert saved == {
             "timeZone": "Asia/Kolkata",
@@ -212,7 +223,7 @@ class TestPages:
         page = client.get("/u/ada").get_data(as_text=True)
         # Monday 12:00 UTC is 07:00 in New York: the next window is today 08:00-18:00 there.
         assert 'Next available: <time datetime="2026-12-07T13:00:00+00:00"' in page
-        assert 'name="proposed_1" type="datetime-local"' in page and 'data-browser-zone' in page
+        assert 'name="proposed_1" type="datetime-local"' in page and "data-browser-zone" in page
         save_availability(db_session, seller.user_id, now=utcnow(), idle_seconds=1800, available_now=True)
         page = client.get("/u/ada").get_data(as_text=True)
         assert "Available now" in page and "Next available" not in page
@@ -241,7 +252,12 @@ class TestPages:
     def test_the_profile_form_saves_hours_in_the_sellers_words(self, client, db_session, seller) -> None:  # type: ignore[no-untyped-def]
         login(client, seller.user)
         assert 'id="availability"' in client.get("/profile").get_data(as_text=True)
-        form = {"csrf_token": csrf_token(client), "time_zone": "Europe/Berlin", "mon": "09:00-12:00, 14:00 - 18:00", "fri": "8:30-12:00"}
+        form = {
+            "csrf_token": csrf_token(client),
+            "time_zone": "Europe/Berlin",
+            "mon": "09:00-12:00, 14:00 - 18:00",
+            "fri": "8:30-12:00",
+        }
         assert client.post("/profile/availability", data=form).status_code == 303
         weekly = client.get("/api/availability").get_json()["weekly"]
         assert weekly == [
@@ -255,7 +271,9 @@ class TestPages:
 
     def test_the_dashboard_offers_each_proposed_time(self, client, db_session, seller, enqueued) -> None:  # type: ignore[no-untyped-def]
         answer = api_post(
-            client, "/api/payments/checkout", {"slug": "ada", "buyerEmail": "b@example.org", "proposedStarts": [z(TUESDAY)]}
+            client,
+            "/api/payments/checkout",
+            {"slug": "ada", "buyerEmail": "b@example.org", "proposedStarts": [z(TUESDAY)]},
         )
         pay_and_fulfil(client, answer.get_json()["sessionId"], enqueued)
         login(client, seller.user)
@@ -290,14 +308,24 @@ class TestTheBookedCall:
             "askedBy": "seller",
             "answered": False,
         }
-        assert client.post(f"/api/calls/{call.id}/reschedule/answer", json={"token": token["seller"], "accept": True}).status_code == 403
-        assert client.post(f"/api/calls/{call.id}/reschedule/answer", json={"token": "forged", "accept": True}).status_code == 403
+        assert (
+            client.post(
+                f"/api/calls/{call.id}/reschedule/answer", json={"token": token["seller"], "accept": True}
+            ).status_code
+            == 403
+        )
+        assert (
+            client.post(f"/api/calls/{call.id}/reschedule/answer", json={"token": "forged", "accept": True}).status_code
+            == 403
+        )
         moved = client.post(f"/api/calls/{call.id}/reschedule/answer", json={"token": token["buyer"], "accept": True})
         assert moved.get_json()["call"]["scheduledStart"] == new_start
         again = client.post(f"/api/calls/{call.id}/reschedule", json={"token": token["buyer"], "startAt": z(TUESDAY)})
         assert again.status_code == 409 and again.get_json()["error"]["code"] == "already_asked"
 
-    def test_only_the_buyer_cancels_and_the_page_form_works(self, client, db_session, seller, enqueued, settings) -> None:  # type: ignore[no-untyped-def]
+    def test_only_the_buyer_cancels_and_the_page_form_works(
+        self, client, db_session, seller, enqueued, settings
+    ) -> None:  # type: ignore[no-untyped-def]
         call = scheduled_call(client, db_session, seller, enqueued)
         seller_token = join_url("", settings.secret_key, call, "seller").split("?t=")[1]
         assert client.post(f"/api/calls/{call.id}/cancel", json={"token": seller_token}).status_code == 403
@@ -315,7 +343,11 @@ def test_the_dev_mailbox_shows_and_serves_the_invitation(app, client, db_session
     invite = db_session.scalar(select(OutboxEmail).where(OutboxEmail.template == "call_scheduled_buyer"))
     with app.app_context():
         assert send_email(str(invite.id)) == "sent"
-    [listed] = [e for e in client.get("/dev/mailbox.json?recipient=buyer@example.org").get_json()["emails"] if e["id"] == str(invite.id)]
+    [listed] = [
+        e
+        for e in client.get("/dev/mailbox.json?recipient=buyer@example.org").get_json()["emails"]
+        if e["id"] == str(invite.id)
+    ]
     [attachment] = listed["attachments"]
     assert attachment["name"] == "chatlink-call.ics"
     served = client.get(attachment["url"])

@@ -102,7 +102,9 @@ class TestWindowsInstants:
 
     def test_midnight_windows_join_and_results_are_clipped(self) -> None:
         evening = hours("UTC", ("mon", "20:00", "24:00"), ("tue", "00:00", "02:00"))
-        assert windows(evening, utc(2026, 12, 7, 21), utc(2026, 12, 8, 1)) == [(utc(2026, 12, 7, 21), utc(2026, 12, 8, 1))]
+        assert windows(evening, utc(2026, 12, 7, 21), utc(2026, 12, 8, 1)) == [
+            (utc(2026, 12, 7, 21), utc(2026, 12, 8, 1))
+        ]
 
     def test_a_call_must_fit_whole(self) -> None:
         paris = hours("Europe/Paris", ("tue", "09:00", "10:00"))  # 08:00-09:00 UTC in December

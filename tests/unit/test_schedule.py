@@ -111,7 +111,9 @@ def reload(session, request) -> CallRequest:  # type: ignore[no-untyped-def]
 
 def emails(session, request, template_prefix: str = "") -> list[OutboxEmail]:  # type: ignore[no-untyped-def]
     rows = session.scalars(
-        select(OutboxEmail).where(OutboxEmail.context["request_id"].astext == str(request.id)).order_by(OutboxEmail.created_at)
+        select(OutboxEmail)
+        .where(OutboxEmail.context["request_id"].astext == str(request.id))
+        .order_by(OutboxEmail.created_at)
     ).all()
     return [row for row in rows if row.template.startswith(template_prefix)]
 
@@ -225,12 +227,18 @@ class TestTheWholeSchedule:
         call_config, video = CallConfig.from_settings(settings), BuiltinVideo(settings.app_url)
         opens = TUESDAY_START - timedelta(minutes=5)
         with at(opens - timedelta(seconds=1)):
-            assert calls.provision_room(db_session, request.id, provider=video, config=call_config, now=utcnow()) == "not_yet"
+            assert (
+                calls.provision_room(db_session, request.id, provider=video, config=call_config, now=utcnow())
+                == "not_yet"
+            )
             access = CallAccess(reload(db_session, request), "buyer", ended=False)
             with pytest.raises(Conflict, match="not open"):
                 calls.prepare_room(db_session, access, provider=video, config=call_config, now=utcnow())
         with at(opens):
-            assert calls.provision_room(db_session, request.id, provider=video, config=call_config, now=utcnow()) == "created"
+            assert (
+                calls.provision_room(db_session, request.id, provider=video, config=call_config, now=utcnow())
+                == "created"
+            )
         assert emails(db_session, request, "call_ready") == []
 
         # Both in a minute after the start: the clock starts then, and the call runs its length.
@@ -254,7 +262,10 @@ class TestTheWholeSchedule:
             assert clock.apply_no_shows(db_session, utcnow(), settings)["buyer_no_shows"] == 1
         done = reload(db_session, request)
         assert done.cancel_reason is CancelReason.BUYER_NO_SHOW
-        assert db_session.scalar(select(LedgerEntry).where(LedgerEntry.call_request_id == request.id)).kind is LedgerKind.EARNING
+        assert (
+            db_session.scalar(select(LedgerEntry).where(LedgerEntry.call_request_id == request.id)).kind
+            is LedgerKind.EARNING
+        )
 
 
 class TestReschedule:
@@ -268,7 +279,9 @@ class TestReschedule:
             asked = schedule.ask_reschedule(db_session, request, "buyer", new_start, config=config, now=utcnow())
         assert asked.reschedule_start == new_start and asked.scheduled_start == TUESDAY_START
         [question] = emails(db_session, request, "reschedule_asked")
-        assert question.template == "reschedule_asked_seller" and "America/New_York" in question.context["new_start_text"]
+        assert (
+            question.template == "reschedule_asked_seller" and "America/New_York" in question.context["new_start_text"]
+        )
 
         with at("2026-12-07 15:01:00"), pytest.raises(Forbidden):
             schedule.answer_reschedule(db_session, asked, "buyer", accept=True, config=config, now=utcnow())
@@ -289,7 +302,9 @@ class TestReschedule:
         assert {e.status for e in emails(db_session, request, "call_reminder")} == {EmailStatus.WITHDRAWN}
 
         with at("2026-12-07 16:30:00"), pytest.raises(Conflict, match="once"):
-            schedule.ask_reschedule(db_session, moved, "seller", new_start + timedelta(hours=1), config=config, now=utcnow())
+            schedule.ask_reschedule(
+                db_session, moved, "seller", new_start + timedelta(hours=1), config=config, now=utcnow()
+            )
         with at("2026-12-07 16:31:00"), pytest.raises(Conflict):  # answered already: a repeat changes nothing
             schedule.answer_reschedule(db_session, moved, "seller", accept=True, config=config, now=utcnow())
         assert reload(db_session, request).schedule_sequence == 1
@@ -305,7 +320,9 @@ class TestReschedule:
             )
             kept = schedule.answer_reschedule(db_session, asked, "buyer", accept=False, config=config, now=utcnow())
         assert kept.scheduled_start == TUESDAY_START and kept.schedule_sequence == 0
-        assert [e.template for e in emails(db_session, request, "reschedule_declined")] == ["reschedule_declined_seller"]
+        assert [e.template for e in emails(db_session, request, "reschedule_declined")] == [
+            "reschedule_declined_seller"
+        ]
 
     def test_not_once_the_room_is_open(self, db_session, config, enqueued) -> None:  # type: ignore[no-untyped-def]
         request = accepted_for_tuesday(db_session, config, enqueued)
@@ -329,7 +346,9 @@ class TestBuyerCancels:
         with at(notice_ends + timedelta(seconds=2)):
             assert release_payment(db_session, request.id, gateway=gateway, now=utcnow()) == "refunded"
             assert release_payment(db_session, request.id, gateway=gateway, now=utcnow()) == "unchanged"
-        assert gateway.calls == [("refund", reload(db_session, request).transaction.stripe_payment_intent_id, f"refund:{request.id}")]
+        assert gateway.calls == [
+            ("refund", reload(db_session, request).transaction.stripe_payment_intent_id, f"refund:{request.id}")
+        ]
         notices = emails(db_session, request, "call_cancelled")
         assert {e.template for e in notices} == {"call_cancelled_buyer", "call_cancelled_seller"}
         for email in notices:
@@ -359,7 +378,9 @@ class TestBuyerCancels:
     def test_only_the_buyer_and_only_a_booked_call(self, db_session, config, enqueued) -> None:  # type: ignore[no-untyped-def]
         request = booked_request(db_session)
         with at("2026-12-07 12:30:00"):
-            now_call = accept_request(db_session, request.id, seller_id=request.seller_id, now=utcnow(), join_window_seconds=900)
+            now_call = accept_request(
+                db_session, request.id, seller_id=request.seller_id, now=utcnow(), join_window_seconds=900
+            )
             with pytest.raises(Conflict, match="later time"):
                 schedule.cancel_by_buyer(db_session, now_call, config=config, now=utcnow())
 
@@ -427,10 +448,24 @@ def test_an_asap_request_is_exactly_as_before(db_session, settings) -> None:  # 
             request_ttl_seconds=86400,
             now=utcnow(),
         )
-        accepted = accept_request(db_session, request.id, seller_id=request.seller_id, now=utcnow(), join_window_seconds=900)
+        accepted = accept_request(
+            db_session, request.id, seller_id=request.seller_id, now=utcnow(), join_window_seconds=900
+        )
     assert request.expires_at == datetime(2026, 12, 8, 12, tzinfo=UTC)
     assert accepted.scheduled_start is None and accepted.next_reminder_at is None
     assert accepted.join_opens_at == accepted.accepted_at
     assert accepted.join_deadline == accepted.accepted_at + timedelta(seconds=900)
     assert emails(db_session, request, "call_scheduled") == []
     assert uuid.UUID(str(accepted.id))
+
+
+def test_the_sweep_makes_the_room_only_once_it_opens(db_session, config, settings, enqueued) -> None:  # type: ignore[no-untyped-def]
+    from app.services.call_endings import recover_call_work
+
+    request = accepted_for_tuesday(db_session, config, enqueued)
+    opens = TUESDAY_START - timedelta(minutes=5)
+    with at(opens - timedelta(seconds=1)):
+        assert recover_call_work(db_session, utcnow(), settings)["rooms_requeued"] == 0
+    with at(opens + timedelta(seconds=30)):  # its grace after the opening, as for a call for right now
+        assert recover_call_work(db_session, utcnow(), settings)["rooms_requeued"] == 1
+    assert reload(db_session, request).room_ready_at is None
