@@ -65,6 +65,8 @@ def render_paywall(
         available_now=availability.available_now(now),
         next_window=next_window(availability, now),
         seller_time=lambda value: format_local(value, availability.time_zone),
+        same_day=lambda a, b: a.astimezone(availability.zone).date() == b.astimezone(availability.zone).date(),
+        now=now,
         upcoming=windows(availability, now, now + timedelta(days=7))[:UPCOMING_SHOWN],
         zones=time_zone_names() if availability.takes_bookings else (),
         hold_days=max(1, settings.hold_window_seconds // 86400),
