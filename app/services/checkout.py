@@ -8,6 +8,7 @@ same session instead of opening a second one.
 
 The paid request is created only by the verified webhook (``stripe_events`` calls
 ``fulfil_checkout``), never by the buyer's return to the success page.
+What the buyer sees afterwards is in ``app/services/buyer_status.py``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -34,10 +34,10 @@ from app.models import (
     CheckoutStatus,
     PaymentState,
     Profile,
-    Transaction,
     User,
 )
 from app.observability import mask_email
+from app.refusals import Conflict, Forbidden, NotFound, Unavailable
 from app.services.audit import record_event
 from app.services.availability import check_time_zone, load_availability
 from app.services.blocks import is_blocked, normalise_email
@@ -45,7 +45,6 @@ from app.services.fees import split_fee
 from app.services.lifecycle.decisions import open_request
 from app.services.outbox import queue_email
 from app.services.profiles import seller_unavailable_reason
-from app.services.requests import accepted_join_url
 from app.services.scheduling import ScheduleConfig, check_proposals
 
 log = logging.getLogger(__name__)
@@ -64,16 +63,6 @@ _UNAVAILABLE = {
 }
 
 
-class CheckoutRefused(Exception):
-    """The checkout cannot start; ``status`` and ``code`` are what the API answers."""
-
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-
 def start_checkout(
     session: Session,
     *,
@@ -86,6 +75,7 @@ def start_checkout(
     app_env: str,
     capture_manually: bool,
     now: datetime,
+    browser_key_hash: str | None = None,
     proposed_starts: Sequence[datetime] = (),
     buyer_time_zone: str | None = None,
     schedule: ScheduleConfig | None = None,
@@ -95,9 +85,13 @@ def start_checkout(
     ``proposed_starts`` (at most three; none: as soon as possible) must fit the seller's hours and
     the card-hold window (``scheduling.check_proposals``); ``buyer_time_zone`` is an IANA name.
 
-    Raises ``CheckoutRefused``: 404 unknown seller, 409 seller not taking calls, 403 blocked
-    email, 503 the gateway failed (the caller rolls back, so nothing is kept); ``Invalid`` for
-    proposed times or a zone the rules refuse.
+    ``browser_key_hash`` is the hash of the key the caller gives the submitting browser; a
+    repeated submission rebinds the checkout to the newest key (the same form is only ever in
+    one browser, whose cookie the repeat's answer overwrites).
+
+    Raises a refusal: 404 unknown seller, 409 seller not taking calls, 403 blocked
+    email, 503 the gateway failed (the caller rolls back, so nothing is kept), 422 proposed
+    times or a zone the rules refuse.
     """
     user, profile = _seller(session, slug)
     email = normalise_email(buyer_email)
@@ -112,7 +106,7 @@ def start_checkout(
         )
     existing = _by_submission_key(session, submission_key)
     if existing is not None:
-        return _same_attempt(existing, user.id)
+        return _rebind(session, _same_attempt(existing, user.id), browser_key_hash)
     checkout_id = uuid.uuid4()
     inserted = session.execute(
         insert(Checkout)
@@ -126,6 +120,7 @@ def start_checkout(
             amount_cents=profile.price_cents,
             currency=profile.currency,
             submission_key=submission_key,
+            browser_key_hash=browser_key_hash,
             status=CheckoutStatus.OPEN,
             expires_at=now + CHECKOUT_TTL,
         )
@@ -134,7 +129,7 @@ def start_checkout(
     ).scalar_one_or_none()
     if inserted is None:
         # A concurrent submit of the same form won the insert; it has committed by now.
-        return _same_attempt(_by_submission_key(session, submission_key), user.id)
+        return _rebind(session, _same_attempt(_by_submission_key(session, submission_key), user.id), browser_key_hash)
     request = CheckoutRequest(
         seller_id=str(user.id),
         seller_name=profile.display_name,
@@ -152,9 +147,7 @@ def start_checkout(
         created = gateway.create_checkout(request)
     except PaymentError as error:
         log.warning("checkout creation failed", extra={"code": error.code, "transient": error.transient})
-        raise CheckoutRefused(
-            503, "payment_unavailable", "We could not start the payment. Please try again."
-        ) from error
+        raise Unavailable("payment_unavailable", "We could not start the payment. Please try again.") from error
     session.execute(
         update(Checkout)
         .where(Checkout.id == checkout_id)
@@ -173,7 +166,7 @@ def _seller(session: Session, slug: str) -> tuple[User, Profile]:
         select(User, Profile).join(Profile, Profile.user_id == User.id).where(Profile.slug == slug.strip().lower())
     ).one_or_none()
     if row is None or row[0].deleted_at is not None:
-        raise CheckoutRefused(404, "not_found", "No seller has this link.")
+        raise NotFound("not_found", "No seller has this link.")
     return row[0], row[1]
 
 
@@ -181,11 +174,9 @@ def _check_seller(session: Session, user: User, profile: Profile, email: str) ->
     reason = seller_unavailable_reason(user, profile)
     if reason is not None:
         message = _UNAVAILABLE.get(reason, "{name} is not taking calls right now.")
-        raise CheckoutRefused(409, "seller_unavailable", message.format(name=profile.display_name))
+        raise Conflict("seller_unavailable", message.format(name=profile.display_name))
     if is_blocked(session, user.id, email):
-        raise CheckoutRefused(
-            403, "blocked", f"Sorry, {profile.display_name} is not taking requests from this email address."
-        )
+        raise Forbidden("blocked", f"Sorry, {profile.display_name} is not taking requests from this email address.")
 
 
 def _by_submission_key(session: Session, submission_key: str) -> Checkout | None:
@@ -196,10 +187,23 @@ def _by_submission_key(session: Session, submission_key: str) -> Checkout | None
 
 def _same_attempt(existing: Checkout | None, seller_id: uuid.UUID) -> Checkout:
     if existing is None or existing.seller_id != seller_id or not existing.checkout_url:
-        raise CheckoutRefused(409, "form_reused", "This form was already used. Please reload the page and try again.")
+        raise Conflict("form_reused", "This form was already used. Please reload the page and try again.")
     if existing.status != CheckoutStatus.OPEN:
-        raise CheckoutRefused(409, "checkout_closed", "This checkout has ended. Please reload the page to start again.")
+        raise Conflict("checkout_closed", "This checkout has ended. Please reload the page to start again.")
     return existing
+
+
+def _rebind(session: Session, checkout: Checkout, browser_key_hash: str | None) -> Checkout:
+    if browser_key_hash is None:
+        return checkout
+    session.execute(
+        update(Checkout)
+        .where(Checkout.id == checkout.id)
+        .values(browser_key_hash=browser_key_hash)
+        .execution_options(synchronize_session=False)
+    )
+    checkout.browser_key_hash = browser_key_hash
+    return checkout
 
 
 # --- Fulfilment: the webhook's half ------------------------------------------------------------
@@ -371,91 +375,3 @@ def _proposals_context(call_request: CallRequest, zone: str) -> dict[str, Any]:
         "proposed_texts": [format_when(start, zone) for start in call_request.proposed_starts],
         "answer_by_text": format_when(call_request.expires_at, zone),
     }
-
-
-# --- What the buyer sees after checkout ----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BuyerStatus:
-    """The buyer's status page and ``GET /api/requests/status``, read in one query."""
-
-    session_id: str
-    status: str  # processing | pending | accepted | declined | cancelled | completed
-    seller_name: str
-    seller_slug: str | None
-    request_id: uuid.UUID | None
-    expires_at: datetime | None
-    cancel_reason: str | None
-    amount_cents: int
-    currency: str
-    join_url: str | None = None  # the buyer's link to the call, once accepted
-    proposed_starts: tuple[datetime, ...] = ()
-    scheduled_start: datetime | None = None  # the start the seller accepted (None: right away)
-    time_zone: str = "UTC"  # the buyer's, as they paid
-
-    @property
-    def is_final(self) -> bool:
-        return self.status in ("declined", "cancelled", "completed")
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "status": self.status,
-            "requestId": str(self.request_id) if self.request_id else None,
-            "sellerName": self.seller_name,
-            "expiresAt": iso(self.expires_at),
-            "cancelReason": self.cancel_reason,
-            "joinUrl": self.join_url,
-            "proposedStarts": [iso(start) for start in self.proposed_starts],
-            "scheduledStart": iso(self.scheduled_start),
-        }
-
-
-def buyer_status(session: Session, session_id: str, *, app_url: str, secret_key: str) -> BuyerStatus | None:
-    """Where the paid request of Checkout Session ``session_id`` stands; None if unknown.
-    ``processing`` until the webhook has created the request. The session id is the buyer's
-    credential here (it is only in their browser's address and their email), so the answer
-    carries their join link once the seller has accepted."""
-    row = session.execute(
-        select(Checkout, Profile.display_name, Profile.slug, CallRequest)
-        .outerjoin(Profile, Profile.user_id == Checkout.seller_id)
-        .outerjoin(Transaction, Transaction.stripe_checkout_session_id == Checkout.stripe_checkout_session_id)
-        .outerjoin(CallRequest, CallRequest.transaction_id == Transaction.id)
-        .where(Checkout.stripe_checkout_session_id == session_id)
-    ).one_or_none()
-    if row is None:
-        return None
-    checkout, name, slug, call_request = row
-    return BuyerStatus(
-        session_id=session_id,
-        status=call_request.status.value.lower() if call_request else "processing",
-        seller_name=name or "The seller",
-        seller_slug=slug,
-        request_id=call_request.id if call_request else None,
-        expires_at=call_request.expires_at if call_request else None,
-        cancel_reason=call_request.cancel_reason.value if call_request and call_request.cancel_reason else None,
-        amount_cents=checkout.amount_cents,
-        currency=checkout.currency,
-        join_url=accepted_join_url(call_request, "buyer", app_url=app_url, secret_key=secret_key)
-        if call_request
-        else None,
-        proposed_starts=tuple(call_request.proposed_starts if call_request else checkout.proposed_starts),
-        scheduled_start=call_request.scheduled_start if call_request else None,
-        time_zone=checkout.buyer_time_zone or "UTC",
-    )
-
-
-@dataclass(frozen=True)
-class AbandonedCheckout:
-    seller_name: str
-    seller_slug: str
-
-
-def abandoned_checkout(session: Session, checkout_id: uuid.UUID) -> AbandonedCheckout | None:
-    """The seller of a checkout the buyer walked away from, for the link back to the paywall."""
-    row = session.execute(
-        select(Profile.display_name, Profile.slug)
-        .join(Checkout, Checkout.seller_id == Profile.user_id)
-        .where(Checkout.id == checkout_id)
-    ).one_or_none()
-    return AbandonedCheckout(seller_name=row.display_name, seller_slug=row.slug) if row else None

@@ -22,10 +22,11 @@ from flask_wtf.csrf import generate_csrf
 
 from app.config import Settings
 from app.db import db, utcnow
-from app.errors import ApiError, wants_json
+from app.errors import ApiError, refusal_status, wants_json
 from app.extensions import limiter, login_manager, redis_client
 from app.models import User
-from app.services import accounts
+from app.refusals import Refusal
+from app.services import accounts, sessions
 from app.services.lockouts import UnknownEmailLockouts
 from app.web.forms.auth import ForgotForm, LoginForm, ResetForm, SignupForm
 
@@ -38,6 +39,9 @@ AFTER_LOGIN = "/dashboard"
 FORGOT_ANSWER = (
     "If an account exists for that email, we sent it a link to choose a new password. It works for one hour."
 )
+# Sign-up says the same whether or not the address has an account (issue 16): the difference is
+# only in what that address receives.
+SIGNUP_ANSWER = "Check your inbox: we sent a link to that address. Open it to confirm your email and finish signing up."
 TOO_MANY = "Too many attempts from your network. Please wait a little and try again."
 
 
@@ -170,7 +174,7 @@ def _end_session() -> None:
 def _log_in(email: str, password: str) -> User:
     try:
         return accounts.log_in(db.session, email, password, now=utcnow(), unknown=_unknown_email_lockouts())
-    except accounts.AccountError:
+    except Refusal:
         db.session.commit()  # keep the failure count and the audit event
         raise
 
@@ -206,12 +210,14 @@ def _page(template: str, form: FlaskForm, status: int = 200, **context: Any) -> 
     return render_template(template, form=form, **context), status
 
 
-def _show_error(form: FlaskForm, error: accounts.AccountError) -> None:
-    field = getattr(form, error.field, None) if error.field else None
-    if field is not None:
-        field.errors.append(error.message)
-    else:
-        form.form_errors.append(error.message)
+def _show_error(form: FlaskForm, refusal: Refusal) -> None:
+    """The refusal's message beside the input at fault, or above the form."""
+    fields = [getattr(form, name, None) for name in refusal.fields]
+    for field in fields:
+        if field is not None:
+            field.errors.append(refusal.message)
+    if not any(fields):
+        form.form_errors.append(refusal.message)
 
 
 @bp.route("/signup", methods=["GET", "POST"])
@@ -222,17 +228,13 @@ def signup() -> ResponseReturnValue:
     form = SignupForm()
     if form.validate_on_submit():
         try:
-            user = accounts.sign_up(
-                db.session, form.email.data or "", form.password.data or "", now=utcnow(), **_links()
-            )
-        except accounts.AccountError as error:
-            _show_error(form, error)
-            return _page("auth/signup.html", form, status=409 if isinstance(error, accounts.EmailTaken) else 422)
+            accounts.sign_up(db.session, form.email.data or "", form.password.data or "", now=utcnow(), **_links())
+        except Refusal as refusal:
+            _show_error(form, refusal)
+            return _page("auth/signup.html", form, status=refusal_status(refusal))
         db.session.commit()
-        _start_session(user)
-        flash("Welcome to ChatLink! Check your inbox for a link to confirm your email.", "success")
-        return redirect(AFTER_SIGNUP, 303)
-    return _page("auth/signup.html", form)
+        return redirect(url_for("auth.signup", sent=1), 303)
+    return _page("auth/signup.html", form, sent=request.args.get("sent") == "1", answer=SIGNUP_ANSWER)
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -247,11 +249,11 @@ def login() -> ResponseReturnValue:
     if form.validate_on_submit():
         try:
             user = _log_in(form.email.data or "", form.password.data or "")
-        except accounts.AccountLocked as error:
-            form.form_errors.append(error.message)
-            headers["Retry-After"] = str(error.retry_after_seconds)
-        except accounts.AccountError as error:
-            form.form_errors.append(error.message)
+        except accounts.AccountLocked as locked:
+            form.form_errors.append(locked.message)
+            headers["Retry-After"] = str(locked.retry_after)
+        except Refusal as refusal:
+            form.form_errors.append(refusal.message)
         else:
             db.session.commit()
             _start_session(user)
@@ -263,7 +265,7 @@ def login() -> ResponseReturnValue:
 @bp.post("/logout")
 def logout() -> ResponseReturnValue:
     if current_user.is_authenticated:
-        accounts.record_logout(db.session, current_user.id)
+        sessions.log_out(db.session, current_user.id)
         db.session.commit()
     _end_session()
     flash("You are logged out.", "success")
@@ -299,24 +301,29 @@ def reset(token: str) -> ResponseReturnValue:
             return redirect(url_for("auth.login"), 303)
         if request.method == "GET":
             accounts.check_reset_token(db.session, token, now=utcnow())
-    except accounts.InvalidToken as error:
-        return render_template("auth/reset_invalid.html", message=error.message), 400, private
-    except accounts.AccountError as error:
-        _show_error(form, error)
+    except accounts.InvalidToken as invalid:
+        return render_template("auth/reset_invalid.html", message=invalid.message), 400, private
+    except Refusal as refusal:
+        _show_error(form, refusal)
     return *_page("auth/reset.html", form), private
 
 
 @bp.get("/verify-email/<token>")
 def verify_email(token: str) -> ResponseReturnValue:
+    viewer_id = _viewer_id()
     try:
-        accounts.verify_email(
-            db.session, token, secret_key=_settings().secret_key, now=utcnow(), current_user_id=_viewer_id()
+        user, first_time = accounts.confirm_email(
+            db.session, token, secret_key=_settings().secret_key, now=utcnow(), current_user_id=viewer_id
         )
-    except accounts.WrongAccount as error:
-        return render_template("auth/verify_result.html", ok=False, message=error.message), 403
-    except accounts.InvalidToken as error:
-        return render_template("auth/verify_result.html", ok=False, message=error.message), 400
+    except Refusal as refusal:
+        page = render_template("auth/verify_result.html", ok=False, message=refusal.message)
+        return page, refusal_status(refusal)
     db.session.commit()
+    if first_time and viewer_id is None:
+        # The link from sign-up finishes the sign-up: the address is proven, the seller is in.
+        _start_session(user)
+        flash("Welcome to ChatLink! Your email is confirmed. Set up your page.", "success")
+        return redirect(AFTER_SIGNUP, 303)
     return render_template("auth/verify_result.html", ok=True, message="Your email is confirmed. Thank you!")
 
 
@@ -333,29 +340,6 @@ def resend_verification() -> ResponseReturnValue:
 
 
 # --- JSON API -------------------------------------------------------------------------------
-
-_API_STATUS: dict[type[accounts.AccountError], int] = {
-    accounts.InvalidInput: 422,
-    accounts.EmailTaken: 409,
-    accounts.LoginFailed: 401,
-    accounts.AccountLocked: 429,
-    accounts.InvalidToken: 400,
-    accounts.WrongAccount: 403,
-}
-
-
-def _api_error(error: accounts.AccountError, *, rename: dict[str, str] | None = None) -> ApiError:
-    field = (rename or {}).get(error.field or "", error.field)
-    headers = {}
-    if isinstance(error, accounts.AccountLocked):
-        headers["Retry-After"] = str(error.retry_after_seconds)
-    return ApiError(
-        _API_STATUS.get(type(error), 422),
-        error.message,
-        code=error.code,
-        fields={field: error.message} if field else None,
-        headers=headers,
-    )
 
 
 def _json_fields(*names: str) -> list[str]:
@@ -380,23 +364,16 @@ def api_csrf() -> ResponseReturnValue:
 @signup_limit
 def api_signup() -> ResponseReturnValue:
     email, password = _json_fields("email", "password")
-    try:
-        user = accounts.sign_up(db.session, email, password, now=utcnow(), **_links())
-    except accounts.AccountError as error:
-        raise _api_error(error) from None
+    accounts.sign_up(db.session, email, password, now=utcnow(), **_links())
     db.session.commit()
-    _start_session(user)
-    return {"user": user_json(user), "csrfToken": generate_csrf()}, 201
+    return {"message": SIGNUP_ANSWER}, 202
 
 
 @bp.post("/api/auth/login")
 @login_limit
 def api_login() -> ResponseReturnValue:
     email, password = _json_fields("email", "password")
-    try:
-        user = _log_in(email, password)
-    except accounts.AccountError as error:
-        raise _api_error(error) from None
+    user = _log_in(email, password)
     db.session.commit()
     _start_session(user)
     return {"user": user_json(user), "csrfToken": generate_csrf()}
@@ -405,7 +382,7 @@ def api_login() -> ResponseReturnValue:
 @bp.post("/api/auth/logout")
 def api_logout() -> ResponseReturnValue:
     if current_user.is_authenticated:
-        accounts.record_logout(db.session, current_user.id)
+        sessions.log_out(db.session, current_user.id)
         db.session.commit()
     _end_session()
     return {"loggedOut": True}
@@ -427,8 +404,10 @@ def api_reset() -> ResponseReturnValue:
     viewer_id = _viewer_id()
     try:
         user = accounts.reset_password(db.session, token, new_password, now=utcnow())
-    except accounts.AccountError as error:
-        raise _api_error(error, rename={"password": "newPassword"}) from None
+    except Refusal as refusal:
+        # The API's input is newPassword; the service names the form's password field.
+        refusal.fields = {"newPassword" if name == "password" else name: text for name, text in refusal.fields.items()}
+        raise
     db.session.commit()
     logged_in = _after_reset(user, viewer_id)
     answer: dict[str, object] = {"passwordReset": True, "loggedIn": logged_in}

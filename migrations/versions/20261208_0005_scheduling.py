@@ -1,8 +1,8 @@
 """scheduled calls: sellers' availability, the buyer's proposed times, the accepted start, one
 reschedule, reminders, the hold's capture_before, the buyer_cancelled reason and withdrawn emails
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-08 09:00:00+00:00
 """
 
@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0004"
-down_revision: str | None = "0003"
+revision: str = "0005"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
