@@ -15,6 +15,7 @@ import requests
 import vobject
 
 from tests.e2e.browser import pages
+from tests.e2e.browser.conftest import run_axe
 
 PARIS = zoneinfo.ZoneInfo("Europe/Paris")
 NEW_YORK = zoneinfo.ZoneInfo("America/New_York")
@@ -53,6 +54,7 @@ def test_a_buyer_in_paris_and_a_seller_in_new_york_agree_on_one_instant(live, ne
     saved = seller.request.get(f"{live.url}/api/availability").json()
     assert saved["timeZone"] == "America/New_York" and len(saved["weekly"]) == 7
     shot(seller, "seller-hours")
+    assert run_axe(seller) == []
     seller.goto(f"{live.url}/dashboard")
 
     # The buyer proposes two times in Paris time.
@@ -64,6 +66,7 @@ def test_a_buyer_in_paris_and_a_seller_in_new_york_agree_on_one_instant(live, ne
     buyer.get_by_label("First choice").fill(first.strftime("%Y-%m-%dT%H:%M"))
     buyer.get_by_label("Second choice (optional)").fill(second.strftime("%Y-%m-%dT%H:%M"))
     shot(buyer, "buyer-proposes")
+    assert run_axe(buyer) == []
     buyer.get_by_role("button", name=re.compile(r"^Request a call")).click()
     buyer.wait_for_url(re.compile(r"/dev/checkout/cs_"))
     pages.pay(buyer)
@@ -82,6 +85,7 @@ def test_a_buyer_in_paris_and_a_seller_in_new_york_agree_on_one_instant(live, ne
     shown = item.locator("ul.proposed-list li").nth(1).locator("time").inner_text()
     assert f"{second_ny:%-I}:{second_ny:%M}" in shown or f"{second_ny:%H:%M}" in shown, shown
     shot(seller, "seller-sees-proposals")
+    assert run_axe(seller) == []
     offered.nth(1).click()
     booked_on_dashboard = seller.locator("#calls time.scheduled-start")
     booked_on_dashboard.wait_for(timeout=15000)
@@ -111,4 +115,5 @@ def test_a_buyer_in_paris_and_a_seller_in_new_york_agree_on_one_instant(live, ne
     buyer.goto(pages.link_in(invite, "/call/"))
     assert f"{second:%H:%M}" in buyer.locator("#scheduled-start").inner_text()
     shot(buyer, "buyer-waiting-page")
+    assert run_axe(buyer) == []
     assert problems == []
