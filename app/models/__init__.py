@@ -32,7 +32,7 @@ from app.models.settlement import (
     ProblemStatus,
     SettlementOutcome,
 )
-from app.models.users import PasswordResetToken, Profile, Role, User
+from app.models.users import PasswordResetToken, Profile, Role, SellerAvailability, User
 
 __all__ = [
     "AutomaticPayout",
@@ -70,6 +70,7 @@ __all__ = [
     "ReporterRole",
     "RequestStatus",
     "Role",
+    "SellerAvailability",
     "SettlementOutcome",
     "StripeEvent",
     "StripeEventStatus",

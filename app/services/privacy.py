@@ -46,6 +46,7 @@ from app.models import (
     Report,
     ReporterRole,
     RequestStatus,
+    SellerAvailability,
     Transaction,
     User,
 )
@@ -106,6 +107,9 @@ def export_seller_data(session: Session, user_id: uuid.UUID, *, now: datetime) -
         "ledger": rows(LedgerEntry, LedgerEntry.seller_id == user_id, order=LedgerEntry.created_at),
         "payouts": rows(PayoutRequest, PayoutRequest.seller_id == user_id, order=PayoutRequest.created_at),
         "payoutSettings": rows(PayoutSettings, PayoutSettings.seller_id == user_id, order=PayoutSettings.created_at),
+        "availability": rows(
+            SellerAvailability, SellerAvailability.seller_id == user_id, order=SellerAvailability.created_at
+        ),
         "connectAccount": rows(ConnectAccount, ConnectAccount.seller_id == user_id, order=ConnectAccount.created_at),
         "blocks": rows(Block, Block.seller_id == user_id, order=Block.created_at),
         "reportsFiled": rows(
@@ -224,6 +228,7 @@ def _retire_user(session: Session, user: User, tombstone: str, now: datetime) ->
 
 
 def _remove_profile(session: Session, user_id: uuid.UUID, storage: Storage) -> None:
+    session.execute(delete(SellerAvailability).where(SellerAvailability.seller_id == user_id))
     photo_key = session.scalar(delete(Profile).where(Profile.user_id == user_id).returning(Profile.photo_key))
     if photo_key:
         on_commit(session, lambda: delete_photo_files(storage, photo_key))

@@ -303,6 +303,8 @@ class TestBuyerStatus:
             "expiresAt": None,
             "cancelReason": None,
             "joinUrl": None,
+            "proposedStarts": [],
+            "scheduledStart": None,
             "outcome": None,
             "problemUrl": None,
         }

@@ -1,8 +1,8 @@
 """settlement: each party's connected intervals, Daily's webhook inbox, the settlement of every
 call, problem reports and their reversals, the technical_failure cancel reason
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-10 09:00:00+00:00
 """
 
@@ -14,14 +14,16 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = '0005'
-down_revision: str | None = '0004'
+revision: str = '0006'
+down_revision: str | None = '0005'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 # The cancel reasons are a VARCHAR with a CHECK constraint (app/models/_types.py); every value the
 # previous code writes stays allowed, so that code keeps working.
-CANCEL_REASONS = ["expired", "seller_no_show", "buyer_no_show", "blocked", "payment_failed", "admin", "suspended"]
+CANCEL_REASONS = [
+    "expired", "seller_no_show", "buyer_no_show", "blocked", "payment_failed", "admin", "suspended", "buyer_cancelled"
+]
 
 
 def _cancel_reasons(values: list[str]) -> None:
