@@ -36,6 +36,11 @@ RULES: tuple[tuple[str, str, str], ...] = (
         "Nothing, and no fee either.",
     ),
     (
+        "The buyer cancels a call booked for later",
+        "Your money back in full up to {notice} before the start; later, charged as if you had not come.",
+        "Nothing if in time; later, paid the price less the platform fee.",
+    ),
+    (
         "The call runs to its end, or the buyer ends it early",
         "Charged the price.",
         "Paid the price less the platform fee.",
@@ -56,10 +61,12 @@ RULES: tuple[tuple[str, str, str], ...] = (
 PARTY_NAMES = {"buyer": "the buyer", "seller": "the seller"}
 
 
-def rules(minimum_seconds: int) -> list[tuple[str, str, str]]:
-    """``RULES`` with the early-end minimum filled in."""
-    minimum = duration_text(minimum_seconds)
-    return [(what, buyer.format(minimum=minimum), seller) for what, buyer, seller in RULES]
+def rules(minimum_seconds: int, cancel_notice_seconds: int = 86400) -> list[tuple[str, str, str]]:
+    """``RULES`` with this deployment's early-end minimum and cancellation notice filled in."""
+    hours = cancel_notice_seconds / 3600
+    notice = f"{hours:g} hours" if cancel_notice_seconds >= 3600 else duration_text(cancel_notice_seconds)
+    filled = {"minimum": duration_text(minimum_seconds), "notice": notice}
+    return [(what, buyer.format(**filled), seller) for what, buyer, seller in RULES]
 
 
 def duration_text(seconds: int) -> str:

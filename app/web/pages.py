@@ -12,8 +12,10 @@ bp = Blueprint("pages", __name__)
 
 @bp.app_template_global("settlement_rules")
 def settlement_rules() -> list[tuple[str, str, str]]:
-    """The rules of ``templates/_settlement_rules.html``, with this deployment's early-end minimum."""
-    return settlement_text.rules(current_app.extensions["settings"].early_end_minimum_seconds)
+    """The rules of ``templates/_settlement_rules.html``, with this deployment's early-end minimum
+    and cancellation notice."""
+    settings = current_app.extensions["settings"]
+    return settlement_text.rules(settings.early_end_minimum_seconds, settings.cancel_notice_seconds)
 
 
 @bp.get("/")
