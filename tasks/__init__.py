@@ -9,5 +9,6 @@ from tasks import (
     email,  # noqa: F401
     maintenance,  # noqa: F401
     payments,  # noqa: F401
+    photos,  # noqa: F401
     requests,  # noqa: F401
 )

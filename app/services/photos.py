@@ -162,7 +162,7 @@ def set_profile_photo(session: Session, *, profile_id: uuid.UUID, data: bytes, s
     """Store ``data`` as the profile's photo and return its key. The files are written first;
     the previous photo's files are deleted only once the new key is committed."""
     processed = process_photo(data)
-    key = f"photos/{profile_id.hex}/{processed.digest}"
+    key = profile_photo_prefix(profile_id) + processed.digest
     storage.save(photo_variant_key(key, "512"), processed.photo, content_type="image/jpeg")
     storage.save(photo_variant_key(key, "thumb"), processed.thumbnail, content_type="image/jpeg")
     previous = _swap_photo_key(session, profile_id, key)
@@ -187,3 +187,18 @@ def _swap_photo_key(session: Session, profile_id: uuid.UUID, key: str | None) ->
 def delete_photo_files(storage: Storage, photo_key: str) -> None:
     for variant in VARIANTS:
         storage.delete(photo_variant_key(photo_key, variant))
+
+
+def profile_photo_prefix(profile_id: uuid.UUID) -> str:
+    """The folder holding every photo a profile ever had (``set_profile_photo`` writes there)."""
+    return f"photos/{profile_id.hex}/"
+
+
+def delete_removed_profile_photos(session: Session, profile_id: uuid.UUID, *, storage: Storage) -> int:
+    """Delete every stored photo of a profile whose row is gone (its account was deleted),
+    leftovers of earlier replacements included; returns how many files went. A profile that
+    still exists keeps its files, so a stray call cannot delete a live photo. Repeat-safe."""
+    if session.get(Profile, profile_id) is not None:
+        log.warning("photos kept: the profile still exists", extra={"profile_id": str(profile_id)})
+        return 0
+    return storage.delete_prefix(profile_photo_prefix(profile_id))

@@ -27,8 +27,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.db import Base, on_commit
-from app.integrations.storage import Storage
+from app.db import Base
 from app.models import (
     Block,
     CallRequest,
@@ -46,14 +45,15 @@ from app.models import (
     Transaction,
     User,
 )
+from app.queue import enqueue_after_commit
 from app.services.accounts import password_matches
 from app.services.admin import decline_pending_requests
 from app.services.audit import record_event, user_actor
 from app.services.blocks import erased_email, normalise_email
 from app.services.outbox import queue_email
-from app.services.photos import delete_photo_files
 
 FAREWELL_TEMPLATE = "account_deleted"
+PHOTOS_TASK = "tasks.photos.delete_profile_photos"
 EXPORT_EVENTS_LIMIT = 5000
 # Secrets and one-time keys that an export must not hand out (a join key opens a call).
 _NOT_EXPORTED = {"password_hash", "join_key", "submission_key", "checkout_url", "failed_logins", "lockouts"}
@@ -142,7 +142,7 @@ def _json_value(value: Any) -> Any:
 # --- Account deletion -------------------------------------------------------------------------
 
 
-def delete_account(session: Session, user_id: uuid.UUID, *, password: str, now: datetime, storage: Storage) -> str:
+def delete_account(session: Session, user_id: uuid.UUID, *, password: str, now: datetime) -> str:
     """Delete the seller's account after checking ``password``; returns the tombstone email.
 
     Refused (409) while an accepted call has not happened yet: it ends within the join window
@@ -152,7 +152,7 @@ def delete_account(session: Session, user_id: uuid.UUID, *, password: str, now: 
     actor = user_actor(user_id)
     email, tombstone = user.email, deleted_email(user_id)
     decline_pending_requests(session, user_id, now=now, actor=actor)
-    _remove_profile(session, user_id, storage)
+    _remove_profile(session, user_id)
     session.execute(delete(Block).where(Block.seller_id == user_id))
     session.execute(delete(PasswordResetToken).where(PasswordResetToken.user_id == user_id))
     _silence_mail_to(session, email, reason="account deleted")
@@ -212,10 +212,11 @@ def _retire_user(session: Session, user: User, tombstone: str, now: datetime) ->
     session.expire(user)  # the bulk UPDATE does not refresh the loaded object
 
 
-def _remove_profile(session: Session, user_id: uuid.UUID, storage: Storage) -> None:
-    photo_key = session.scalar(delete(Profile).where(Profile.user_id == user_id).returning(Profile.photo_key))
-    if photo_key:
-        on_commit(session, lambda: delete_photo_files(storage, photo_key))
+def _remove_profile(session: Session, user_id: uuid.UUID) -> None:
+    profile_id = session.scalar(delete(Profile).where(Profile.user_id == user_id).returning(Profile.id))
+    if profile_id is not None:
+        # Every photo the profile ever had, by a task that retries while the bucket is unreachable.
+        enqueue_after_commit(session, PHOTOS_TASK, str(profile_id))
 
 
 def _silence_mail_to(session: Session, email: str, *, reason: str) -> None:

@@ -18,7 +18,6 @@ from app.extensions import limiter
 from app.services import privacy
 from app.services.privacy import PrivacyError
 from app.web.forms.trust import DeleteAccountForm
-from app.web.profile import get_storage
 
 bp = Blueprint("privacy", __name__)
 
@@ -88,7 +87,7 @@ def api_delete() -> ResponseReturnValue:
 
 def _delete(password: str) -> None:
     user_id = current_user.id
-    privacy.delete_account(db.session, user_id, password=password, now=utcnow(), storage=get_storage())
+    privacy.delete_account(db.session, user_id, password=password, now=utcnow())
     db.session.commit()
     logout_user()
     current_app.logger.info("account deleted", extra={"user_id": str(user_id)})

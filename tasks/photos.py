@@ -1,0 +1,20 @@
+"""Deleting a deleted account's photos from storage (local disk or an S3 bucket)."""
+
+from __future__ import annotations
+
+import uuid
+
+from flask import current_app
+
+from app.celery_app import chatlink_task
+from app.db import db
+from app.integrations.storage import StorageError
+from app.services.photos import delete_removed_profile_photos
+
+
+# A bucket that is unreachable now is retried for about an hour: the account is gone already and
+# its photos must follow it.
+@chatlink_task(retry_on=(StorageError,), max_retries=8, backoff=30)
+def delete_profile_photos(profile_id: str) -> int:
+    with db.session_scope() as session:
+        return delete_removed_profile_photos(session, uuid.UUID(profile_id), storage=current_app.extensions["storage"])
