@@ -73,6 +73,10 @@ SWEEP_BATCH = 100
 # and gives up on deleting a room after RELEASE_GIVE_UP: by then Daily has expired it anyway.
 RECOVER_AFTER = timedelta(seconds=30)
 RELEASE_GIVE_UP = timedelta(hours=1)
+# How far back the refunds follow-up looks: a no-show still owing its refund is re-claimed (and
+# its updated_at bumped) every RECOVER_AFTER, so it stays inside; see FOLLOW_UP_WINDOW in
+# app/services/request_payments.py for why the sweep's look-back is bounded.
+REFUND_WINDOW = timedelta(days=7)
 TIMER_ENDS = ("timer", "sweep")
 
 
@@ -379,6 +383,7 @@ def recover_call_work(session: Session, now: datetime, settings: Settings) -> di
         session,
         quiet,
         CallRequest.cancel_reason == CancelReason.SELLER_NO_SHOW,
+        CallRequest.updated_at > now - REFUND_WINDOW,
         CallRequest.transaction_id.in_(_payments_in(PaymentState.CAPTURED, PaymentState.HELD)),
         # A refusal is for an operator to look at, not for the sweep to repeat.
         ~exists().where(EventLog.type == REFUND_FAILED_EVENT, EventLog.ref_id == cast(CallRequest.id, String)),

@@ -1,0 +1,522 @@
+"""A year of a busy ChatLink, written with COPY: ``bench/scale.py`` seeds it at full size and
+``tests/unit/test_query_plans.py`` at a small one.
+
+Every row is one the product could have written: sellers with profiles, paid checkouts, their
+transactions and call requests (mostly completed, some declined, expired or no-shows, a few
+pending or accepted right now), the ledger (an earning per paid call, payouts and the reversals
+of rejected ones), the email outbox, the Stripe inbox, the audit log, ratings and reports. One
+seller, the *focus* seller, has ``focus_calls`` of the calls; the benchmarks look at their pages.
+Nothing is due when the seed ends (no pending request past its expiry, no call past its end, no
+email or event waiting), so a sweep measured afterwards is a steady-state one.
+
+Secondary indexes and constraints are dropped for the load and rebuilt after it (sorted builds
+instead of millions of random insertions into UUID indexes), then the tables are analysed and
+vacuumed, as a production database would be by autovacuum.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+
+from app.services.accounts import hash_password
+
+PASSWORD = "scale-password-5b1e"
+PRICE_CENTS = 2500
+FEE_CENTS = 500
+DAY = 86400
+# Tables this module fills; their indexes are rebuilt after the load.
+TABLES = (
+    "users",
+    "profiles",
+    "checkouts",
+    "transactions",
+    "call_requests",
+    "payout_requests",
+    "ledger_entries",
+    "email_outbox",
+    "stripe_events",
+    "event_log",
+    "ratings",
+    "reports",
+)
+
+
+@dataclass(frozen=True)
+class Scale:
+    sellers: int
+    calls: int
+    ledger_rows: int
+    outbox_rows: int
+    focus_calls: int
+    stripe_events: int | None = None  # default: one per call
+    audit_events: int | None = None  # default: one per call
+
+    @classmethod
+    def busy_year(cls) -> Scale:
+        return cls(sellers=100_000, calls=1_000_000, ledger_rows=3_000_000, outbox_rows=1_000_000, focus_calls=10_000)
+
+    @classmethod
+    def near_empty(cls) -> Scale:
+        return cls(sellers=3, calls=20, ledger_rows=40, outbox_rows=20, focus_calls=10)
+
+
+@dataclass
+class Seeded:
+    """What the benchmarks need to find in the seeded database."""
+
+    focus_id: uuid.UUID
+    focus_slug: str
+    admin_id: uuid.UUID
+    counts: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def seed(
+    database_url: str,
+    scale: Scale,
+    *,
+    rng_seed: int = 20,
+    now: datetime | None = None,
+    progress: Callable[[str], None] = lambda line: None,
+) -> Seeded:
+    """Fill an empty, migrated database at ``database_url`` (a psycopg or SQLAlchemy URL)."""
+    started = time.perf_counter()
+    now = now or datetime.now(UTC)
+    writer = _Writer(random.Random(rng_seed), scale, now)
+    conninfo = database_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("SET synchronous_commit = off")
+        conn.execute("SET maintenance_work_mem = '256MB'")
+        rebuild = _drop_indexes(conn)
+        for table, columns, rows in writer.tables():
+            began = time.perf_counter()
+            count = _copy(conn, table, columns, rows)
+            writer.seeded.counts[table] = count
+            progress(f"{table}: {count:,} rows in {time.perf_counter() - began:.1f} s")
+        began = time.perf_counter()
+        for statement in rebuild:
+            conn.execute(statement)
+        progress(f"indexes and constraints rebuilt in {time.perf_counter() - began:.1f} s")
+        began = time.perf_counter()
+        conn.execute("VACUUM (ANALYZE)")
+        progress(f"vacuum and analyze in {time.perf_counter() - began:.1f} s")
+    writer.seeded.seconds = time.perf_counter() - started
+    return writer.seeded
+
+
+def _copy(conn: psycopg.Connection[Any], table: str, columns: tuple[str, ...], rows: Iterator[str]) -> int:
+    count = 0
+    with conn.cursor() as cursor, cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        chunk: list[str] = []
+        for line in rows:
+            chunk.append(line)
+            if len(chunk) == 5000:
+                copy.write("".join(chunk))
+                count += len(chunk)
+                chunk.clear()
+        copy.write("".join(chunk))
+        count += len(chunk)
+    return count
+
+
+def _drop_indexes(conn: psycopg.Connection[Any]) -> list[str]:
+    """Drop the seeded tables' foreign keys, unique and primary keys and indexes; return the
+    statements that put them back, in an order that works (keys before the foreign keys)."""
+    names = list(TABLES)
+    # Foreign keys from other tables too: a primary key cannot go while one points at it.
+    constraints = conn.execute(
+        "SELECT c.conrelid::regclass::text, c.conname, pg_get_constraintdef(c.oid), c.contype FROM pg_constraint c"
+        " WHERE (c.conrelid::regclass::text = ANY(%s) AND c.contype IN ('f', 'u', 'p'))"
+        " OR (c.confrelid::regclass::text = ANY(%s) AND c.contype = 'f')",
+        (names, names),
+    ).fetchall()
+    indexes = conn.execute(
+        "SELECT indexdef, schemaname || '.' || indexname FROM pg_indexes WHERE tablename = ANY(%s)"
+        " AND indexname NOT IN (SELECT conname FROM pg_constraint WHERE contype IN ('u', 'p'))",
+        (names,),
+    ).fetchall()
+    order = {"f": 0, "u": 1, "p": 2}
+    for table, name, _definition, _kind in sorted(constraints, key=lambda row: order[row[3]]):
+        conn.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
+    for _definition, name in indexes:
+        conn.execute(f"DROP INDEX {name}")
+    rebuild = [f'ALTER TABLE {t} ADD CONSTRAINT "{n}" {d}' for t, n, d, k in constraints if k in "pu"]
+    rebuild += [definition for definition, _name in indexes]
+    rebuild += [f'ALTER TABLE {t} ADD CONSTRAINT "{n}" {d}' for t, n, d, k in constraints if k == "f"]
+    return rebuild
+
+
+def _uuid(rng: random.Random) -> uuid.UUID:
+    return uuid.UUID(int=rng.getrandbits(128), version=4)
+
+
+class _Clock:
+    """Timestamps as COPY text, cheaply: minute strings are made once and seconds appended."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self.epoch = int(now.timestamp())
+        self._minutes: dict[int, str] = {}
+
+    def at(self, epoch: float) -> str:
+        seconds = int(epoch)
+        minute = seconds - seconds % 60
+        prefix = self._minutes.get(minute)
+        if prefix is None:
+            prefix = datetime.fromtimestamp(minute, UTC).strftime("%Y-%m-%d %H:%M")
+            self._minutes[minute] = prefix
+        return f"{prefix}:{seconds % 60:02d}+00"
+
+    def ago(self, seconds: float) -> str:
+        return self.at(self.epoch - seconds)
+
+
+# Outcomes of finished calls, with their share: (status, cancel reason, payment state, earns).
+_OUTCOMES = (
+    (0.80, "COMPLETED", None, "captured", True),
+    (0.08, "DECLINED", None, "voided", False),
+    (0.06, "CANCELLED", "expired", "voided", False),
+    (0.02, "CANCELLED", "buyer_no_show", "captured", True),
+    (0.02, "CANCELLED", "seller_no_show", "refunded", False),
+    (0.01, "CANCELLED", "payment_failed", "voided", False),
+    (0.01, "CANCELLED", "blocked", "voided", False),
+)
+_TEMPLATES = ("request_created_seller", "request_created_buyer", "call_ready_buyer", "request_declined_buyer")
+N = "\\N"
+
+
+class _Writer:
+    def __init__(self, rng: random.Random, scale: Scale, now: datetime) -> None:
+        self.rng, self.scale, self.clock = rng, scale, _Clock(now)
+        self.sellers = [_uuid(rng) for _ in range(max(scale.sellers, 1))]
+        self.focus = self.sellers[0]
+        self.admin = _uuid(rng)
+        self.seeded = Seeded(focus_id=self.focus, focus_slug="focus-seller", admin_id=self.admin)
+        # Filled while the calls are written; the ledger needs them.
+        self.earning_calls: list[tuple[uuid.UUID, uuid.UUID, float]] = []
+        self.cumulative: list[tuple[float, tuple[Any, ...]]] = []
+        total = 0.0
+        for share, *outcome in _OUTCOMES:
+            total += share
+            self.cumulative.append((total, tuple(outcome)))
+
+    def tables(self) -> Iterator[tuple[str, tuple[str, ...], Iterator[str]]]:
+        yield "users", _USER_COLUMNS, self.users()
+        yield "profiles", _PROFILE_COLUMNS, self.profiles()
+        # Oldest first, as a production table fills: recent rows sit together at the heap's end.
+        calls = sorted(self.call_plan(), key=lambda c: -c.age)
+        yield "checkouts", _CHECKOUT_COLUMNS, (self.checkout(c) for c in calls)
+        yield "transactions", _TRANSACTION_COLUMNS, (self.transaction(c) for c in calls)
+        yield "call_requests", _CALL_COLUMNS, (self.call(c) for c in calls)
+        self.earning_calls = [(c.id, c.seller, c.age) for c in calls if c.earns]
+        yield "ratings", _RATING_COLUMNS, self.ratings(calls)
+        yield "reports", _REPORT_COLUMNS, self.reports(calls)
+        del calls
+        payouts = sorted(self.payout_plan(), key=lambda p: -p.age)
+        yield "payout_requests", _PAYOUT_COLUMNS, (self.payout(p) for p in payouts)
+        yield "ledger_entries", _LEDGER_COLUMNS, self.ledger(payouts)
+        yield "email_outbox", _OUTBOX_COLUMNS, self.outbox()
+        yield "stripe_events", _EVENT_COLUMNS, self.stripe_events()
+        yield "event_log", _AUDIT_COLUMNS, self.audit_events()
+
+    # --- People --------------------------------------------------------------------------
+
+    def users(self) -> Iterator[str]:
+        password_hash = hash_password(PASSWORD, rounds=4)
+        for n, seller in enumerate(self.sellers):
+            email = "focus@sellers.example.com" if seller == self.focus else f"seller{n}@sellers.example.com"
+            joined = self.clock.ago(self.rng.uniform(30 * DAY, 400 * DAY))
+            yield f"{seller}\t{email}\t{password_hash}\tSELLER\t{joined}\t{joined}\t{joined}\n"
+        yield f"{self.admin}\tadmin@example.com\t{password_hash}\tADMIN\t{self.clock.ago(0)}\t{joined}\t{joined}\n"
+
+    def profiles(self) -> Iterator[str]:
+        for n, seller in enumerate(self.sellers):
+            slug = self.seeded.focus_slug if seller == self.focus else f"seller-{n}"
+            joined = self.clock.ago(self.rng.uniform(30 * DAY, 400 * DAY))
+            bio = "Ask me about product design, careers and portfolios."
+            yield f"{_uuid(self.rng)}\t{seller}\t{slug}\tSeller {n}\t{bio}\t{PRICE_CENTS}\tusd\t{joined}\t{joined}\n"
+
+    # --- Calls and their money -----------------------------------------------------------
+
+    def call_plan(self) -> Iterator[_Call]:
+        """Every call: finished ones over the past year, and every ``stride``-th one live now
+        (pending or accepted in the last hours), the focus seller's first ones included."""
+        live = 2 * max(2, self.scale.calls // 3000)
+        stride = max(1, self.scale.calls // live)
+        for n in range(self.scale.calls):
+            seller = self.focus if n < self.scale.focus_calls else self.rng.choice(self.sellers)
+            if n % stride == 0:
+                state = "PENDING" if (n // stride) % 2 == 0 else "ACCEPTED"
+                yield _Call(n, seller, _uuid(self.rng), _uuid(self.rng), self.rng.uniform(60, 3 * 3600), state)
+            else:
+                age = self.rng.uniform(2 * 3600, 365 * DAY)
+                yield _Call(n, seller, _uuid(self.rng), _uuid(self.rng), age, self._outcome())
+
+    def _outcome(self) -> tuple[Any, ...]:
+        draw = self.rng.random()
+        for threshold, outcome in self.cumulative:
+            if draw < threshold:
+                return outcome
+        return self.cumulative[-1][1]
+
+    def checkout(self, c: _Call) -> str:
+        created = self.clock.ago(c.age + 120)
+        return (
+            f"{_uuid(self.rng)}\t{c.seller}\tbuyer{c.n}@buyers.example.org\t\t{PRICE_CENTS}\tusd\tsub-{c.n}"
+            f"\tcs_test_{c.n:08d}\tcomplete\t{self.clock.ago(c.age - 1800)}\t{created}\n"
+        )
+
+    def transaction(self, c: _Call) -> str:
+        state = {"PENDING": "held", "ACCEPTED": "captured"}.get(c.status, c.payment)
+        if c.status == "COMPLETED" and c.n % 1000 == 7:
+            state = "disputed"
+        captured = self.clock.ago(c.age - 600) if state in ("captured", "refunded", "disputed") else N
+        voided = self.clock.ago(c.age - 3600) if state == "voided" else N
+        refunded = self.clock.ago(c.age - 4000) if state == "refunded" else N
+        disputed = self.clock.ago(c.age - 5 * DAY) if state == "disputed" else N
+        refunded_cents = PRICE_CENTS if state == "refunded" else 0
+        created = self.clock.ago(c.age)
+        return (
+            f"{c.transaction}\t{c.seller}\tbuyer{c.n}@buyers.example.org\tcs_test_{c.n:08d}\tpi_test_{c.n:08d}"
+            f"\t{PRICE_CENTS}\t{FEE_CENTS}\t{PRICE_CENTS - FEE_CENTS}\tusd\t{state}\t{refunded_cents}"
+            f"\t{captured}\t{voided}\t{refunded}\t{disputed}\t{created}\t{created}\n"
+        )
+
+    def call(self, c: _Call) -> str:
+        at = self.clock.ago
+        created, expires = at(c.age), at(c.age - DAY)
+        accepted = declined = cancelled = deadline = join_key = provider = room = room_url = N
+        ready = deleted = buyer_joined = seller_joined = started = ends = ended = ended_by = N
+        present = "f"
+        if c.status in ("ACCEPTED", "COMPLETED") or c.reason in ("buyer_no_show", "seller_no_show"):
+            accepted, deadline, join_key = at(c.age - 600), at(c.age - 1500), f"k{c.n:030d}"
+            provider, room, room_url = "builtin", f"room-{c.n:09d}", f"https://rooms.example/room-{c.n:09d}"
+            ready = at(c.age - 620)
+            # Rooms are deleted when the call ends; a handful were given up on after an hour.
+            deleted = N if c.status == "ACCEPTED" or c.n % 2000 == 11 else at(c.age - 2400)
+        if c.status == "ACCEPTED":
+            # Accepted within the last hours: the join window is still open (nothing is overdue).
+            accepted, ready, deadline = at(c.age / 2), at(c.age / 2), at(-900)
+        elif c.status == "COMPLETED":
+            buyer_joined, seller_joined = at(c.age - 900), at(c.age - 905)
+            started, ends, ended, ended_by = at(c.age - 900), at(c.age - 1200), at(c.age - 1200), "timer"
+        elif c.status == "DECLINED":
+            declined = at(c.age - 700)
+        elif c.status == "CANCELLED":
+            cancelled = at(c.age - 1600)
+            if c.reason == "buyer_no_show":
+                seller_joined = at(c.age - 800)
+        if c.status == "PENDING":
+            expires = at(-DAY + c.age)
+        updated = at(c.age - 2400) if c.age > 3600 else at(c.age / 2)
+        return (
+            "\t".join(
+                (
+                    *(str(c.id), str(c.seller), str(c.transaction), f"buyer{c.n}@buyers.example.org", "Hello!"),
+                    *(c.status, c.reason or N, created, updated, expires, accepted, declined, cancelled, deadline),
+                    *(
+                        join_key,
+                        provider,
+                        room,
+                        room_url,
+                        ready,
+                        deleted,
+                        buyer_joined,
+                        seller_joined,
+                        present,
+                        present,
+                    ),
+                    *(started, ends, ended, ended_by),
+                )
+            )
+            + "\n"
+        )
+
+    def ratings(self, calls: list[_Call]) -> Iterator[str]:
+        for c in calls:
+            if c.status == "COMPLETED" and c.n % 10 < 3:
+                stars = 5 if c.n % 7 else 4
+                yield f"{_uuid(self.rng)}\t{c.id}\t{c.seller}\t{stars}\t{self.clock.ago(c.age - 3600)}\n"
+
+    def reports(self, calls: list[_Call]) -> Iterator[str]:
+        for c in calls:
+            if c.status == "COMPLETED" and c.n % 200 == 3:
+                resolved = c.n % 2000 != 3  # one in ten is still open
+                status, note = ("resolved", "Talked to both; no action.") if resolved else ("open", N)
+                resolved_at = self.clock.ago(c.age - 2 * DAY) if resolved else N
+                resolved_by = str(self.admin) if resolved else N
+                yield (
+                    f"{_uuid(self.rng)}\t{c.seller}\t{c.id}\tbuyer{c.n}@buyers.example.org\tbuyer\tno_show"
+                    f"\tThe seller left early.\t{status}\t{note}\t{resolved_by}\t{resolved_at}"
+                    f"\t{self.clock.ago(c.age - 3 * DAY)}\n"
+                )
+
+    # --- Ledger ----------------------------------------------------------------------------
+
+    def payout_plan(self) -> Iterator[_Payout]:
+        """Payouts fill the ledger up to ``ledger_rows`` (a rejected one adds its reversal); the
+        focus seller asks for one every twenty calls or so."""
+        remaining = max(0, self.scale.ledger_rows - len(self.earning_calls))
+        payouts = round(remaining / 1.21)
+        focus_payouts = self.scale.focus_calls // 20
+        others = self.sellers[1:] or self.sellers
+        for n in range(payouts):
+            seller = self.focus if n % max(1, payouts // max(1, focus_payouts)) == 0 else self.rng.choice(others)
+            # Exactly remaining - payouts of them rejected, spread evenly; a few still waiting.
+            rejected = (n * (remaining - payouts)) // payouts != ((n + 1) * (remaining - payouts)) // payouts
+            status = "REJECTED" if rejected else ("REQUESTED" if n % 5000 == 1 else "PROCESSED")
+            yield _Payout(_uuid(self.rng), seller, self.rng.uniform(3600, 365 * DAY), status)
+
+    def payout(self, p: _Payout) -> str:
+        processed = self.clock.ago(p.age - DAY) if p.status != "REQUESTED" else N
+        reference = "wire ok" if p.status == "PROCESSED" else N
+        reason = "Details did not match." if p.status == "REJECTED" else N
+        processed_by = str(self.admin) if p.status != "REQUESTED" else N
+        return (
+            f"{p.id}\t{p.seller}\t2000\tusd\t{p.status}\t{reference}\t{reason}\t{processed_by}"
+            f"\t{processed}\t{self.clock.ago(p.age)}\n"
+        )
+
+    def ledger(self, payouts: list[_Payout]) -> Iterator[str]:
+        """Earnings, payouts and reversals merged in time order, as they were appended."""
+        net = PRICE_CENTS - FEE_CENTS
+        earnings = (
+            (age - 1300, f"{seller}\tearning\t{net}\tusd\t{call_id}\t{N}\tCall completed")
+            for call_id, seller, age in self.earning_calls
+        )
+        requested = ((p.age, f"{p.seller}\tpayout\t-2000\tusd\t{N}\t{p.id}\tPayout requested") for p in payouts)
+        returned = (
+            (p.age - DAY, f"{p.seller}\treversal\t2000\tusd\t{N}\t{p.id}\tPayout rejected")
+            for p in payouts
+            if p.status == "REJECTED"
+        )
+        for age, row in heapq.merge(earnings, requested, returned, key=lambda entry: -entry[0]):
+            yield f"{_uuid(self.rng)}\t{row}\t{self.clock.ago(age)}\n"
+
+    def ages(self, count: int) -> list[float]:
+        """``count`` moments of the past year, oldest first."""
+        return sorted((self.rng.uniform(600, 365 * DAY) for _ in range(count)), reverse=True)
+
+    # --- Inbox, outbox, audit --------------------------------------------------------------
+
+    def outbox(self) -> Iterator[str]:
+        for n, age in enumerate(self.ages(self.scale.outbox_rows)):
+            template = _TEMPLATES[n % len(_TEMPLATES)]
+            created, sent = self.clock.ago(age), self.clock.ago(age - 2)
+            yield (
+                f"{_uuid(self.rng)}\tbuyer{n}@buyers.example.org\t{template}\t{{}}\t{template}:{n}\tsent\t1\t{N}"
+                f"\t{N}\tpm-{n:010d}\tYour call request\tHello, your request is in.\t<p>Hello, your request is in.</p>"
+                f"\t{sent}\t{created}\n"
+            )
+
+    def stripe_events(self) -> Iterator[str]:
+        count = self.scale.calls if self.scale.stripe_events is None else self.scale.stripe_events
+        for n, age in enumerate(self.ages(count)):
+            payload = '{"type": "checkout.session.completed"}'
+            received, processed = self.clock.ago(age), self.clock.ago(age - 1)
+            yield (
+                f"{_uuid(self.rng)}\tevt_{n:012d}\tcheckout.session.completed\tf\t{payload}\tprocessed\t1\t{N}"
+                f"\t{received}\t{processed}\n"
+            )
+
+    def audit_events(self) -> Iterator[str]:
+        count = self.scale.calls if self.scale.audit_events is None else self.scale.audit_events
+        types = ("request.created", "request.accepted", "call.completed", "request.declined")
+        for n, age in enumerate(self.ages(count)):
+            kind = types[n % len(types)]
+            at = self.clock.ago(age)
+            yield f"{_uuid(self.rng)}\t{kind}\t{_uuid(self.rng)}\tsystem\t{{}}\t{at}\n"
+
+
+@dataclass(frozen=True)
+class _Call:
+    n: int
+    seller: uuid.UUID
+    id: uuid.UUID
+    transaction: uuid.UUID
+    age: float  # seconds before now that it was created
+    outcome: tuple[Any, ...] | str
+
+    @property
+    def status(self) -> str:
+        return self.outcome if isinstance(self.outcome, str) else self.outcome[0]
+
+    @property
+    def reason(self) -> str | None:
+        return None if isinstance(self.outcome, str) else self.outcome[1]
+
+    @property
+    def payment(self) -> str:
+        return "held" if isinstance(self.outcome, str) else self.outcome[2]
+
+    @property
+    def earns(self) -> bool:
+        return not isinstance(self.outcome, str) and bool(self.outcome[3])
+
+
+@dataclass(frozen=True)
+class _Payout:
+    id: uuid.UUID
+    seller: uuid.UUID
+    age: float
+    status: str
+
+
+_USER_COLUMNS = ("id", "email", "password_hash", "role", "email_verified_at", "created_at", "updated_at")
+_PROFILE_COLUMNS = (
+    "id",
+    "user_id",
+    "slug",
+    "display_name",
+    "bio",
+    "price_cents",
+    "currency",
+    "created_at",
+    "updated_at",
+)
+_CHECKOUT_COLUMNS = (
+    *("id", "seller_id", "buyer_email", "note", "amount_cents", "currency", "submission_key"),
+    *("stripe_checkout_session_id", "status", "expires_at", "created_at"),
+)
+_TRANSACTION_COLUMNS = (
+    *("id", "seller_id", "buyer_email", "stripe_checkout_session_id", "stripe_payment_intent_id"),
+    *("gross_cents", "platform_fee_cents", "net_cents", "currency", "payment_state", "refunded_cents"),
+    *("captured_at", "voided_at", "refunded_at", "disputed_at", "created_at", "updated_at"),
+)
+_CALL_COLUMNS = (
+    *("id", "seller_id", "transaction_id", "buyer_email", "note", "status", "cancel_reason", "created_at"),
+    *("updated_at", "expires_at", "accepted_at", "declined_at", "cancelled_at", "join_deadline", "join_key"),
+    *("video_provider", "room_name", "room_url", "room_ready_at", "room_deleted_at", "buyer_joined_at"),
+    *("seller_joined_at", "buyer_present", "seller_present", "started_at", "ends_at", "ended_at", "ended_by"),
+)
+_RATING_COLUMNS = ("id", "call_request_id", "seller_id", "stars", "created_at")
+_REPORT_COLUMNS = (
+    *("id", "seller_id", "call_request_id", "buyer_email", "reporter_role", "reason", "text", "status"),
+    *("resolution_note", "resolved_by_id", "resolved_at", "created_at"),
+)
+_PAYOUT_COLUMNS = (
+    *("id", "seller_id", "amount_cents", "currency", "status", "reference", "reject_reason"),
+    *("processed_by_id", "processed_at", "created_at"),
+)
+_LEDGER_COLUMNS = (
+    *("id", "seller_id", "kind", "amount_cents", "currency", "call_request_id", "payout_request_id", "memo"),
+    "created_at",
+)
+_OUTBOX_COLUMNS = (
+    *("id", "recipient", "template", "context", "dedupe_key", "status", "attempts", "next_attempt_at"),
+    *("last_error", "provider_message_id", "subject", "text_body", "html_body", "sent_at", "created_at"),
+)
+_EVENT_COLUMNS = (
+    *("id", "stripe_event_id", "type", "livemode", "payload", "status", "attempts", "error", "received_at"),
+    "processed_at",
+)
+_AUDIT_COLUMNS = ("id", "type", "ref_id", "actor", "payload", "created_at")
