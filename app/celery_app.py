@@ -26,18 +26,16 @@ Acknowledgement and retries, in one place:
 
 from __future__ import annotations
 
+import importlib
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any, ParamSpec, TypeVar
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
 
 from celery import Celery, Task, shared_task
 from flask import Flask, current_app, has_app_context
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
 
 from app.config import CELERY_VISIBILITY_TIMEOUT, Settings
-from app.db import db
 from app.extensions import celery_broker_url
 
 log = logging.getLogger(__name__)
@@ -54,46 +52,40 @@ def chatlink_task(
     max_retries: int = 8,
     backoff: int = 2,
     backoff_max: int = RETRY_BACKOFF_MAX,
-    **options: Any,
+    ignore_result: bool = True,
 ) -> Callable[[Callable[P, R]], Task[P, R]]:
-    """Declare a ChatLink task with the shared policy: its result is ignored, and the errors a
+    """Declare a ChatLink task with the shared policy: its result is ignored (unless a caller
+    waits for it, as ``ping`` does), and the errors a
     later attempt can fix (``retry_on``, plus a lost database connection, always) are retried
     with exponential backoff (``backoff`` seconds, doubling, capped at ``backoff_max``) and full
     jitter, at most ``max_retries`` times. Anything else is final for this message; the beat
     sweep finds what is left undone in the database. The task's name is its module and function
-    (``tasks.calls.end_call``), and it is enqueued by reference, never by that string
+    (``tasks.call_endings.end_call``), and it is enqueued by reference, never by that string
     (``app.queue.enqueue_after_commit(session, end_call, call_id)``)."""
 
     def declare(function: Callable[P, R]) -> Task[P, R]:
-        task: Task[P, R] = shared_task(  # type: ignore[call-overload]  # celery-types has no overload for **options
-            ignore_result=True,
+        return shared_task(
+            ignore_result=ignore_result,
             autoretry_for=(*retry_on, OperationalError),
             retry_backoff=backoff,
             retry_backoff_max=backoff_max,
             retry_jitter=True,
             max_retries=max_retries,
-            **options,
         )(function)
-        return task
 
     return declare
 
 
 def celery_init_app(app: Flask, settings: Settings) -> Celery:
     class ChatLinkTask(Task):
-        """Runs inside the Flask app context; ``session_scope()`` gives the task its own unit
-        of work (commit on success, rollback on error)."""
+        """Runs inside the Flask app context (tasks open their unit of work with
+        ``db.session_scope()``: commit on success, rollback on error)."""
 
         def __call__(self, *args: object, **kwargs: object) -> object:
             if has_app_context():
                 return self.run(*args, **kwargs)
             with app.app_context():
                 return self.run(*args, **kwargs)
-
-        @contextmanager
-        def session_scope(self) -> Iterator[Session]:
-            with db.session_scope() as session:
-                yield session
 
     broker = celery_broker_url(settings.redis_url or "")
     transport_options = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
@@ -120,15 +112,17 @@ def celery_init_app(app: Flask, settings: Settings) -> Celery:
         task_publish_retry=True,
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2},
         worker_hijack_root_logger=False,
-        beat_schedule={
-            "sweep": {"task": "tasks.maintenance.sweep", "schedule": float(settings.sweep_interval_seconds)},
-        },
     )
     celery.set_default()
     app.extensions["celery"] = celery
-    # Register every task by name, in the web process too, so services can publish by name.
-    import tasks  # noqa: F401
+    # Register every task, in the web process too, so both kinds of process know the same tasks.
+    from tasks import TASK_MODULES
 
+    for module in TASK_MODULES:
+        importlib.import_module(module)
+    from tasks.maintenance import sweep
+
+    celery.conf.beat_schedule = {"sweep": {"task": sweep.name, "schedule": float(settings.sweep_interval_seconds)}}
     return celery
 
 

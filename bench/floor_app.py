@@ -56,7 +56,7 @@ def create_app() -> Flask:
             row = {"id": uuid.uuid4(), "event_id": event["id"], "type": event["type"], "payload": event}
             row_id = connection.execute(INSERT_EVENT, row).scalar_one_or_none()
         if row_id is not None:
-            celery.send_task("tasks.payments.process_stripe_event", (str(row_id),))
+            celery.send_task("tasks.stripe_events.process_stripe_event", (str(row_id),))
         return {"received": True}, 200
 
     return app

@@ -8,18 +8,23 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
-from celery import shared_task
-from flask import current_app
 from sqlalchemy.orm import Session
 
+from app.celery_app import chatlink_task
 from app.config import Settings
-from app.db import utcnow
+from app.db import db, utcnow
 from app.extensions import redis_client
-from app.services import call_endings, email_delivery, health, maintenance, privacy
-from app.services.request_payments import payment_followups
-from app.services.requests import expire_pending_requests
-from app.services.stripe_events import requeue_stuck_events
-from tasks.payments import expire_builtin_checkouts
+from app.services import (
+    call_endings,
+    email_delivery,
+    health,
+    maintenance,
+    privacy,
+    request_payments,
+    stripe_events,
+)
+from app.services.lifecycle import clock, decisions
+from tasks import _runtime, builtin_payments
 
 log = logging.getLogger(__name__)
 
@@ -29,27 +34,28 @@ log = logging.getLogger(__name__)
 SweepStep = Callable[[Session, datetime, Settings], dict[str, int]]
 SWEEP_STEPS: tuple[SweepStep, ...] = (
     # Ending overdue calls comes first: it is the step the product's promise depends on.
-    call_endings.end_overdue_calls,
-    call_endings.apply_no_shows,
+    clock.end_overdue_calls,
+    clock.apply_no_shows,
     call_endings.recover_call_work,
     maintenance.pending_work,
     email_delivery.requeue_due_emails,
-    expire_pending_requests,
-    payment_followups,
-    requeue_stuck_events,
-    expire_builtin_checkouts,
+    decisions.expire_pending_requests,
+    request_payments.payment_followups,
+    stripe_events.requeue_stuck_events,
+    builtin_payments.expire_builtin_checkouts,
     privacy.scrub_farewell_emails,
 )
 
 
-@shared_task(name="tasks.maintenance.sweep", bind=True, ignore_result=True)
-def sweep(self) -> dict[str, int]:  # type: ignore[no-untyped-def]
-    settings = current_app.extensions["settings"]
+# No retries: the next beat runs the sweep again in a few seconds.
+@chatlink_task(max_retries=0)
+def sweep() -> dict[str, int]:
+    settings = _runtime.settings()
     health.record_heartbeat(redis_client(), settings.celery_queue)
     report: dict[str, int] = {}
     for step in SWEEP_STEPS:
         try:
-            with self.session_scope() as session:
+            with db.session_scope() as session:
                 report.update(step(session, utcnow(), settings))
         except Exception:
             log.exception("sweep step failed", extra={"step": step.__name__})
@@ -59,7 +65,7 @@ def sweep(self) -> dict[str, int]:  # type: ignore[no-untyped-def]
     return report
 
 
-@shared_task(name="tasks.maintenance.ping", ignore_result=False)
+@chatlink_task(max_retries=0, ignore_result=False)
 def ping() -> dict[str, object]:
     """Answer from a worker: ``flask chatlink ping-worker`` uses it to prove the queue works."""
     return {"pong": True, "at": time.time(), "host": socket.gethostname()}

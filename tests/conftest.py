@@ -21,6 +21,7 @@ import tempfile
 # instance/): prometheus_client reads this once, when app.metrics first imports it below.
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="chatlink-metrics-")
 import shutil
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +31,7 @@ from alembic import command
 from alembic.config import Config
 from celery.app.task import Task
 from sqlalchemy import create_engine, text
+from werkzeug.serving import make_server
 
 from app import create_app
 from app.config import PROJECT_ROOT, Settings
@@ -155,6 +157,20 @@ def committed_db(app):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def client(app, db_session):  # type: ignore[no-untyped-def]
     return app.test_client()
+
+
+@pytest.fixture
+def served_app(committed_db, make_app, settings) -> Iterator:  # type: ignore[no-untyped-def,type-arg]
+    """The app under a real HTTP server on 127.0.0.1, with APP_URL pointing at it."""
+    holder: dict = {}
+    server = make_server("127.0.0.1", 0, lambda environ, start: holder["app"](environ, start), threaded=True)
+    holder["app"] = make_app(settings.replace(app_url=f"http://127.0.0.1:{server.server_port}"))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield holder["app"]
+    finally:
+        server.shutdown()
 
 
 @pytest.fixture

@@ -313,9 +313,8 @@ def builtin_gateway(settings: Settings, redis: Redis, *, notify: EventSink | Non
 
 
 def _deliver_to_own_webhook(event: dict[str, Any]) -> None:
+    # Imported here: the task module imports this one.
     from app.queue import enqueue_now
+    from tasks import builtin_payments as builtin_payment_tasks
 
-    enqueue_now(DELIVER_WEBHOOK_TASK, event)
-
-
-DELIVER_WEBHOOK_TASK = "tasks.payments.deliver_builtin_webhook"
+    enqueue_now(builtin_payment_tasks.deliver_builtin_webhook, event)

@@ -29,6 +29,7 @@ class CancelReason(enum.StrEnum):
     BLOCKED = "blocked"
     PAYMENT_FAILED = "payment_failed"
     ADMIN = "admin"
+    SUSPENDED = "suspended"  # the seller was suspended before the call could happen
 
 
 class CallRequest(Base):
@@ -45,15 +46,15 @@ class CallRequest(Base):
         # The sweeps' follow-ups, each over the few rows that can still need one (bench/scale.py
         # shows each would otherwise read a year of calls every few seconds): rooms not yet
         # deleted, declined or cancelled requests whose money may still be held or owed back,
-        # and seller no-shows still to refund. Ordered by updated_at, as the sweeps claim them.
+        # and seller no-shows still to refund. By created_at, the order the sweeps claim them in.
         Index(
             "ix_call_requests_room_undeleted",
-            "updated_at",
+            "created_at",
             postgresql_where=text("room_name IS NOT NULL AND room_deleted_at IS NULL"),
         ),
-        Index("ix_call_requests_unsettled", "updated_at", postgresql_where=text("status IN ('DECLINED', 'CANCELLED')")),
+        Index("ix_call_requests_unsettled", "created_at", postgresql_where=text("status IN ('DECLINED', 'CANCELLED')")),
         Index(
-            "ix_call_requests_seller_no_show", "updated_at", postgresql_where=text("cancel_reason = 'seller_no_show'")
+            "ix_call_requests_seller_no_show", "created_at", postgresql_where=text("cancel_reason = 'seller_no_show'")
         ),
     )
 
@@ -87,6 +88,9 @@ class CallRequest(Base):
     ends_at: Mapped[UTCDateTime | None]  # started_at + CALL_DURATION_SECONDS
     ended_at: Mapped[UTCDateTime | None]
     ended_by: Mapped[str | None] = mapped_column(String(20))  # timer, seller, sweep, admin
+    # The beat sweep leaves the row's follow-up work (capture, release, room) alone until then
+    # (app.services.lifecycle._moves.follow_up_due): its own column, so no ordinary write moves it.
+    sweep_lease_until: Mapped[UTCDateTime | None]
 
     transaction: Mapped[Transaction] = relationship()
 

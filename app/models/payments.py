@@ -52,6 +52,7 @@ class PaymentState(enum.StrEnum):
     VOIDED = "voided"  # hold cancelled: the buyer was never charged
     REFUNDED = "refunded"
     DISPUTED = "disputed"
+    CHARGED_BACK = "charged_back"  # a dispute lost: the bank gave the money back to the buyer
 
 
 class Transaction(Base):
@@ -113,6 +114,8 @@ class LedgerKind(enum.StrEnum):
     EARNING = "earning"  # + net of a completed call (or a buyer no-show)
     PAYOUT = "payout"  # - amount requested for payout
     REVERSAL = "reversal"  # + a rejected payout returned, or - a lost dispute
+    DISPUTE_HOLD = "dispute_hold"  # - the seller's share of a disputed payment, held while it is open
+    DISPUTE_RELEASE = "dispute_release"  # + that hold given back when the dispute closes
 
 
 class LedgerEntry(Base):

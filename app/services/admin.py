@@ -3,8 +3,8 @@
 
 Every admin action is audited with the admin as actor (``user:<id>``) and the object as
 reference. Suspension is one conditional UPDATE on ``users.suspended_at``; the paywall and the
-checkout read it (``app.services.profiles.seller_unavailable_reason``), and the seller's PENDING
-requests are declined here, each hold released by ``tasks.requests.release_hold`` after commit.
+checkout read it (``app.services.profiles.seller_unavailable_reason``), and the seller's requests
+are declined or cancelled through ``app.services.lifecycle``, each hold released after commit.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from app.models import (
     CallRequest,
     CancelReason,
     EventLog,
+    LedgerEntry,
+    LedgerKind,
     PaymentState,
     PayoutRequest,
     PayoutStatus,
@@ -31,10 +33,9 @@ from app.models import (
     Transaction,
     User,
 )
-from app.queue import enqueue_after_commit
 from app.services.audit import record_event, user_actor
+from app.services.lifecycle import decisions
 from app.services.outbox import queue_email
-from app.services.requests import RELEASE_TASK, email_context
 
 LIST_LIMIT = 200
 NOTE_MAX = 500
@@ -57,8 +58,10 @@ class AdminError(Exception):
 def suspend_seller(
     session: Session, seller_id: uuid.UUID, *, admin_id: uuid.UUID, note: str, now: datetime
 ) -> list[uuid.UUID]:
-    """Suspend a seller: their paywall becomes unavailable and their PENDING requests are
-    declined (holds released). Returns the declined request ids. 409 when already suspended."""
+    """Suspend a seller: their paywall becomes unavailable, their PENDING requests are declined
+    (holds released) and they can no longer accept or decline; a payment that arrives later is
+    refused at once (``checkout.fulfil_checkout``). A call already accepted still takes place.
+    Returns the declined request ids. 409 when already suspended."""
     note = _clean_note(note)
     suspended = session.execute(
         update(User)
@@ -72,7 +75,7 @@ def suspend_seller(
     record_event(
         session, "admin.seller_suspended", ref_id=seller_id, actor=user_actor(admin_id), payload={"note": note}
     )
-    declined = decline_pending_requests(session, seller_id, now=now, actor=user_actor(admin_id))
+    declined = decisions.decline_all_pending(session, seller_id, now=now, actor=user_actor(admin_id))
     queue_email(
         session,
         recipient=suspended,
@@ -102,33 +105,6 @@ def unsuspend_seller(session: Session, seller_id: uuid.UUID, *, admin_id: uuid.U
         context={},
         dedupe_key=f"seller_unsuspended:{seller_id}:{now.isoformat()}",
     )
-
-
-def decline_pending_requests(session: Session, seller_id: uuid.UUID, *, now: datetime, actor: str) -> list[uuid.UUID]:
-    """PENDING → DECLINED for every request of the seller, in ONE conditional UPDATE (a request
-    the seller accepts at the same moment is either accepted or declined, never both). Each hold
-    is released after commit and each buyer gets the ordinary "declined" email."""
-    declined = list(
-        session.scalars(
-            update(CallRequest)
-            .where(CallRequest.seller_id == seller_id, CallRequest.status == RequestStatus.PENDING)
-            .values(status=RequestStatus.DECLINED, declined_at=now, updated_at=now)
-            .returning(CallRequest.id)
-            .execution_options(synchronize_session=False)
-        )
-    )
-    for request_id in declined:
-        record_event(session, "request.declined", ref_id=request_id, actor=actor)
-        enqueue_after_commit(session, RELEASE_TASK, str(request_id))
-        call_request = session.get(CallRequest, request_id, populate_existing=True)
-        queue_email(
-            session,
-            recipient=call_request.buyer_email,  # type: ignore[union-attr]
-            template="request_declined_buyer",
-            context=email_context(session, call_request),  # type: ignore[arg-type]
-            dedupe_key=f"request_declined:buyer:{request_id}",
-        )
-    return declined
 
 
 def _refusal(session: Session, seller_id: uuid.UUID, *, already: str) -> AdminError:
@@ -211,19 +187,49 @@ class DisputeRow:
     transaction: Transaction
     request_id: uuid.UUID | None
     seller_email: str
+    ledger: list[LedgerEntry]  # what the dispute did to the seller's balance (hold, release, reversal)
+
+    @property
+    def open(self) -> bool:
+        return self.transaction.payment_state == PaymentState.DISPUTED
+
+    @property
+    def balance_effect_cents(self) -> int:
+        return sum(int(entry.amount_cents) for entry in self.ledger)
+
+
+DISPUTE_KINDS = (LedgerKind.DISPUTE_HOLD, LedgerKind.DISPUTE_RELEASE, LedgerKind.REVERSAL)
 
 
 def list_disputes(session: Session, *, limit: int = LIST_LIMIT) -> list[DisputeRow]:
-    """Transactions in DISPUTED state, most recent dispute first."""
+    """Every disputed payment, open or settled, most recent dispute first, each with the ledger
+    rows the dispute wrote for its call."""
     rows = session.execute(
         select(Transaction, CallRequest.id, User.email)
         .outerjoin(CallRequest, CallRequest.transaction_id == Transaction.id)
         .join(User, User.id == Transaction.seller_id)
-        .where(Transaction.payment_state == PaymentState.DISPUTED)
-        .order_by(Transaction.disputed_at.desc().nulls_last(), Transaction.id)
+        .where(Transaction.disputed_at.is_not(None))
+        .order_by(Transaction.disputed_at.desc(), Transaction.id)
         .limit(limit)
-    )
-    return [DisputeRow(transaction=t, request_id=request_id, seller_email=email) for t, request_id, email in rows]
+    ).all()
+    request_ids = [request_id for _, request_id, _ in rows if request_id is not None]
+    entries: dict[uuid.UUID | None, list[LedgerEntry]] = {}
+    for entry in session.scalars(
+        select(LedgerEntry)
+        .where(LedgerEntry.call_request_id.in_(request_ids), LedgerEntry.kind.in_(DISPUTE_KINDS))
+        .order_by(LedgerEntry.created_at, LedgerEntry.id)
+    ):
+        if entry.call_request_id is not None:
+            entries.setdefault(entry.call_request_id, []).append(entry)
+    return [
+        DisputeRow(
+            transaction=t,
+            request_id=request_id,
+            seller_email=email,
+            ledger=entries.get(request_id, []) if request_id else [],
+        )
+        for t, request_id, email in rows
+    ]
 
 
 def query_events(session: Session, *, type: str = "", ref: str = "", limit: int = LIST_LIMIT) -> list[EventLog]:

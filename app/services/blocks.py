@@ -8,15 +8,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import delete, exists, select, update
+from sqlalchemy import delete, exists, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from app.models import Block, CallRequest, CancelReason, RequestStatus
-from app.queue import enqueue_after_commit
+from app.models import Block, CallRequest
 from app.services.audit import record_event, user_actor
-from app.services.outbox import queue_email
-from app.services.requests import RELEASE_TASK, email_context
+from app.services.lifecycle import decisions
 
 
 def normalise_email(email: str) -> str:
@@ -91,7 +89,7 @@ def block_email(session: Session, seller_id: uuid.UUID, email: str, *, now: date
     if inserted is not None:
         # The block id is the reference: the audit trail never needs the buyer's address.
         record_event(session, "block.created", ref_id=block.id, actor=user_actor(seller_id))
-    cancelled = _cancel_pending_from(session, seller_id, address, now)
+    cancelled = decisions.cancel_pending_from(session, seller_id, address, now=now, actor=user_actor(seller_id))
     return BlockOutcome(block=block, created=inserted is not None, cancelled_request_ids=cancelled)
 
 
@@ -125,38 +123,3 @@ def _valid_email(email: str) -> str:
     except EmailNotValidError:
         raise BlockError("Enter an email address like name@example.com.") from None
     return address
-
-
-def _cancel_pending_from(session: Session, seller_id: uuid.UUID, email: str, now: datetime) -> list[uuid.UUID]:
-    """PENDING → CANCELLED (blocked), one conditional UPDATE; each hold is released after commit."""
-    cancelled = list(
-        session.scalars(
-            update(CallRequest)
-            .where(
-                CallRequest.seller_id == seller_id,
-                CallRequest.buyer_email == email,
-                CallRequest.status == RequestStatus.PENDING,
-            )
-            .values(
-                status=RequestStatus.CANCELLED, cancel_reason=CancelReason.BLOCKED, cancelled_at=now, updated_at=now
-            )
-            .returning(CallRequest.id)
-            .execution_options(synchronize_session=False)
-        )
-    )
-    for request_id in cancelled:
-        record_event(
-            session, "request.cancelled", ref_id=request_id, actor=user_actor(seller_id), payload={"reason": "blocked"}
-        )
-        enqueue_after_commit(session, RELEASE_TASK, str(request_id))
-        call_request = session.execute(
-            select(CallRequest).where(CallRequest.id == request_id).execution_options(populate_existing=True)
-        ).scalar_one()
-        queue_email(
-            session,
-            recipient=call_request.buyer_email,
-            template="request_declined_buyer",
-            context=email_context(session, call_request),
-            dedupe_key=f"request_declined:buyer:{request_id}",
-        )
-    return cancelled

@@ -3,46 +3,34 @@
 Each window of a party holds that party's presence slot (``PresenceSlots``) while it is open; a
 second window with the same link is refused. The page reports ``joined`` when its user enters
 (and again every few seconds, which keeps the slot) and ``left`` when they leave or close the
-tab. The first time both parties are present, ONE conditional UPDATE starts the clock:
-``started_at = now`` and ``ends_at = now + CALL_DURATION_SECONDS``. After commit the end is
-scheduled (``tasks.calls.end_call`` with ``eta=ends_at``) and Daily's room is told to expire at
-``ends_at``, so the provider ends the call on time even if every worker is down.
+tab. The first time both parties are present, the clock starts (``lifecycle.clock.start_clock``:
+``started_at = now``, ``ends_at = now + CALL_DURATION_SECONDS``, the end scheduled after commit)
+and Daily's room is told to expire at ``ends_at``, so the provider ends the call on time even if
+every worker is down.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, update
 from sqlalchemy.orm import Session
 
-from app import metrics
 from app.db import on_commit
 from app.integrations.video import VideoError, VideoProvider
 from app.models import CallRequest, RequestStatus
-from app.queue import enqueue_after_commit, enqueue_now
-from app.services.audit import record_event
-from app.services.calls import (
-    SYSTEM,
-    CallAccess,
-    CallConfig,
-    CallConflict,
-    RetryLater,
-    call_state,
-    iso,
-    load_call,
-    party_names,
-    room_expiry,
-)
+from app.queue import RetryLater, enqueue_now
+from app.refusals import Conflict
+from app.services.calls import CallAccess, CallConfig, call_state, party_names, room_expiry
+from app.services.lifecycle import clock
+from app.services.lifecycle._moves import load_request
 from app.services.signaling import PresenceSlots, Signaling
+from tasks import call_presence as presence_tasks
 
 log = logging.getLogger(__name__)
-
-END_TASK = "tasks.calls.end_call"
-START_TASK = "tasks.calls.start_room"
 
 
 def join_call(
@@ -60,7 +48,7 @@ def join_call(
     call = _require_room(access)
     call_id = str(call.id)
     if not slots.claim(call_id, access.party, client_id):
-        raise CallConflict("in_use", "This link is already open in another window. Close it, then try again.")
+        raise Conflict("in_use", "This link is already open in another window. Close it, then try again.")
     answer: dict[str, Any] = {"provider": call.video_provider, "roomUrl": call.room_url, "party": access.party}
     if call.video_provider == provider.name:
         try:
@@ -71,7 +59,7 @@ def join_call(
                 expires_at=room_expiry(call, config.duration_seconds),
             )
         except VideoError as error:
-            raise CallConflict("room_not_ready", "The video service did not answer. Trying again...") from error
+            raise Conflict("room_not_ready", "The video service did not answer. Trying again...") from error
         if token is not None:
             answer["token"] = token
     if call.video_provider == "builtin":
@@ -97,16 +85,16 @@ def report_presence(
     if state == "left":
         if slots.release(call_id, access.party, client_id):
             _set_present(session, access, False, now)
-        return call_state(load_call(session, access.call.id), now)  # type: ignore[arg-type]
+        return call_state(_current(session, access.call.id), now)
     call = _require_room(access)
     if not slots.claim(call_id, access.party, client_id):
-        raise CallConflict("in_use", "This link is already open in another window.")
+        raise Conflict("in_use", "This link is already open in another window.")
     if not _set_present(session, access, True, now):
-        raise CallConflict("call_ended", "This call has ended.")
-    ends_at = _start_clock(session, call.id, now, config.duration_seconds)
+        raise Conflict("call_ended", "This call has ended.")
+    ends_at = clock.start_clock(session, call.id, now=now, duration_seconds=config.duration_seconds)
     if ends_at is not None:
-        _after_start(session, call, ends_at, provider)
-    return call_state(load_call(session, call.id), now)  # type: ignore[arg-type]
+        _after_start(call, ends_at, provider, session)
+    return call_state(_current(session, call.id), now)
 
 
 def _set_present(session: Session, access: CallAccess, present: bool, now: datetime) -> bool:
@@ -130,49 +118,28 @@ def _set_present(session: Session, access: CallAccess, present: bool, now: datet
     return session.execute(statement).scalar_one_or_none() is not None
 
 
-def _start_clock(session: Session, call_id: uuid.UUID, now: datetime, duration_seconds: int) -> datetime | None:
-    """The one transition that starts the call: only the first time both are present."""
-    ends_at = now + timedelta(seconds=duration_seconds)
-    return session.execute(
-        update(CallRequest)
-        .where(
-            CallRequest.id == call_id,
-            CallRequest.status == RequestStatus.ACCEPTED,
-            CallRequest.started_at.is_(None),
-            CallRequest.buyer_present.is_(True),
-            CallRequest.seller_present.is_(True),
-            CallRequest.join_deadline > now,
-        )
-        .values(started_at=now, ends_at=ends_at, updated_at=now)
-        .returning(CallRequest.ends_at)
-        .execution_options(synchronize_session=False)
-    ).scalar_one_or_none()
-
-
-def _after_start(session: Session, call: CallRequest, ends_at: datetime, provider: VideoProvider) -> None:
-    record_event(session, "call.started", ref_id=call.id, actor=SYSTEM, payload={"ends_at": iso(ends_at)})
-    on_commit(session, metrics.call_started)
-    enqueue_after_commit(session, END_TASK, str(call.id), eta=ends_at)
+def _after_start(call: CallRequest, ends_at: datetime, provider: VideoProvider, session: Session) -> None:
+    """Move Daily's room ``exp`` to ``ends_at``, from the web process itself, right after commit,
+    so that Daily ends the call on time even when no worker is running; a task takes over if Daily
+    does not answer."""
     if call.video_provider != provider.name or provider.name == "builtin":
         return
     room_name = call.room_name or ""
     call_id = str(call.id)
 
     def move_room_expiry() -> None:
-        # Done from the web process itself, right after commit, so that Daily ends the call on
-        # time even when no worker is running; a task takes over if Daily does not answer.
         try:
             provider.start(room_name, ends_at=ends_at)
         except Exception:
             log.warning("could not move the room's exp; a task will retry", extra={"request_id": call_id})
-            enqueue_now(START_TASK, call_id)
+            enqueue_now(presence_tasks.start_room, call_id)
 
     on_commit(session, move_room_expiry)
 
 
 def start_room(session: Session, request_id: uuid.UUID, *, provider: VideoProvider) -> str:
     """Task side of ``_after_start``: move the provider room's expiry to ``ends_at``."""
-    call = load_call(session, request_id)
+    call = load_request(session, request_id)
     if call is None or call.ends_at is None or call.status != RequestStatus.ACCEPTED or not call.room_name:
         return "skipped"
     if call.video_provider != provider.name:
@@ -186,9 +153,15 @@ def start_room(session: Session, request_id: uuid.UUID, *, provider: VideoProvid
     return "moved"
 
 
+def _current(session: Session, call_id: uuid.UUID) -> CallRequest:
+    call = load_request(session, call_id)
+    assert call is not None, "the call exists: its credential was just checked"
+    return call
+
+
 def _require_room(access: CallAccess) -> CallRequest:
     if access.ended:
-        raise CallConflict("call_ended", "This call has ended.")
+        raise Conflict("call_ended", "This call has ended.")
     if access.call.room_ready_at is None or not access.call.room_name:
-        raise CallConflict("room_not_ready", "The room is not ready yet. Trying again...")
+        raise Conflict("room_not_ready", "The room is not ready yet. Trying again...")
     return access.call

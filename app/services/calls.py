@@ -23,14 +23,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session
 
 from app.config import Settings
+from app.formats import iso
 from app.integrations.video import VideoError, VideoProvider
 from app.models import CallRequest, PaymentState, Profile, RequestStatus
+from app.queue import RetryLater
+from app.refusals import Conflict, Forbidden
 from app.services.audit import record_event
+from app.services.lifecycle._moves import load_request
+from app.services.lifecycle.notices import email_context
 from app.services.outbox import queue_email
-from app.services.requests import email_context
 
 log = logging.getLogger(__name__)
 
@@ -42,27 +46,19 @@ MAX_TOKEN_LENGTH = 128
 SYSTEM = "system"
 
 
-class RetryLater(Exception):
-    """A vendor failed in a way a later attempt may fix (network, 429, 5xx): the task retries."""
+DENIED = {
+    "invalid": "This call link is not valid. Use the link from your email or your dashboard.",
+    "expired": "This call link has expired: the time to join has passed.",
+}
 
 
-class AccessDenied(Exception):
+class AccessDenied(Forbidden):
     """The credential does not open this call: ``invalid`` (wrong call, wrong party, forged) or
     ``expired`` (the join window passed without a start)."""
 
-    def __init__(self, reason: str):
-        super().__init__(reason)
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"{reason}_credential", DENIED[reason])
         self.reason = reason
-
-
-class CallConflict(Exception):
-    """The call is not in a state that allows this (409), or the party may not do it (403)."""
-
-    def __init__(self, code: str, message: str, *, status: int = 409):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status
 
 
 @dataclass(frozen=True)
@@ -104,6 +100,11 @@ def join_url(app_url: str, secret_key: str, request: CallRequest, party: str) ->
     return f"{app_url.rstrip('/')}/call/{request.id}?t={join_token(secret_key, request, party)}"
 
 
+def rate_url(app_url: str, secret_key: str, call: CallRequest) -> str:
+    """The buyer's "how was your call?" link; the rating page checks the buyer's token."""
+    return f"{app_url.rstrip('/')}/rate/{call.id}?t={join_token(secret_key, call, 'buyer')}"
+
+
 def party_for_token(secret_key: str, request: CallRequest, token: str) -> str | None:
     if not request.join_key or not token or len(token) > MAX_TOKEN_LENGTH:
         return None
@@ -118,7 +119,7 @@ def party_for_token(secret_key: str, request: CallRequest, token: str) -> str | 
 
 def check_access(session: Session, request_id: str, token: str, *, secret_key: str, now: datetime) -> CallAccess:
     """Who this credential is, for this call, now. Raises ``AccessDenied``."""
-    call = load_call(session, _parse_id(request_id))
+    call = load_request(session, _parse_id(request_id))
     party = party_for_token(secret_key, call, token) if call is not None else None
     if call is None or party is None:
         raise AccessDenied("invalid")
@@ -169,7 +170,7 @@ def provision_room(
     Returns ``created``, ``exists`` (already done: a repeat is a no-op) or ``skipped`` (not
     accepted, not captured, or too late for a call to happen).
     """
-    call = load_call(session, request_id)
+    call = load_request(session, request_id)
     if call is None or call.status != RequestStatus.ACCEPTED or call.join_deadline is None:
         return "skipped"
     if call.room_ready_at is not None:
@@ -225,25 +226,14 @@ def prepare_room(
         except (RetryLater, VideoError) as error:
             # The task keeps trying on its own schedule; the page asks again in a moment.
             log.warning("room not ready at create", extra={"request_id": str(access.call.id)})
-            raise CallConflict("room_not_ready", "The room is not ready yet. Trying again...") from error
-        access = CallAccess(load_call(session, access.call.id), access.party, access.ended)  # type: ignore[arg-type]
+            raise Conflict("room_not_ready", "The room is not ready yet. Trying again...") from error
+        access = CallAccess(load_request(session, access.call.id), access.party, access.ended)  # type: ignore[arg-type]
     if access.call.room_ready_at is None:
-        raise CallConflict("room_not_ready", "The room is not ready yet. Trying again...")
+        raise Conflict("room_not_ready", "The room is not ready yet. Trying again...")
     return {"provider": access.call.video_provider, "roomUrl": access.call.room_url, **call_state(access.call, now)}
 
 
 # Reading.
-
-
-def load_call(session: Session, request_id: uuid.UUID | None) -> CallRequest | None:
-    if request_id is None:
-        return None
-    return session.execute(
-        select(CallRequest)
-        .options(joinedload(CallRequest.transaction))
-        .where(CallRequest.id == request_id)
-        .execution_options(populate_existing=True)
-    ).scalar_one_or_none()
 
 
 def call_state(call: CallRequest, now: datetime) -> dict[str, Any]:
@@ -268,7 +258,7 @@ def party_names(session: Session, call: CallRequest) -> dict[str, str]:
 
 def _require_open(access: CallAccess) -> None:
     if access.ended:
-        raise CallConflict("call_ended", "This call has ended.")
+        raise Conflict("call_ended", "This call has ended.")
 
 
 def _parse_id(value: str) -> uuid.UUID | None:
@@ -276,11 +266,6 @@ def _parse_id(value: str) -> uuid.UUID | None:
         return uuid.UUID(str(value))
     except ValueError:
         return None
-
-
-def iso(value: datetime | None) -> str | None:
-    """ISO 8601 in UTC with a ``Z``, as the API and the page's countdown expect."""
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value is not None else None
 
 
 def _minutes(seconds: int) -> int:

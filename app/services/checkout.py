@@ -32,22 +32,20 @@ from app.models import (
     CheckoutStatus,
     PaymentState,
     Profile,
-    RequestStatus,
     Transaction,
     User,
 )
 from app.observability import mask_email
-from app.queue import enqueue_after_commit
 from app.services.audit import record_event
 from app.services.blocks import is_blocked, normalise_email
 from app.services.fees import split_fee
+from app.services.lifecycle.decisions import open_request
 from app.services.outbox import queue_email
 from app.services.profiles import format_price, seller_unavailable_reason
 from app.services.requests import accepted_join_url
 
 log = logging.getLogger(__name__)
 
-RELEASE_TASK = "tasks.requests.release_hold"  # app.services.request_payments.release_payment
 APP_TAG = "chatlink"  # metadata["app"] on everything we create at Stripe
 # Stripe accepts expires_at from 30 minutes to 24 hours after the session's creation, measured
 # on its clock when the request arrives; the extra minute keeps network delay and clock skew
@@ -202,38 +200,40 @@ def fulfil_checkout(
     if transaction_id is None:
         return None
     emails = {checkout.buyer_email, (snapshot.customer_email or "").strip().lower()} - {""}
-    blocked = any(is_blocked(session, checkout.seller_id, email) for email in emails)
-    call_request = CallRequest(
-        id=uuid.uuid4(),
+    call_request = open_request(
+        session,
         seller_id=checkout.seller_id,
         transaction_id=transaction_id,
         buyer_email=checkout.buyer_email,
         note=checkout.note,
-        status=RequestStatus.CANCELLED if blocked else RequestStatus.PENDING,
-        cancel_reason=CancelReason.BLOCKED if blocked else None,
-        cancelled_at=now if blocked else None,
-        expires_at=now + timedelta(seconds=request_ttl_seconds),
+        refused=_refusal_at_payment(session, checkout.seller_id, emails),
+        request_ttl_seconds=request_ttl_seconds,
+        now=now,
     )
-    session.add(call_request)
     session.execute(
         update(Checkout)
         .where(Checkout.id == checkout.id, Checkout.status != CheckoutStatus.COMPLETE)
         .values(status=CheckoutStatus.COMPLETE)
         .execution_options(synchronize_session=False)
     )
-    session.flush()
     payload = {"session_id": snapshot.session_id, "gross_cents": snapshot.amount_total, "state": state.value}
     record_event(session, "payment.received", ref_id=call_request.id, actor="stripe", payload=payload)
-    if blocked:
-        # The gateway call happens in a task after commit, never inside this transaction.
-        record_event(
-            session, "request.cancelled", ref_id=call_request.id, actor="system", payload={"reason": "blocked"}
-        )
-        enqueue_after_commit(session, RELEASE_TASK, str(call_request.id))
     context = _email_context(call_request, snapshot, state, net, request_ttl_seconds)
-    _queue_emails(session, call_request, context, blocked=blocked)
+    _queue_emails(session, call_request, context, refused=call_request.cancel_reason is not None)
     on_commit(session, metrics.checkout_completed)
     return call_request
+
+
+def _refusal_at_payment(session: Session, seller_id: uuid.UUID, buyer_emails: set[str]) -> CancelReason | None:
+    """Why a payment that arrived may not become a request, checked again now because a block or a
+    suspension may have landed since the checkout started: the seller blocked the buyer, or the
+    seller may no longer sell (suspended, or gone)."""
+    seller = session.get(User, seller_id)
+    if seller is None or seller.suspended_at is not None or seller.deleted_at is not None:
+        return CancelReason.SUSPENDED
+    if any(is_blocked(session, seller_id, email) for email in buyer_emails):
+        return CancelReason.BLOCKED
+    return None
 
 
 # SQL rather than ``postgresql.insert``, whose ON CONFLICT form SQLAlchemy compiles again on
@@ -299,8 +299,8 @@ def _email_context(
     }
 
 
-def _queue_emails(session: Session, call_request: CallRequest, context: dict[str, Any], *, blocked: bool) -> None:
-    """The seller hears of the new request and the buyer that the payment arrived; a blocked
+def _queue_emails(session: Session, call_request: CallRequest, context: dict[str, Any], *, refused: bool) -> None:
+    """The seller hears of the new request and the buyer that the payment arrived; a refused
     buyer only hears that the money is released. The dedupe keys make a repeat queue nothing."""
     seller = session.execute(
         select(User.email, Profile.display_name)
@@ -309,7 +309,7 @@ def _queue_emails(session: Session, call_request: CallRequest, context: dict[str
     ).one()
     context = {**context, "seller_name": seller.display_name or "The seller"}
     key = call_request.id
-    if blocked:
+    if refused:
         queue_email(
             session,
             recipient=call_request.buyer_email,

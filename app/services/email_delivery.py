@@ -36,7 +36,7 @@ from app.config import Settings
 from app.integrations.email import EmailDeliveryError, Mailer, OutgoingEmail
 from app.models import EmailStatus, OutboxEmail
 from app.queue import enqueue_now
-from app.services.outbox import SEND_TASK
+from tasks import email_delivery as email_tasks
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,7 @@ def requeue_due_emails(session: Session, now: datetime, settings: Settings) -> d
         .with_for_update(skip_locked=True)
     ).all()
     # Publish first and lease only what was published: a row the broker refused stays due.
-    published = [email_id for email_id in ids if enqueue_now(SEND_TASK, str(email_id))]
+    published = [email_id for email_id in ids if enqueue_now(email_tasks.send_email, str(email_id))]
     if published:
         session.execute(
             update(OutboxEmail)

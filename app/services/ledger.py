@@ -1,8 +1,9 @@
 """The seller's ledger: append-only money movements, the balance, and the CSV export.
 
-The ledger is the only source of a balance (DESIGN.md, Money): an EARNING row (+ net) when a call
-completes or the buyer does not show up, a PAYOUT row (- amount) when the seller asks for money, a
-REVERSAL row (+ amount) when an admin rejects that payout, or (- amount) when a dispute is lost.
+The ledger is the only source of a balance: an EARNING row (+ net) when a call completes or the
+buyer does not show up, a PAYOUT row (- amount) when the seller asks for money, a REVERSAL row
+(+ amount) when an admin rejects that payout, or (- amount) when a dispute is lost, and a
+DISPUTE_HOLD (-) / DISPUTE_RELEASE (+) pair around an open dispute (app/services/lifecycle/payments.py).
 ``available`` is the sum of the rows. ``pending`` is money a buyer has paid or has on hold for a
 call that has not happened yet, counted as the seller's share (net of the platform fee), because
 that is what will land in ``available`` if the call completes.
@@ -117,30 +118,47 @@ def get_balance(session: Session, seller_id: uuid.UUID, *, currency: str) -> Bal
 def record_earning(session: Session, request: CallRequest, *, now: datetime) -> bool:
     """Credit the seller with the net of a call that completed or whose buyer did not show up.
 
-    Call it in the transaction that moves the request to COMPLETED (or CANCELLED/buyer_no_show).
-    The UNIQUE (kind, call_request_id) makes a repeat a no-op: returns False when the earning
-    was already recorded (or the seller's share is zero, which the ledger does not record).
+    Called by the lifecycle in the transaction that moves the request to COMPLETED (or
+    CANCELLED/buyer_no_show), once it has checked that the money was collected. Nothing is
+    recorded when the platform keeps it all. Returns False then, and for a repeat.
     """
     transaction = request.transaction
-    amount = transaction.net_cents
-    if amount <= 0:
+    if transaction.net_cents <= 0:
         return False
+    return record_call_entry(
+        session, request, LedgerKind.EARNING, transaction.net_cents, memo=_earning_memo(request), now=now
+    )
+
+
+def record_call_entry(
+    session: Session, request: CallRequest, kind: LedgerKind, amount_cents: int, *, memo: str, now: datetime
+) -> bool:
+    """Append a row of ``kind`` for this call, once: the UNIQUE (kind, call_request_id) makes a
+    repeat a no-op. Returns False for a repeat."""
     statement = (
         insert(LedgerEntry)
         .values(
             id=uuid.uuid4(),
             seller_id=request.seller_id,
-            kind=LedgerKind.EARNING,
-            amount_cents=amount,
-            currency=transaction.currency,
+            kind=kind,
+            amount_cents=amount_cents,
+            currency=request.transaction.currency,
             call_request_id=request.id,
-            memo=_earning_memo(request),
+            memo=memo,
             created_at=now,
         )
         .on_conflict_do_nothing(constraint="uq_ledger_entries_kind_call_request_id")
         .returning(LedgerEntry.id)
     )
     return session.execute(statement).scalar_one_or_none() is not None
+
+
+def call_entry_cents(session: Session, request_id: uuid.UUID, kind: LedgerKind) -> int:
+    """The amount of this call's row of ``kind``; 0 when there is none."""
+    amount = session.scalar(
+        select(LedgerEntry.amount_cents).where(LedgerEntry.call_request_id == request_id, LedgerEntry.kind == kind)
+    )
+    return int(amount or 0)
 
 
 def _earning_memo(request: CallRequest) -> str:

@@ -1,6 +1,6 @@
 """Queueing an email: a row in the outbox, written in the caller's transaction.
 
-The row is delivered by ``tasks.email.send_email`` after commit (the rows one transaction queues
+The row is delivered by ``tasks.email_delivery.send_email`` after commit (the rows one transaction queues
 go in one task). ``dedupe_key`` names the cause
 (``"request_created:seller:<request id>"``): queueing again for the same cause is a no-op, which
 is what makes a repeated webhook or task send one email, not two.
@@ -18,8 +18,7 @@ from sqlalchemy.orm import Session
 from app.db import utcnow
 from app.models import EmailStatus, OutboxEmail
 from app.queue import enqueue_batch_after_commit
-
-SEND_TASK = "tasks.email.send_email"
+from tasks import email_delivery as email_tasks
 
 # SQL rather than ``postgresql.insert``, whose ON CONFLICT form SQLAlchemy compiles again on every
 # call (see stripe_events._INSERT_EVENT); every paid request queues two of these.
@@ -51,7 +50,7 @@ def queue_email(
     inserted = session.execute(_INSERT_EMAIL, values).scalar_one_or_none()
     if inserted is None:
         return None
-    enqueue_batch_after_commit(session, SEND_TASK, str(inserted))
+    enqueue_batch_after_commit(session, email_tasks.send_email, str(inserted))
     return inserted
 
 

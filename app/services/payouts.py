@@ -21,27 +21,17 @@ from sqlalchemy.orm import Session
 
 from app import metrics
 from app.db import on_commit
+from app.formats import format_money
 from app.models import LedgerEntry, LedgerKind, PayoutRequest, PayoutStatus, Profile, Role, User
+from app.refusals import Conflict, Forbidden, Invalid, NotFound
 from app.services import ledger
 from app.services.audit import record_event, user_actor
 from app.services.outbox import queue_email
-from app.services.profiles import format_price
 
 MIN_PAYOUT_CENTS = 1000
 MAX_REFERENCE_LENGTH = 200
 MAX_REASON_LENGTH = 500
 QUEUE_LIMIT = 200
-
-
-class PayoutError(Exception):
-    """A request or decision that cannot be carried out; ``status`` is the HTTP answer it maps to."""
-
-    def __init__(self, status: int, code: str, message: str, *, field: str | None = None):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.field = field
 
 
 @dataclass(frozen=True)
@@ -56,23 +46,22 @@ def request_payout(
 ) -> PayoutRequest:
     """Take ``amount_cents`` out of the seller's available balance and queue it for an admin."""
     if isinstance(amount_cents, bool) or not isinstance(amount_cents, int):
-        raise PayoutError(422, "invalid", "Enter the amount as a whole number of cents.", field="amountCents")
+        raise Invalid("invalid", "Enter the amount as a whole number of cents.", field="amountCents")
     if amount_cents < MIN_PAYOUT_CENTS:
-        minimum = format_price(MIN_PAYOUT_CENTS, currency)
-        raise PayoutError(422, "amount_too_small", f"The smallest payout is {minimum}.", field="amountCents")
+        minimum = format_money(MIN_PAYOUT_CENTS, currency)
+        raise Invalid("amount_too_small", f"The smallest payout is {minimum}.", field="amountCents")
     # The row lock serialises this seller's payout requests: whoever comes second reads the
     # balance only after the first has committed its PAYOUT row (or rolled back).
     seller = session.execute(select(User).where(User.id == seller_id).with_for_update()).scalar_one_or_none()
     if seller is None or seller.deleted_at is not None:
-        raise PayoutError(404, "not_found", "No such seller.")
+        raise NotFound("not_found", "No such seller.")
     if seller.suspended_at is not None:
-        raise PayoutError(403, "suspended", "Payouts are on hold while your account is suspended.")
+        raise Forbidden("suspended", "Payouts are on hold while your account is suspended.")
     available = ledger.available_cents(session, seller_id, currency)
     if amount_cents > available:
-        raise PayoutError(
-            422,
+        raise Invalid(
             "insufficient_balance",
-            f"You can request at most {format_price(max(available, 0), currency)}.",
+            f"You can request at most {format_money(max(available, 0), currency)}.",
             field="amountCents",
         )
     payout = PayoutRequest(
@@ -159,8 +148,8 @@ def _decide(
         return payout
     existing = session.get(PayoutRequest, payout_id)
     if existing is None:
-        raise PayoutError(404, "not_found", "No such payout.")
-    raise PayoutError(409, "already_decided", f"This payout was already {existing.status.value.lower()}.")
+        raise NotFound("not_found", "No such payout.")
+    raise Conflict("already_decided", f"This payout was already {existing.status.value.lower()}.")
 
 
 def _add_ledger_row(
@@ -185,9 +174,9 @@ def _add_ledger_row(
 def _required_text(value: object, field: str, label: str, limit: int) -> str:
     text = value.strip() if isinstance(value, str) else ""
     if not text:
-        raise PayoutError(422, "invalid", f"Enter {label}.", field=field)
+        raise Invalid("invalid", f"Enter {label}.", field=field)
     if len(text) > limit:
-        raise PayoutError(422, "invalid", f"Keep it under {limit} characters.", field=field)
+        raise Invalid("invalid", f"Keep it under {limit} characters.", field=field)
     return text
 
 
@@ -221,7 +210,7 @@ def _email_context(payout: PayoutRequest) -> dict[str, object]:
         "payoutId": str(payout.id),
         "amountCents": int(payout.amount_cents),
         "currency": payout.currency,
-        "amount": format_price(int(payout.amount_cents), payout.currency),
+        "amount": format_money(int(payout.amount_cents), payout.currency),
         "requestedAt": payout.created_at.isoformat(),
     }
 

@@ -47,13 +47,13 @@ from app.models import (
 )
 from app.queue import enqueue_after_commit
 from app.services.accounts import password_matches
-from app.services.admin import decline_pending_requests
 from app.services.audit import record_event, user_actor
 from app.services.blocks import erased_email, normalise_email
+from app.services.lifecycle.decisions import decline_all_pending
 from app.services.outbox import queue_email
+from tasks import photos as photo_tasks
 
 FAREWELL_TEMPLATE = "account_deleted"
-PHOTOS_TASK = "tasks.photos.delete_profile_photos"
 EXPORT_EVENTS_LIMIT = 5000
 # Secrets and one-time keys that an export must not hand out (a join key opens a call).
 _NOT_EXPORTED = {"password_hash", "join_key", "submission_key", "checkout_url", "failed_logins", "lockouts"}
@@ -151,7 +151,7 @@ def delete_account(session: Session, user_id: uuid.UUID, *, password: str, now: 
     user = _check_deletable(session, user_id, password)
     actor = user_actor(user_id)
     email, tombstone = user.email, deleted_email(user_id)
-    decline_pending_requests(session, user_id, now=now, actor=actor)
+    decline_all_pending(session, user_id, now=now, actor=actor)
     _remove_profile(session, user_id)
     session.execute(delete(Block).where(Block.seller_id == user_id))
     session.execute(delete(PasswordResetToken).where(PasswordResetToken.user_id == user_id))
@@ -216,7 +216,7 @@ def _remove_profile(session: Session, user_id: uuid.UUID) -> None:
     profile_id = session.scalar(delete(Profile).where(Profile.user_id == user_id).returning(Profile.id))
     if profile_id is not None:
         # Every photo the profile ever had, by a task that retries while the bucket is unreachable.
-        enqueue_after_commit(session, PHOTOS_TASK, str(profile_id))
+        enqueue_after_commit(session, photo_tasks.delete_profile_photos, str(profile_id))
 
 
 def _silence_mail_to(session: Session, email: str, *, reason: str) -> None:

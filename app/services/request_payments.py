@@ -18,36 +18,38 @@ import logging
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import String, cast, exists, select, update
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy import String, cast, exists, func
+from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.integrations.payments import PaymentError, PaymentGateway
 from app.models import CallRequest, CancelReason, EventLog, PaymentState, RequestStatus, Transaction
-from app.queue import enqueue_after_commit
+from app.queue import RetryLater, enqueue_after_commit
 from app.services.audit import record_event
-from app.services.requests import CAPTURE_TASK, RELEASE_TASK, SYSTEM, mark_payment_failed
+from app.services.lifecycle import clock
+from app.services.lifecycle import payments as lifecycle_payments
+from app.services.lifecycle._moves import claim, follow_up_due, lease_rows, load_request
+from tasks import calls as call_tasks
+from tasks import request_payments as payment_tasks
 
 log = logging.getLogger(__name__)
 
-PROVISION_TASK = "tasks.calls.provision_room"
 # Cancelled requests whose payment this module gives back. Seller no-shows are refunded by the
 # call's own code and a buyer no-show is the seller's to keep.
-RELEASE_REASONS = (CancelReason.EXPIRED, CancelReason.PAYMENT_FAILED, CancelReason.BLOCKED)
+RELEASE_REASONS = (CancelReason.EXPIRED, CancelReason.PAYMENT_FAILED, CancelReason.BLOCKED, CancelReason.SUSPENDED)
 RELEASE_FAILED_EVENT = "payment.release_failed"
-# The sweep re-publishes payment work still undone this long after the last change to the
-# request, and no more often than that (it bumps ``updated_at`` when it does).
+# The sweep re-publishes payment work still undone this long after the transition that published
+# it, and then no more often than that (the row's sweep lease).
 FOLLOW_UP_AFTER = timedelta(seconds=120)
-# How far back the releases follow-up looks. A request still owing a release is claimed (and its
-# updated_at bumped) every FOLLOW_UP_AFTER while the sweep runs, so it stays inside the window;
-# only a sweep stopped for the whole window would leave one behind. Bounding it keeps the sweep
-# from re-reading every declined or cancelled request of the platform's history each time
-# (bench/scale.py: 600 ms on a year of calls, under a millisecond with the window).
-FOLLOW_UP_WINDOW = timedelta(days=7)
-FOLLOW_UP_BATCH = 100
+# How far back (by the request's creation) the releases follow-up looks. Without a bound it would
+# re-read every declined or cancelled request of the platform's history on each sweep
+# (bench/scale.py: 600 ms on a year of calls); a hold lapses by itself after about seven days,
+# and a refund still failing after a week is an operator's to look at.
+FOLLOW_UP_WINDOW = timedelta(days=8)
+SYSTEM = "system"
 
 
-class GatewayUnavailable(Exception):
+class GatewayUnavailable(RetryLater):
     """The gateway failed in a way a later attempt may fix (network, 429, 5xx): retry with backoff."""
 
 
@@ -58,7 +60,7 @@ def capture_accepted_payment(session: Session, request_id: uuid.UUID, *, gateway
     (the request is gone or no longer ACCEPTED). Already captured (a repeat, or
     ``PAYMENT_CAPTURE=immediate``) → the room task is published again, which is repeat-safe.
     """
-    call_request = _load(session, request_id)
+    call_request = load_request(session, request_id)
     if call_request is None or call_request.status != RequestStatus.ACCEPTED:
         return "skipped"
     state = call_request.transaction.payment_state
@@ -67,9 +69,9 @@ def capture_accepted_payment(session: Session, request_id: uuid.UUID, *, gateway
             return "failed"
     elif state != PaymentState.CAPTURED:
         # Voided, refunded or disputed before the call: there is no money to take.
-        mark_payment_failed(session, call_request.id, now=now, code=f"payment_{state.value}")
+        clock.mark_payment_failed(session, call_request.id, now=now, code=f"payment_{state.value}")
         return "failed"
-    enqueue_after_commit(session, PROVISION_TASK, str(call_request.id))
+    enqueue_after_commit(session, call_tasks.provision_room, str(call_request.id))
     return "captured"
 
 
@@ -81,14 +83,14 @@ def release_payment(session: Session, request_id: uuid.UUID, *, gateway: Payment
     Returns ``voided``, ``refunded``, ``unchanged`` (already settled), ``skipped`` (not a request
     this applies to) or ``failed`` (the gateway refused for good; recorded for an operator).
     """
-    call_request = _load(session, request_id)
+    call_request = load_request(session, request_id)
     if call_request is None or not _releasable(call_request):
         return "skipped"
     state = call_request.transaction.payment_state
     if state == PaymentState.HELD:
         return _void(session, call_request, gateway, now)
     if state == PaymentState.CAPTURED:
-        return _refund(session, call_request, gateway, now, from_state=PaymentState.CAPTURED)
+        return _refund(session, call_request, gateway, now)
     return "unchanged"
 
 
@@ -96,30 +98,27 @@ def payment_followups(session: Session, now: datetime, settings: Settings) -> di
     """Sweep step: re-publish captures and releases whose task was lost (broker down at commit,
     retries exhausted during a gateway outage). Both tasks are repeat-safe, so a duplicate of a
     task still in flight is harmless."""
-    quiet_since = now - FOLLOW_UP_AFTER
-    stale = CallRequest.updated_at < quiet_since
-    captures = _claim(
+    captures = claim(
         session,
-        now,
-        stale,
+        follow_up_due(CallRequest.accepted_at, now, FOLLOW_UP_AFTER),
         CallRequest.status == RequestStatus.ACCEPTED,
         Transaction.payment_state == PaymentState.HELD,
         CallRequest.join_deadline > now,  # past it, the call can no longer happen
     )
-    releases = _claim(
+    releases = claim(
         session,
-        now,
-        stale,
-        CallRequest.updated_at > now - FOLLOW_UP_WINDOW,
+        follow_up_due(func.coalesce(CallRequest.declined_at, CallRequest.cancelled_at), now, FOLLOW_UP_AFTER),
+        CallRequest.created_at > now - FOLLOW_UP_WINDOW,
         (CallRequest.status == RequestStatus.DECLINED)
         | ((CallRequest.status == RequestStatus.CANCELLED) & CallRequest.cancel_reason.in_(RELEASE_REASONS)),
         Transaction.payment_state.in_((PaymentState.HELD, PaymentState.CAPTURED)),
         ~exists().where(EventLog.type == RELEASE_FAILED_EVENT, EventLog.ref_id == cast(CallRequest.id, String)),
     )
+    lease_rows(session, {*captures, *releases}, now + FOLLOW_UP_AFTER)
     for request_id in captures:
-        enqueue_after_commit(session, CAPTURE_TASK, str(request_id))
+        enqueue_after_commit(session, payment_tasks.capture_accepted, str(request_id))
     for request_id in releases:
-        enqueue_after_commit(session, RELEASE_TASK, str(request_id))
+        enqueue_after_commit(session, payment_tasks.release_hold, str(request_id))
     return {"captures_requeued": len(captures), "releases_requeued": len(releases)}
 
 
@@ -134,10 +133,9 @@ def _capture(session: Session, call_request: CallRequest, gateway: PaymentGatewa
         record_event(
             session, "payment.capture_failed", ref_id=call_request.id, actor=SYSTEM, payload={"code": error.code}
         )
-        mark_payment_failed(session, call_request.id, now=now, code=error.code)
+        clock.mark_payment_failed(session, call_request.id, now=now, code=error.code)
         return "failed"
-    if _move(session, transaction.id, PaymentState.HELD, PaymentState.CAPTURED, captured_at=now):
-        record_event(session, "payment.captured", ref_id=call_request.id, actor=SYSTEM)
+    lifecycle_payments.mark_captured(session, call_request, now=now)
     return "captured"
 
 
@@ -149,14 +147,11 @@ def _void(session: Session, call_request: CallRequest, gateway: PaymentGateway, 
         if error.transient:
             raise GatewayUnavailable(str(error)) from error
         return _reconcile(session, call_request, gateway, now, error)
-    if _move(session, transaction.id, PaymentState.HELD, PaymentState.VOIDED, voided_at=now):
-        record_event(session, "payment.voided", ref_id=call_request.id, actor=SYSTEM)
+    lifecycle_payments.mark_voided(session, call_request, now=now)
     return "voided"
 
 
-def _refund(
-    session: Session, call_request: CallRequest, gateway: PaymentGateway, now: datetime, *, from_state: PaymentState
-) -> str:
+def _refund(session: Session, call_request: CallRequest, gateway: PaymentGateway, now: datetime) -> str:
     transaction = call_request.transaction
     try:
         refund_status = gateway.refund(_intent_id(transaction), idempotency_key=f"refund:{call_request.id}")
@@ -166,18 +161,7 @@ def _refund(
         if error.code != "charge_already_refunded":
             return _release_failed(session, call_request, error)
         refund_status = "succeeded"
-    # A refund may still be pending at the bank; the charge.refunded webhook confirms it later.
-    if _move(
-        session,
-        transaction.id,
-        from_state,
-        PaymentState.REFUNDED,
-        refunded_at=now,
-        refunded_cents=transaction.gross_cents,
-    ):
-        record_event(
-            session, "payment.refunded", ref_id=call_request.id, actor=SYSTEM, payload={"refund_status": refund_status}
-        )
+    lifecycle_payments.mark_refunded(session, call_request, now=now, payload={"refund_status": refund_status})
     return "refunded"
 
 
@@ -195,11 +179,10 @@ def _reconcile(
             raise GatewayUnavailable(str(lookup_error)) from lookup_error
         intent_status = None
     if intent_status == "canceled":
-        if _move(session, transaction.id, PaymentState.HELD, PaymentState.VOIDED, voided_at=now):
-            record_event(session, "payment.voided", ref_id=call_request.id, actor=SYSTEM, payload={"reconciled": True})
+        lifecycle_payments.mark_voided(session, call_request, now=now, payload={"reconciled": True})
         return "voided"
     if intent_status == "succeeded":
-        return _refund(session, call_request, gateway, now, from_state=PaymentState.HELD)
+        return _refund(session, call_request, gateway, now)
     return _release_failed(session, call_request, error)
 
 
@@ -208,43 +191,6 @@ def _release_failed(session: Session, call_request: CallRequest, error: PaymentE
     log.error("payment release refused", extra={"request_id": str(call_request.id), "code": error.code})
     record_event(session, RELEASE_FAILED_EVENT, ref_id=call_request.id, actor=SYSTEM, payload={"code": error.code})
     return "failed"
-
-
-def _move(
-    session: Session, transaction_id: uuid.UUID, from_state: PaymentState, to_state: PaymentState, **values: object
-) -> bool:
-    """One conditional UPDATE of the transaction's payment state; False when another run won."""
-    statement = (
-        update(Transaction)
-        .where(Transaction.id == transaction_id, Transaction.payment_state == from_state)
-        .values(payment_state=to_state, **values)
-        .returning(Transaction.id)
-        .execution_options(synchronize_session=False)
-    )
-    return session.execute(statement).scalar_one_or_none() is not None
-
-
-def _claim(session: Session, now: datetime, *conditions: object) -> list[uuid.UUID]:
-    """Ids of requests matching ``conditions``, locked (skipping rows another sweep holds) and
-    marked as followed up now, so the next run leaves them alone for FOLLOW_UP_AFTER."""
-    ids = list(
-        session.scalars(
-            select(CallRequest.id)
-            .join(Transaction, Transaction.id == CallRequest.transaction_id)
-            .where(*conditions)
-            .order_by(CallRequest.updated_at)
-            .limit(FOLLOW_UP_BATCH)
-            .with_for_update(of=CallRequest, skip_locked=True)
-        )
-    )
-    if ids:
-        session.execute(
-            update(CallRequest)
-            .where(CallRequest.id.in_(ids))
-            .values(updated_at=now)
-            .execution_options(synchronize_session=False)
-        )
-    return ids
 
 
 def _releasable(call_request: CallRequest) -> bool:
@@ -257,12 +203,3 @@ def _intent_id(transaction: Transaction) -> str:
     if not transaction.stripe_payment_intent_id:
         raise PaymentError("the transaction has no PaymentIntent", transient=False, code="missing_payment_intent")
     return transaction.stripe_payment_intent_id
-
-
-def _load(session: Session, request_id: uuid.UUID) -> CallRequest | None:
-    return session.execute(
-        select(CallRequest)
-        .options(joinedload(CallRequest.transaction))
-        .where(CallRequest.id == request_id)
-        .execution_options(populate_existing=True)
-    ).scalar_one_or_none()

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Connection, Uuid, and_, bindparam, case, func, or_, select, text, update
+from sqlalchemy import Connection, Uuid, bindparam, select, text, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
@@ -42,10 +42,11 @@ from app.models import (
 from app.queue import enqueue_after_commit, enqueue_now
 from app.services.audit import record_event as audit
 from app.services.checkout import APP_TAG, fulfil_checkout
+from app.services.lifecycle.payments import close_dispute, open_dispute, sync_refund
+from tasks import stripe_events as stripe_event_tasks
 
 log = logging.getLogger(__name__)
 
-PROCESS_TASK = "tasks.payments.process_stripe_event"
 STRIPE = "stripe"
 # The sweep re-publishes an event still RECEIVED this long after it arrived, then after twice
 # as long again each time, and gives up (FAILED, for an operator) after MAX_REQUEUES.
@@ -101,7 +102,7 @@ def record_event(connection: Session | Connection, event: dict[str, Any]) -> uui
 def publish_processing(row_id: uuid.UUID) -> None:
     """Hand a committed inbox row to a worker. If the broker refuses, the row stays RECEIVED and
     ``requeue_stuck_events`` publishes it again a minute later."""
-    enqueue_now(PROCESS_TASK, str(row_id))
+    enqueue_now(stripe_event_tasks.process_stripe_event, str(row_id))
 
 
 def process_event(
@@ -164,7 +165,7 @@ def requeue_stuck_events(session: Session, now: datetime, settings: Settings) ->
             failed += 1
             continue
         row.attempts += 1
-        enqueue_after_commit(session, PROCESS_TASK, str(row.id))
+        enqueue_after_commit(session, stripe_event_tasks.process_stripe_event, str(row.id))
         requeued += 1
     return {"inbox_requeued": requeued, "inbox_failed": failed}
 
@@ -223,39 +224,37 @@ def handle_checkout_session_expired(ctx: EventContext, obj: dict[str, Any]) -> O
 
 
 def handle_charge_refunded(ctx: EventContext, charge: dict[str, Any]) -> Outcome:
-    """Sync ``refunded_cents`` (it only ever grows, so an older event cannot undo a newer one);
-    a full refund makes the payment REFUNDED unless it is under dispute."""
+    """Sync how much of the payment is refunded (``lifecycle.payments.sync_refund``)."""
     if _is_foreign(charge.get("metadata"), ctx.app_env):
         return IGNORED, "not ours"
     transaction = _transaction_by_intent(ctx.session, _object_id(charge.get("payment_intent")))
     if transaction is None:
         return IGNORED, "unknown payment"
-    amount = min(int(charge.get("amount_refunded") or 0), transaction.gross_cents)
-    full = amount >= transaction.gross_cents
-    values: dict[str, Any] = {"refunded_cents": func.greatest(Transaction.refunded_cents, amount)}
-    if full:
-        values["payment_state"] = case(
-            (Transaction.payment_state == PaymentState.DISPUTED, PaymentState.DISPUTED), else_=PaymentState.REFUNDED
-        )
-        values["refunded_at"] = func.coalesce(Transaction.refunded_at, ctx.now)
-    moved = _update_transaction(
-        ctx.session,
-        transaction.id,
-        or_(
-            Transaction.refunded_cents < amount,
-            and_(full, Transaction.payment_state.not_in((PaymentState.REFUNDED, PaymentState.DISPUTED))),
-        ),
-        values,
-    )
-    if moved:
-        audit(ctx.session, "payment.refund_synced", ref_id=transaction.id, actor=STRIPE, payload={"cents": amount})
-    return PROCESSED, None if moved else "already in sync"
+    changed = sync_refund(ctx.session, transaction, int(charge.get("amount_refunded") or 0), now=ctx.now)
+    return PROCESSED, None if changed else "already in sync"
 
 
 def handle_dispute_created(ctx: EventContext, dispute: dict[str, Any]) -> Outcome:
-    """Mark the payment DISPUTED and log it for the admins (once)."""
+    """The payment is DISPUTED and the seller's share held (``lifecycle.payments.open_dispute``)."""
+    transaction = _disputed_transaction(ctx, dispute)
+    if transaction is None:
+        return IGNORED, "unknown payment"
+    opened = open_dispute(ctx.session, transaction, dispute, now=ctx.now)
+    return PROCESSED, None if opened else "already disputed"
+
+
+def handle_dispute_closed(ctx: EventContext, dispute: dict[str, Any]) -> Outcome:
+    """Won: the hold is given back; lost: a reversal too (``lifecycle.payments.close_dispute``)."""
+    transaction = _disputed_transaction(ctx, dispute)
+    if transaction is None:
+        return IGNORED, "unknown payment"
+    closed = close_dispute(ctx.session, transaction, dispute, now=ctx.now)
+    return PROCESSED, None if closed else "already closed"
+
+
+def _disputed_transaction(ctx: EventContext, dispute: dict[str, Any]) -> Transaction | None:
     if _is_foreign(dispute.get("metadata"), ctx.app_env):
-        return IGNORED, "not ours"
+        return None
     intent_id = _object_id(dispute.get("payment_intent"))
     if intent_id is None and dispute.get("charge"):
         # Older API shapes name only the charge.
@@ -264,19 +263,7 @@ def handle_dispute_created(ctx: EventContext, dispute: dict[str, Any]) -> Outcom
         except PaymentError as error:
             if error.transient:
                 raise
-    transaction = _transaction_by_intent(ctx.session, intent_id)
-    if transaction is None:
-        return IGNORED, "unknown payment"
-    moved = _update_transaction(
-        ctx.session,
-        transaction.id,
-        Transaction.payment_state != PaymentState.DISPUTED,
-        {"payment_state": PaymentState.DISPUTED, "disputed_at": ctx.now},
-    )
-    if moved:
-        details = {key: dispute.get(key) for key in ("id", "amount", "currency", "reason", "status")}
-        audit(ctx.session, "payment.disputed", ref_id=transaction.id, actor=STRIPE, payload=details)
-    return PROCESSED, None if moved else "already disputed"
+    return _transaction_by_intent(ctx.session, intent_id)
 
 
 HANDLERS: dict[str, Callable[[EventContext, dict[str, Any]], Outcome]] = {
@@ -286,6 +273,7 @@ HANDLERS: dict[str, Callable[[EventContext, dict[str, Any]], Outcome]] = {
     "checkout.session.expired": handle_checkout_session_expired,
     "charge.refunded": handle_charge_refunded,
     "charge.dispute.created": handle_dispute_created,
+    "charge.dispute.closed": handle_dispute_closed,
 }
 
 
@@ -324,14 +312,3 @@ def _transaction_by_intent(session: Session, intent_id: str | None) -> Transacti
     if not intent_id:
         return None
     return session.scalar(select(Transaction).where(Transaction.stripe_payment_intent_id == intent_id))
-
-
-def _update_transaction(session: Session, transaction_id: uuid.UUID, condition: Any, values: dict[str, Any]) -> bool:
-    statement = (
-        update(Transaction)
-        .where(Transaction.id == transaction_id, condition)
-        .values(**values)
-        .returning(Transaction.id)
-        .execution_options(synchronize_session=False)
-    )
-    return session.execute(statement).scalar_one_or_none() is not None

@@ -16,11 +16,11 @@ from flask_login import current_user
 
 from app.db import db, utcnow
 from app.errors import ApiError
+from app.formats import format_money
 from app.models import ReportStatus
 from app.services import admin, privacy, safety
 from app.services.admin import AdminError
 from app.services.privacy import PrivacyError
-from app.services.requests import format_money
 from app.services.safety import ReportError
 from app.web.auth import admin_required
 from app.web.forms.trust import EmptyForm, EraseForm, ResolveForm, SuspendForm

@@ -11,6 +11,7 @@ from flask_login import current_user
 from app.db import db, utcnow
 from app.errors import ApiError
 from app.models import PayoutRequest, PayoutStatus
+from app.refusals import Refusal
 from app.services import ledger, payouts
 from app.web.auth import admin_required
 from app.web.forms.money import ProcessPayoutForm, RejectPayoutForm
@@ -79,8 +80,8 @@ def reject_form(payout_id: uuid.UUID):  # type: ignore[no-untyped-def]
 def _decide_from_page(payout_id: uuid.UUID, action: str, text: str) -> None:
     try:
         payout = _decide(payout_id, action, text, now=utcnow())
-    except payouts.PayoutError as error:
-        flash(error.message, "error")
+    except Refusal as refusal:
+        flash(refusal.message, "error")
         return
     db.session.commit()
     done = "marked processed" if payout.status == PayoutStatus.PROCESSED else "rejected; the amount is back"
@@ -129,11 +130,7 @@ def api_process(payout_id: uuid.UUID):  # type: ignore[no-untyped-def]
         raise ApiError(422, "action must be 'process' or 'reject'.", fields={"action": "process or reject"})
     text = body.get("reference" if action == "process" else "reason")
     text = text if isinstance(text, str) else ""
-    try:
-        payout = _decide(payout_id, action, text, now=utcnow())
-    except payouts.PayoutError as error:
-        fields = {error.field: error.message} if error.field else None
-        raise ApiError(error.status, error.message, code=error.code, fields=fields) from None
+    payout = _decide(payout_id, action, text, now=utcnow())
     db.session.commit()
     return {"payout": payout_json(payout)}
 

@@ -12,8 +12,6 @@ is no ambient credential for a CSRF token to protect (and the ``pagehide`` beaco
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,18 +21,15 @@ from app.db import db, utcnow
 from app.errors import ApiError
 from app.extensions import csrf, redis_client
 from app.integrations.video import VideoProvider, video_provider
+from app.refusals import Conflict
 from app.services import call_endings, call_presence, calls
-from app.services.calls import AccessDenied, CallAccess, CallConfig, CallConflict
+from app.services.calls import AccessDenied, CallAccess, CallConfig
 from app.services.signaling import CLIENT_ID, PresenceSlots, Signaling, SignalingError, validate_message
 
 bp = Blueprint("calls", __name__)
 csrf.exempt(bp)
 
 DAILY_FEATURES = ("camera", "microphone", "display-capture", "fullscreen", "autoplay")
-DENIED = {
-    "invalid": "This call link is not valid. Use the link from your email or your dashboard.",
-    "expired": "This call link has expired: the time to join has passed.",
-}
 
 
 @bp.get("/call/<request_id>")
@@ -45,7 +40,7 @@ def call_page(request_id: str) -> Response:
             db.session, request_id, request.args.get("t", ""), secret_key=settings.secret_key, now=utcnow()
         )
     except AccessDenied as denied:
-        return _private(render_template("call/denied.html", message=DENIED[denied.reason]), 403)
+        return _private(render_template("call/denied.html", message=denied.message), 403)
     access = page.access
     if access.ended:
         return _private(render_template("call/ended.html", call=access.call, party=access.party), 410)
@@ -69,8 +64,7 @@ def call_page(request_id: str) -> Response:
 @bp.post("/api/video/create")
 def create() -> Response:
     access = _access()
-    with _conflicts():
-        answer = calls.prepare_room(db.session, access, provider=_provider(), config=_config(), now=utcnow())
+    answer = calls.prepare_room(db.session, access, provider=_provider(), config=_config(), now=utcnow())
     db.session.commit()
     return jsonify(answer)
 
@@ -78,17 +72,16 @@ def create() -> Response:
 @bp.post("/api/video/join")
 def join() -> Response:
     access = _access()
-    with _conflicts():
-        answer = call_presence.join_call(
-            db.session,
-            access,
-            provider=_provider(),
-            slots=_slots(),
-            signaling=_signaling(),
-            client_id=_client_id(),
-            config=_config(),
-            now=utcnow(),
-        )
+    answer = call_presence.join_call(
+        db.session,
+        access,
+        provider=_provider(),
+        slots=_slots(),
+        signaling=_signaling(),
+        client_id=_client_id(),
+        config=_config(),
+        now=utcnow(),
+    )
     db.session.commit()
     return jsonify(answer)
 
@@ -99,17 +92,16 @@ def presence() -> Response:
     state = _body().get("state")
     if state not in ("joined", "left"):
         raise ApiError(422, "state must be joined or left.", fields={"state": "Use joined or left."})
-    with _conflicts():
-        answer = call_presence.report_presence(
-            db.session,
-            access,
-            state,
-            provider=_provider(),
-            slots=_slots(),
-            client_id=_client_id(),
-            config=_config(),
-            now=utcnow(),
-        )
+    answer = call_presence.report_presence(
+        db.session,
+        access,
+        state,
+        provider=_provider(),
+        slots=_slots(),
+        client_id=_client_id(),
+        config=_config(),
+        now=utcnow(),
+    )
     db.session.commit()
     return jsonify(answer)
 
@@ -117,8 +109,7 @@ def presence() -> Response:
 @bp.post("/api/video/end")
 def end() -> Response:
     access = _access()
-    with _conflicts():
-        answer = call_endings.end_by_party(db.session, access, config=_config(), now=utcnow())
+    answer = call_endings.end_by_party(db.session, access, config=_config(), now=utcnow())
     db.session.commit()
     return jsonify(answer)
 
@@ -170,17 +161,14 @@ def _access() -> CallAccess:
     if not isinstance(request_id, str) or not isinstance(token, str) or not request_id or not token:
         raise ApiError(422, "requestId and token are required.", fields={"token": "Use the link you were sent."})
     settings = current_app.extensions["settings"]
-    try:
-        return calls.check_access(db.session, request_id, token, secret_key=settings.secret_key, now=utcnow())
-    except AccessDenied as denied:
-        raise ApiError(403, DENIED[denied.reason], code=f"{denied.reason}_credential") from None
+    return calls.check_access(db.session, request_id, token, secret_key=settings.secret_key, now=utcnow())
 
 
 def _live_builtin(access: CallAccess) -> CallAccess:
     if access.ended:
-        raise ApiError(409, "This call has ended.", code="call_ended")
+        raise Conflict("call_ended", "This call has ended.")
     if access.call.video_provider != "builtin":
-        raise ApiError(409, "This call does not use the built-in room.", code="wrong_provider")
+        raise Conflict("wrong_provider", "This call does not use the built-in room.")
     return access
 
 
@@ -189,15 +177,6 @@ def _client_id() -> str:
     if not isinstance(client_id, str) or not CLIENT_ID.match(client_id):
         raise ApiError(422, "clientId is required.", fields={"clientId": "8 to 64 letters, digits, - or _."})
     return client_id
-
-
-@contextmanager
-def _conflicts() -> Iterator[None]:
-    """Turn the service's CallConflict into the API's error shape."""
-    try:
-        yield
-    except CallConflict as conflict:
-        raise ApiError(conflict.status, conflict.message, code=conflict.code) from None
 
 
 def _config() -> CallConfig:

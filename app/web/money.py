@@ -20,6 +20,7 @@ from flask_login import current_user, login_required
 from app.db import db, utcnow
 from app.errors import ApiError
 from app.models import LedgerKind, PayoutRequest, User
+from app.refusals import Refusal
 from app.services import ledger, payouts
 from app.services.profiles import currency_exponent, format_price
 from app.web.auth import safe_next
@@ -182,8 +183,8 @@ def request_payout_form():  # type: ignore[no-untyped-def]
         return redirect(back, 303)
     try:
         payout = _request_payout(user, cents)
-    except payouts.PayoutError as error:
-        flash(error.message, "error")
+    except Refusal as refusal:
+        flash(refusal.message, "error")
         return redirect(back, 303)
     db.session.commit()
     flash(f"Payout of {format_price(int(payout.amount_cents), payout.currency)} requested.", "success")
@@ -231,14 +232,6 @@ def api_request_payout():  # type: ignore[no-untyped-def]
     amount = body.get("amountCents")
     if isinstance(amount, bool) or not isinstance(amount, int):
         raise ApiError(422, "amountCents must be a whole number of cents.", fields={"amountCents": "Whole cents."})
-    try:
-        payout = _request_payout(_user(), amount)
-    except payouts.PayoutError as error:
-        raise _api_error(error) from None
+    payout = _request_payout(_user(), amount)
     db.session.commit()
     return {"payout": payout_json(payout)}, 201
-
-
-def _api_error(error: payouts.PayoutError) -> ApiError:
-    fields = {error.field: error.message} if error.field else None
-    return ApiError(error.status, error.message, code=error.code, fields=fields)

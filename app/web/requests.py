@@ -16,19 +16,11 @@ from flask_login import current_user, login_required
 
 from app.db import db, utcnow
 from app.errors import ApiError
+from app.formats import format_money
 from app.models import CallRequest, RequestStatus
-from app.services.requests import (
-    LIST_LIMIT,
-    RequestConflict,
-    RequestNotFound,
-    accept_request,
-    accepted_join_url,
-    decline_request,
-    format_money,
-    list_requests,
-    parse_status,
-    serialize_request,
-)
+from app.refusals import Conflict
+from app.services.lifecycle.decisions import accept_request, decline_request
+from app.services.requests import LIST_LIMIT, accepted_join_url, list_requests, parse_status, serialize_request
 from app.web.forms.requests import DecisionForm
 
 bp = Blueprint("requests", __name__)
@@ -67,10 +59,8 @@ def decide_form(request_id: uuid.UUID, action: str) -> ResponseReturnValue:
     target = url_for("requests.page", status=back) if back in FILTERS[1:] else url_for("requests.page")
     try:
         _decide(action, request_id)
-    except ApiError as error:
-        if error.status != 409:
-            raise
-        flash(error.message, "error")
+    except Conflict as refusal:
+        flash(refusal.message, "error")
         return redirect(target, code=303)
     if action == "accept":
         flash("Accepted. We are charging the buyer and preparing your room; your join link appears here.", "success")
@@ -97,23 +87,18 @@ def api_decide(request_id: uuid.UUID, action: str) -> ResponseReturnValue:
 
 
 def _decide(action: str, request_id: uuid.UUID) -> CallRequest:
-    """Run the seller's decision, commit, and map refusals to 404 / 409."""
+    """Run the seller's decision and commit; a refusal is answered by app/errors.py."""
     settings = current_app.extensions["settings"]
-    try:
-        if action == "accept":
-            call_request = accept_request(
-                db.session,
-                request_id,
-                seller_id=current_user.id,
-                now=utcnow(),
-                join_window_seconds=settings.join_window_seconds,
-            )
-        else:
-            call_request = decline_request(db.session, request_id, seller_id=current_user.id, now=utcnow())
-    except RequestNotFound:
-        raise ApiError(404, "No such request.") from None
-    except RequestConflict as conflict:
-        raise ApiError(409, conflict.message, code=conflict.code) from None
+    if action == "accept":
+        call_request = accept_request(
+            db.session,
+            request_id,
+            seller_id=current_user.id,
+            now=utcnow(),
+            join_window_seconds=settings.join_window_seconds,
+        )
+    else:
+        call_request = decline_request(db.session, request_id, seller_id=current_user.id, now=utcnow())
     db.session.commit()
     return call_request
 

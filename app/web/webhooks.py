@@ -1,6 +1,6 @@
 """Stripe's webhook: verify the signature on the raw body, store the event, answer at once.
 
-The work happens in ``tasks.payments.process_stripe_event``, published once the row is committed,
+The work happens in ``tasks.stripe_events.process_stripe_event``, published once the row is committed,
 so the answer takes milliseconds whatever the workers are doing; a duplicate delivery answers 200
 and publishes nothing. Nothing is parsed before the signature is checked.
 """

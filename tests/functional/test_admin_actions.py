@@ -97,7 +97,7 @@ class TestSellers:
         db_session.expire_all()
         assert db_session.get(User, profile.user_id).suspended_at is not None
         assert db_session.get(CallRequest, waiting.id).status == RequestStatus.DECLINED
-        assert ("tasks.requests.release_hold", (str(waiting.id),)) in [(n, a) for n, a, _ in enqueued]
+        assert ("tasks.request_payments.release_hold", (str(waiting.id),)) in [(n, a) for n, a, _ in enqueued]
         [event] = audit(db_session, "admin.seller_suspended")
         assert (event.actor, event.ref_id, event.payload) == (
             f"user:{staff.id}",

@@ -12,7 +12,7 @@ from tests.factories import PASSWORD, CallRequestFactory, ProfileFactory
 from tests.functional.test_auth_api import api
 from tests.trust_support import fresh_rate_limits  # noqa: F401 (autouse)
 
-CAPTURE = "tasks.requests.capture_accepted"
+CAPTURE = "tasks.request_payments.capture_accepted"
 
 
 @pytest.fixture

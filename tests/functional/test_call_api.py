@@ -158,7 +158,7 @@ class TestPresenceAndEnd:
             assert re.match(ISO_UTC, body[key]), body[key]
         db_session.refresh(call)
         assert call.ends_at - call.started_at == timedelta(seconds=300)
-        assert ("tasks.calls.end_call", (str(call.id),), {"eta": call.ends_at}) in enqueued
+        assert ("tasks.call_endings.end_call", (str(call.id),), {"eta": call.ends_at}) in enqueued
 
     def test_presence_needs_a_state(self, client, db_session) -> None:
         response = post(client, "presence", accepted_call(), "buyer", state="dancing")
@@ -195,7 +195,7 @@ class TestPresenceAndEnd:
         assert response.get_json()["error"]["code"] == "not_started"
 
     def test_a_whole_call_through_the_api_and_the_timer_task(self, client, db_session, app) -> None:
-        from tasks.calls import end_call
+        from tasks.call_endings import end_call
 
         call = accepted_call(room=None)
         post(client, "create", call, "seller")

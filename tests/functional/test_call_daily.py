@@ -41,7 +41,7 @@ def post(client, path, call, party, **body):  # type: ignore[no-untyped-def]
 
 
 def test_a_whole_call_on_daily(daily_client, daily_app, db_session, fake) -> None:
-    from tasks.calls import end_call
+    from tasks.call_endings import end_call
 
     call = accepted_call(room=None, seller_name="Grace Hopper")
 
@@ -121,3 +121,25 @@ def test_a_daily_outage_at_join_is_a_retryable_conflict(daily_client, db_session
     response = post(daily_client, "join", call, "buyer")
     assert response.status_code == 409
     assert response.get_json()["error"]["code"] == "room_not_ready"
+
+
+def test_when_daily_misses_the_start_the_task_moves_the_rooms_exp(daily_app, db_session, fake, enqueued) -> None:
+    """The web process moves the room's exp right after the start commits; when Daily does not
+    answer then, ``tasks.call_presence.start_room`` does it, so Daily still ejects both on time."""
+    from tasks.call_presence import start_room
+
+    call = accepted_call(room=None)
+    with daily_app.test_client() as client:
+        post(client, "create", call, "buyer")
+        fake.fail_next(503, 503)  # the move at start fails, both of the adapter's tries
+        for party in ("buyer", "seller"):
+            post(client, "presence", call, party, state="joined")
+    db_session.refresh(call)
+    assert call.ends_at is not None
+    assert fake.rooms[call.room_name]["config"]["exp"] != unix_seconds(call.ends_at)
+    assert (start_room.name, (str(call.id),), {}) in enqueued
+
+    with daily_app.app_context():
+        assert start_room.apply(args=(str(call.id),)).get() == "moved"
+    assert fake.rooms[call.room_name]["config"]["exp"] == unix_seconds(call.ends_at)
+    assert fake.rooms[call.room_name]["config"]["eject_at_room_exp"] is True

@@ -16,8 +16,9 @@ from app.db import utcnow
 from app.integrations.builtin_payments import builtin_gateway
 from app.integrations.payments import CheckoutRequest, sign_payload
 from app.models import Block, CallRequest, CancelReason, Checkout, Profile, RequestStatus
+from tasks.builtin_payments import expire_builtin_checkouts
 from tasks.maintenance import SWEEP_STEPS
-from tasks.payments import expire_builtin_checkouts, process_stripe_event
+from tasks.stripe_events import process_stripe_event
 from tests.conftest import csrf_token
 from tests.factories import CallRequestFactory, ProfileFactory, TransactionFactory, UserFactory
 from tests.fakes.stripe_api import FakeStripe
@@ -236,7 +237,9 @@ class TestTestModeCheckout:
 
         assert response.status_code == 303
         assert response.headers["Location"] == f"http://127.0.0.1:5000/success?session_id={session_id}"
-        ((_name, (event,), _),) = [item for item in enqueued if item[0] == "tasks.payments.deliver_builtin_webhook"]
+        ((_name, (event,), _),) = [
+            item for item in enqueued if item[0] == "tasks.builtin_payments.deliver_builtin_webhook"
+        ]
         assert event["type"] == "checkout.session.completed"
         assert event["data"]["object"]["id"] == session_id
         # Paying twice is refused.
@@ -248,7 +251,7 @@ class TestTestModeCheckout:
         response = client.post(f"/dev/checkout/{session_id}/cancel", data={"csrf_token": csrf_token(client)})
         (checkout,) = checkouts(db_session)
         assert response.headers["Location"] == f"http://127.0.0.1:5000/cancel?checkout={checkout.id}"
-        events = [args[0] for name, args, _ in enqueued if name == "tasks.payments.deliver_builtin_webhook"]
+        events = [args[0] for name, args, _ in enqueued if name == "tasks.builtin_payments.deliver_builtin_webhook"]
         assert [event["type"] for event in events] == ["checkout.session.expired"]
 
     def test_an_unknown_session_is_a_404(self, client, db_session):
@@ -379,7 +382,7 @@ def test_the_whole_test_mode_flow_reaches_a_pending_request(client, db_session, 
 
     session_id = SESSION_URL.match(post_paywall(client).headers["Location"]).group(1)
     client.post(f"/dev/checkout/{session_id}/pay", data={"csrf_token": csrf_token(client)})
-    (event,) = [args[0] for name, args, _ in enqueued if name == "tasks.payments.deliver_builtin_webhook"]
+    (event,) = [args[0] for name, args, _ in enqueued if name == "tasks.builtin_payments.deliver_builtin_webhook"]
 
     payload = json.dumps(event, indent=2).encode()
     secret = client.application.extensions["settings"].stripe_webhook_secret
@@ -387,7 +390,7 @@ def test_the_whole_test_mode_flow_reaches_a_pending_request(client, db_session, 
         "/api/webhooks/stripe", data=payload, headers={"Stripe-Signature": sign_payload(payload, secret)}
     )
     assert response.status_code == 200
-    (row_id,) = [args[0] for name, args, _ in enqueued if name == "tasks.payments.process_stripe_event"]
+    (row_id,) = [args[0] for name, args, _ in enqueued if name == "tasks.stripe_events.process_stripe_event"]
     with client.application.app_context():
         assert process_stripe_event(row_id) == "processed"
 
@@ -418,7 +421,7 @@ def test_the_sweep_expires_overdue_test_mode_sessions(app, db_session, redis, en
     with app.app_context():
         assert expire_builtin_checkouts(db_session, utcnow(), settings) == {"builtin_checkouts_expired": 1}
 
-    (event,) = [args[0] for name, args, _ in enqueued if name == "tasks.payments.deliver_builtin_webhook"]
+    (event,) = [args[0] for name, args, _ in enqueued if name == "tasks.builtin_payments.deliver_builtin_webhook"]
     assert (event["type"], event["data"]["object"]["id"]) == ("checkout.session.expired", session_id)
     assert expire_builtin_checkouts in SWEEP_STEPS
     assert expire_builtin_checkouts(db_session, utcnow(), settings.replace(stripe_secret_key="sk_x")) == {}

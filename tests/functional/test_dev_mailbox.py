@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from app.config import PROJECT_ROOT
 from app.models import EmailStatus, OutboxEmail
 from app.services.outbox import queue_email
-from tasks.email import send_email
+from tasks.email_delivery import send_email
 
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 

@@ -147,7 +147,7 @@ class TestWiredIntoOtherModules:
     """The one-line increments placed in the request, webhook and checkout code."""
 
     def test_accept_and_decline_count_after_commit(self, db_session) -> None:  # type: ignore[no-untyped-def]
-        from app.services.requests import accept_request, decline_request
+        from app.services.lifecycle.decisions import accept_request, decline_request
 
         seller = ProfileFactory().user
         first, second = (CallRequestFactory(transaction__seller=seller) for _ in range(2))

@@ -82,7 +82,7 @@ class TestDeleteAccount:
 
         db_session.expire_all()
         assert db_session.get(CallRequest, pending.id).status == RequestStatus.DECLINED
-        assert ("tasks.requests.release_hold", (str(pending.id),)) in [(n, a) for n, a, _ in enqueued]
+        assert ("tasks.request_payments.release_hold", (str(pending.id),)) in [(n, a) for n, a, _ in enqueued]
 
         # Once the goodbye email is out, the address is nowhere in the database.
         farewell = db_session.scalar(select(OutboxEmail).where(OutboxEmail.template == "account_deleted"))

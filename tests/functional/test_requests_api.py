@@ -14,8 +14,8 @@ from app.models import CallRequest, CancelReason, OutboxEmail, RequestStatus
 from tests.conftest import csrf_token, login
 from tests.factories import CallRequestFactory, ProfileFactory
 
-CAPTURE = "tasks.requests.capture_accepted"
-RELEASE = "tasks.requests.release_hold"
+CAPTURE = "tasks.request_payments.capture_accepted"
+RELEASE = "tasks.request_payments.release_hold"
 KEYS = {
     "id",
     "status",

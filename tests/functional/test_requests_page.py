@@ -87,7 +87,7 @@ class TestFormPosts:
         assert response.status_code == 303
         assert response.headers["Location"].endswith("/requests?status=pending")
         assert status_of(db_session, call_request) is RequestStatus.ACCEPTED
-        assert "tasks.requests.capture_accepted" in enqueued.names()
+        assert "tasks.request_payments.capture_accepted" in enqueued.names()
         html = signed_in.get("/requests?status=accepted").get_data(as_text=True)
         assert "Accepted. We are charging the buyer" in html
         assert f'href="http://127.0.0.1:5000/call/{call_request.id}?t=' in html
@@ -102,7 +102,7 @@ class TestFormPosts:
         assert response.status_code == 200
         assert "Declined. The buyer&#39;s payment is released" in response.get_data(as_text=True)
         assert status_of(db_session, call_request) is RequestStatus.DECLINED
-        assert "tasks.requests.release_hold" in enqueued.names()
+        assert "tasks.request_payments.release_hold" in enqueued.names()
 
     def test_conflict_is_explained_not_raised(self, signed_in, seller, db_session) -> None:  # type: ignore[no-untyped-def]
         call_request = CallRequestFactory(transaction__seller=seller)

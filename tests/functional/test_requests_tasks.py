@@ -17,13 +17,13 @@ from app.integrations.builtin_payments import BuiltinGateway, builtin_gateway
 from app.integrations.payments import CheckoutRequest
 from app.models import CallRequest, CancelReason, OutboxEmail, PaymentState, RequestStatus, Transaction
 from tasks.maintenance import sweep
-from tasks.requests import capture_accepted, release_hold
+from tasks.request_payments import capture_accepted, release_hold
 from tests.conftest import csrf_token, login
 from tests.factories import CallRequestFactory, ProfileFactory
 from tests.fakes.stripe_api import FakeStripe
 
 PROVISION = "tasks.calls.provision_room"
-RELEASE = "tasks.requests.release_hold"
+RELEASE = "tasks.request_payments.release_hold"
 
 
 @pytest.fixture

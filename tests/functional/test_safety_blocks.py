@@ -11,7 +11,7 @@ from sqlalchemy import select
 from app.integrations.builtin_payments import builtin_gateway
 from app.integrations.payments import sign_payload
 from app.models import Block, CallRequest, CancelReason, EventLog, RequestStatus, StripeEvent
-from tasks.payments import process_stripe_event
+from tasks.stripe_events import process_stripe_event
 from tests.conftest import csrf_token, login
 from tests.factories import CallRequestFactory, ProfileFactory, TransactionFactory
 from tests.functional.test_profile_page import assert_no_inline_code
@@ -75,7 +75,7 @@ class TestBlocksPage:
         db_session.expire_all()
         call = db_session.get(CallRequest, request.id)
         assert (call.status, call.cancel_reason) == (RequestStatus.CANCELLED, CancelReason.BLOCKED)
-        assert "tasks.requests.release_hold" in enqueued.names()
+        assert "tasks.request_payments.release_hold" in enqueued.names()
 
     def test_an_outside_back_link_is_not_followed(self, client, db_session) -> None:
         seller = ProfileFactory().user
@@ -186,13 +186,15 @@ class TestBlockEnforcedAtAllThreePoints:
             headers={"Stripe-Signature": signature, "Content-Type": "application/json"},
         )
         assert hook.status_code == 200
-        row_id = next(args[0] for name, args, _ in enqueued if name == "tasks.payments.process_stripe_event")
+        row_id = next(args[0] for name, args, _ in enqueued if name == "tasks.stripe_events.process_stripe_event")
         with app.app_context():
             process_stripe_event(row_id)
         db_session.expire_all()
         call = db_session.scalar(select(CallRequest).where(CallRequest.buyer_email == "late@example.org"))
         assert (call.status, call.cancel_reason) == (RequestStatus.CANCELLED, CancelReason.BLOCKED)
-        assert any(args == (str(call.id),) for name, args, _ in enqueued if name == "tasks.requests.release_hold")
+        assert any(
+            args == (str(call.id),) for name, args, _ in enqueued if name == "tasks.request_payments.release_hold"
+        )
         assert db_session.scalar(select(StripeEvent.status)).value == "processed"
         # The audit trail never names the blocked address.
         payloads = " ".join(json.dumps(e.payload) for e in db_session.scalars(select(EventLog)))

@@ -18,7 +18,7 @@ from app.models import StripeEvent, StripeEventStatus
 
 # Real event bodies as Stripe sends them; see tests/fixtures/stripe/SOURCES.md.
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "stripe"
-PROCESS = "tasks.payments.process_stripe_event"
+PROCESS = "tasks.stripe_events.process_stripe_event"
 
 
 @pytest.fixture

@@ -17,10 +17,10 @@ from app.integrations.builtin_payments import builtin_gateway
 from app.integrations.payments import sign_payload
 from app.models import CallRequest, OutboxEmail, StripeEvent, StripeEventStatus, Transaction
 from app.services.checkout import start_checkout
-from tasks.payments import process_stripe_event
+from tasks.stripe_events import process_stripe_event
 from tests.factories import ProfileFactory
 
-PROCESS = "tasks.payments.process_stripe_event"
+PROCESS = "tasks.stripe_events.process_stripe_event"
 THREADS = 10
 
 

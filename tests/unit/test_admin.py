@@ -42,7 +42,7 @@ class TestSuspend:
             assert (request.status, request.declined_at) == (RequestStatus.DECLINED, now)
         assert db_session.get(CallRequest, accepted.id).status == RequestStatus.ACCEPTED
         assert db_session.get(CallRequest, elsewhere.id).status == RequestStatus.PENDING
-        released = sorted(args[0] for name, args, _ in enqueued if name == "tasks.requests.release_hold")
+        released = sorted(args[0] for name, args, _ in enqueued if name == "tasks.request_payments.release_hold")
         assert released == sorted(str(r.id) for r in waiting)
         db_session.refresh(seller)
         assert seller.suspended_at == now

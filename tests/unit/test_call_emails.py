@@ -14,6 +14,7 @@ from app.models import OutboxEmail
 from app.services import call_endings, calls
 from app.services.calls import CallConfig
 from app.services.email_delivery import jinja_renderer
+from app.services.lifecycle import clock
 from tests.call_helpers import accepted_call
 
 
@@ -75,7 +76,7 @@ def test_the_no_show_emails(db_session, render, settings, seller_joined, templat
         call.seller_joined_at = call.accepted_at
         db_session.flush()
     with freeze_time(call.join_deadline):
-        call_endings.apply_no_shows(db_session, utcnow(), settings)
+        clock.apply_no_shows(db_session, utcnow(), settings)
     emails = outbox(db_session, call)
 
     for template in templates:

@@ -11,6 +11,7 @@ from freezegun import freeze_time
 from sqlalchemy import func, select
 
 from app.db import utcnow
+from app.errors import refusal_status
 from app.integrations.payments import PaymentError
 from app.integrations.video import BuiltinVideo, DailyVideo
 from app.models import (
@@ -23,8 +24,10 @@ from app.models import (
     PaymentState,
     RequestStatus,
 )
+from app.refusals import Refusal
 from app.services import call_endings, calls
-from app.services.calls import CallConfig, CallConflict, RetryLater
+from app.services.calls import CallConfig, RetryLater
+from app.services.lifecycle import clock
 from tests.call_helpers import SECRET_KEY, FakeGateway, accepted_call
 from tests.fakes.daily_api import FakeDaily
 
@@ -91,7 +94,7 @@ class TestEndCall:
         buyer_token = calls.join_token(SECRET_KEY, call, "buyer")
         assert sent["call_completed_buyer"].context["rate_url"] == f"{config.app_url}/rate/{call.id}?t={buyer_token}"
         assert sent["call_completed_buyer"].recipient == call.buyer_email
-        assert ("tasks.calls.release_room", (str(call.id),), {}) in enqueued
+        assert ("tasks.call_endings.release_room", (str(call.id),), {}) in enqueued
         assert events(db_session, call, "call.ended") == 1
 
     def test_a_timer_that_wakes_early_changes_nothing(self, db_session, config) -> None:
@@ -146,9 +149,9 @@ class TestEndByParty:
     def test_the_buyer_may_not(self, db_session, config) -> None:
         call = started_call(db_session)
         now = call.started_at + timedelta(seconds=30)
-        with pytest.raises(CallConflict) as refused:
+        with pytest.raises(Refusal) as refused:
             call_endings.end_by_party(db_session, self.access(db_session, call, "buyer", now), config=config, now=now)
-        assert (refused.value.code, refused.value.status) == ("seller_only", 403)
+        assert (refused.value.code, refusal_status(refused.value)) == ("seller_only", 403)
         assert reload(db_session, call).status == RequestStatus.ACCEPTED
 
     def test_either_page_may_record_the_end_once_time_is_up(self, db_session, config) -> None:
@@ -159,7 +162,7 @@ class TestEndByParty:
 
     def test_nothing_to_end_before_the_start(self, db_session, config) -> None:
         call = accepted_call()
-        with pytest.raises(CallConflict) as refused:
+        with pytest.raises(Refusal) as refused:
             call_endings.end_by_party(
                 db_session, self.access(db_session, call, "seller", utcnow()), config=config, now=utcnow()
             )
@@ -231,7 +234,7 @@ class TestReleaseRoom:
 
 class TestNoShows:
     def sweep(self, session, settings):  # type: ignore[no-untyped-def]
-        return call_endings.apply_no_shows(session, utcnow(), settings)
+        return clock.apply_no_shows(session, utcnow(), settings)
 
     def test_an_absent_seller_cancels_the_call_and_refunds_the_buyer(self, db_session, settings, enqueued) -> None:
         call = accepted_call()
@@ -246,7 +249,7 @@ class TestNoShows:
             CancelReason.SELLER_NO_SHOW,
             now,
         )
-        assert ("tasks.calls.refund_no_show", (str(call.id),), {}) in enqueued
+        assert ("tasks.call_endings.refund_no_show", (str(call.id),), {}) in enqueued
         assert set(emails(db_session, call)) == {"seller_no_show_buyer", "seller_no_show_seller"}
         assert earnings(db_session, call) == []
 
@@ -263,8 +266,8 @@ class TestNoShows:
         [earning] = earnings(db_session, call)
         assert earning.amount_cents == call.transaction.net_cents
         assert set(emails(db_session, call)) == {"buyer_no_show_buyer", "buyer_no_show_seller"}
-        assert "tasks.calls.refund_no_show" not in enqueued.names()
-        assert ("tasks.calls.release_room", (str(call.id),), {}) in enqueued
+        assert "tasks.call_endings.refund_no_show" not in enqueued.names()
+        assert ("tasks.call_endings.release_room", (str(call.id),), {}) in enqueued
 
     def test_a_buyer_who_waited_in_vain_is_refunded(self, db_session, settings) -> None:
         call = accepted_call()
@@ -385,7 +388,7 @@ class TestSweeps:
         running = started_call(db_session, started_at=now - timedelta(seconds=10))
         waiting = accepted_call()
 
-        assert call_endings.end_overdue_calls(db_session, now, settings) == {"calls_ended_by_sweep": 1}
+        assert clock.end_overdue_calls(db_session, now, settings) == {"calls_ended_by_sweep": 1}
         db_session.commit()
 
         assert (reload(db_session, overdue).status, reload(db_session, overdue).ended_by) == (
@@ -396,7 +399,7 @@ class TestSweeps:
         assert reload(db_session, running).status == RequestStatus.ACCEPTED
         assert reload(db_session, waiting).status == RequestStatus.ACCEPTED
         assert len(earnings(db_session, overdue)) == 1
-        assert ("tasks.calls.release_room", (str(overdue.id),), {}) in enqueued
+        assert ("tasks.call_endings.release_room", (str(overdue.id),), {}) in enqueued
 
     def test_recovers_lost_room_work_at_most_once_per_interval(self, db_session, settings, enqueued, config) -> None:
         now = utcnow()
@@ -414,7 +417,7 @@ class TestSweeps:
 
         assert report == {"rooms_requeued": 1, "room_releases_requeued": 1, "refunds_requeued": 0}
         assert ("tasks.calls.provision_room", (str(no_room.id),), {}) in enqueued
-        assert ("tasks.calls.release_room", (str(ended.id),), {}) in enqueued
+        assert ("tasks.call_endings.release_room", (str(ended.id),), {}) in enqueued
         again = call_endings.recover_call_work(db_session, now + timedelta(seconds=5), settings)
         assert again == {"rooms_requeued": 0, "room_releases_requeued": 0, "refunds_requeued": 0}
 
@@ -425,4 +428,4 @@ class TestSweeps:
         db_session.flush()
         assert call_endings.recover_call_work(db_session, utcnow(), settings)["refunds_requeued"] == 1
         db_session.commit()
-        assert ("tasks.calls.refund_no_show", (str(call.id),), {}) in enqueued
+        assert ("tasks.call_endings.refund_no_show", (str(call.id),), {}) in enqueued

@@ -12,10 +12,12 @@ import pytest
 from sqlalchemy import func, select
 
 from app.db import db, utcnow
+from app.formats import iso
 from app.integrations.video import BuiltinVideo, DailyVideo, unix_seconds
 from app.models import CallRequest, EventLog, OutboxEmail, PaymentState, RequestStatus
+from app.refusals import Conflict
 from app.services import call_presence, calls
-from app.services.calls import AccessDenied, CallConfig, CallConflict
+from app.services.calls import AccessDenied, CallConfig
 from app.services.signaling import PresenceSlots, Signaling
 from tests.call_helpers import SECRET_KEY, accepted_call
 from tests.conftest import RUN_ID
@@ -265,9 +267,9 @@ class TestPresenceAndClock:
         assert call.started_at == later
         assert call.ends_at == later + timedelta(seconds=config.duration_seconds)
         assert (call.buyer_joined_at, call.seller_joined_at) == (now, later)
-        assert second["startedAt"] == calls.iso(later) and second["endsAt"] == calls.iso(call.ends_at)
-        assert [(name, args, options) for name, args, options in enqueued if name == "tasks.calls.end_call"] == [
-            ("tasks.calls.end_call", (str(call.id),), {"eta": call.ends_at})
+        assert second["startedAt"] == iso(later) and second["endsAt"] == iso(call.ends_at)
+        assert [(name, args, options) for name, args, options in enqueued if name == "tasks.call_endings.end_call"] == [
+            ("tasks.call_endings.end_call", (str(call.id),), {"eta": call.ends_at})
         ]
 
     def test_leaving_and_coming_back_does_not_restart_the_clock(
@@ -284,9 +286,9 @@ class TestPresenceAndClock:
 
         db_session.refresh(call)
         assert call.started_at == now
-        assert state["startedAt"] == calls.iso(now)
+        assert state["startedAt"] == iso(now)
         assert call.buyer_joined_at == now  # the first join is kept
-        assert enqueued.names().count("tasks.calls.end_call") == 1
+        assert enqueued.names().count("tasks.call_endings.end_call") == 1
 
     def test_one_party_twice_does_not_start_the_call(self, db_session, builtin, slots, config) -> None:
         call = accepted_call()
@@ -301,14 +303,14 @@ class TestPresenceAndClock:
         join(db_session, call, "buyer", provider=builtin, slots=slots, config=config, now=now)
         join(db_session, call, "seller", provider=builtin, slots=slots, config=config, now=now)
         late = now + timedelta(seconds=config.duration_seconds)
-        with pytest.raises(CallConflict) as refused:
+        with pytest.raises(Conflict) as refused:
             join(db_session, call, "buyer", provider=builtin, slots=slots, config=config, now=late)
         assert refused.value.code == "call_ended"
 
     def test_a_second_window_with_the_same_link_is_refused(self, db_session, builtin, slots, config) -> None:
         call = accepted_call()
         join(db_session, call, "buyer", provider=builtin, slots=slots, config=config, now=utcnow())
-        with pytest.raises(CallConflict) as refused:
+        with pytest.raises(Conflict) as refused:
             join(
                 db_session,
                 call,
@@ -340,7 +342,7 @@ class TestPresenceAndClock:
 
     def test_no_presence_before_the_room_exists(self, db_session, builtin, slots, config) -> None:
         call = accepted_call(room=None)
-        with pytest.raises(CallConflict) as refused:
+        with pytest.raises(Conflict) as refused:
             join(db_session, call, "buyer", provider=builtin, slots=slots, config=config, now=utcnow())
         assert refused.value.code == "room_not_ready"
 
@@ -370,7 +372,7 @@ class TestPresenceAndClock:
         fake_daily.fail_next(503, 503, 503, 503)
         db_session.commit()
 
-        assert ("tasks.calls.start_room", (str(call.id),), {}) in enqueued
+        assert ("tasks.call_presence.start_room", (str(call.id),), {}) in enqueued
         fake_daily.rooms[call.room_name] = {"name": call.room_name, "url": "u", "config": {}}
         assert call_presence.start_room(db_session, call.id, provider=daily) == "moved"
         assert fake_daily.rooms[call.room_name]["config"]["exp"] == unix_seconds(call.ends_at)
@@ -392,7 +394,7 @@ class TestPresenceAndClock:
         assert answer["roomUrl"] == call.room_url
         assert answer["durationSeconds"] == config.duration_seconds
         assert answer["startedAt"] is None and answer["endsAt"] is None
-        assert answer["serverTime"] == calls.iso(now)
+        assert answer["serverTime"] == iso(now)
         assert answer["iceServers"] == []
         assert "token" not in answer
 

@@ -27,7 +27,8 @@ from app.services.email_delivery import (
     requeue_due_emails,
     retry_delay,
 )
-from app.services.outbox import SEND_TASK, queue_email
+from app.services.outbox import queue_email
+from tasks.email_delivery import send_email
 from tests.fakes.postmark import FakePostmark, Reply
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -247,7 +248,7 @@ class TestQueueEmail:
             select(func.count()).select_from(OutboxEmail).where(OutboxEmail.dedupe_key == "cause:1")
         )
         assert count == 1
-        assert enqueued == [(SEND_TASK, (str(first),), {})]
+        assert enqueued == [(send_email.name, (str(first),), {})]
 
 
 class TestRequeueDueEmails:
@@ -264,7 +265,7 @@ class TestRequeueDueEmails:
 
         assert report == {"outbox_requeued": 2, "outbox_requeue_failed": 0}
         assert sorted(args for _, args, _ in enqueued) == sorted([(str(retry_due.id),), (str(never_tried.id),)])
-        assert set(enqueued.names()) == {SEND_TASK}
+        assert set(enqueued.names()) == {send_email.name}
         assert reload(db_session, retry_due).next_attempt_at == NOW + email_delivery.SWEEP_LEASE
         assert reload(db_session, never_tried).next_attempt_at == NOW + email_delivery.SWEEP_LEASE
 
@@ -281,7 +282,7 @@ class TestRequeueDueEmails:
         assert len(enqueued) == 1
 
         requeue_due_emails(db_session, NOW + email_delivery.SWEEP_LEASE, settings)
-        assert enqueued.names() == [SEND_TASK, SEND_TASK]
+        assert enqueued.names() == [send_email.name, send_email.name]
         assert all(args == (str(email.id),) for _, args, _ in enqueued)
 
     def test_a_row_the_broker_refused_stays_due(

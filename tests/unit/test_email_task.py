@@ -1,4 +1,4 @@
-"""``tasks.email.send_email`` end to end: queue_email → the task → Postmark (a local fake).
+"""``tasks.email_delivery.send_email`` end to end: queue_email → the task → Postmark (a local fake).
 
 The task runs with ``apply()``, Celery's eager mode, so its real retry policy (``autoretry_for``)
 runs too: a retry executes at once instead of after its countdown.
@@ -15,13 +15,13 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-import tasks.email
+import app.services.email_delivery
 from app.config import PROJECT_ROOT
 from app.db import utcnow
 from app.models import EmailStatus, OutboxEmail
 from app.services.email_delivery import requeue_due_emails
-from app.services.outbox import SEND_TASK, queue_email
-from tasks.email import EmailRetryLater, send_email
+from app.services.outbox import queue_email
+from tasks.email_delivery import EmailRetryLater, send_email
 from tasks.maintenance import SWEEP_STEPS, sweep
 from tests.fakes.postmark import FakePostmark, Reply
 
@@ -66,8 +66,7 @@ def row(session: Session, email_id: str) -> OutboxEmail:
 
 def test_queue_email_enqueues_the_task_by_name_after_commit(db_session: Session, enqueued) -> None:  # type: ignore[no-untyped-def]
     email_id = queue(db_session)
-    assert enqueued == [(SEND_TASK, (email_id,), {})]
-    assert send_email.name == SEND_TASK
+    assert enqueued == [(send_email.name, (email_id,), {})]
 
 
 def test_the_emails_of_one_transaction_are_one_task(db_session: Session, enqueued) -> None:  # type: ignore[no-untyped-def]
@@ -77,7 +76,7 @@ def test_the_emails_of_one_transaction_are_one_task(db_session: Session, enqueue
     db_session.commit()
     third = queue(db_session)
 
-    assert enqueued == [(SEND_TASK, (str(first), str(second)), {}), (SEND_TASK, (third,), {})]
+    assert enqueued == [(send_email.name, (str(first), str(second)), {}), (send_email.name, (third,), {})]
 
 
 def test_emails_queued_in_a_rolled_back_transaction_are_never_published(db_session: Session, enqueued) -> None:  # type: ignore[no-untyped-def]
@@ -85,7 +84,7 @@ def test_emails_queued_in_a_rolled_back_transaction_are_never_published(db_sessi
     db_session.rollback()
     kept = queue(db_session)
 
-    assert enqueued == [(SEND_TASK, (kept,), {})]
+    assert enqueued == [(send_email.name, (kept,), {})]
 
 
 def test_one_task_sends_each_row_and_a_retry_skips_those_already_sent(
@@ -205,7 +204,7 @@ def test_a_lost_database_connection_is_retried_and_the_retry_sends_once(
 ) -> None:
     email_id = queue(db_session)
     postmark.respond(Reply.ok("pm-after-outage"))
-    deliver = tasks.email.deliver_email
+    deliver = app.services.email_delivery.deliver_email
     calls = []
 
     def database_drops_once(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -214,7 +213,7 @@ def test_a_lost_database_connection_is_retried_and_the_retry_sends_once(
             raise OperationalError("SELECT", {}, Exception("server closed the connection unexpectedly"))
         return deliver(*args, **kwargs)
 
-    monkeypatch.setattr(tasks.email, "deliver_email", database_drops_once)
+    monkeypatch.setattr(app.services.email_delivery, "deliver_email", database_drops_once)
 
     result = send_email.apply(args=(email_id,))
 
@@ -258,4 +257,4 @@ def test_the_beat_sweep_re_enqueues_an_email_whose_message_was_lost(db_session: 
 
     assert requeue_due_emails in SWEEP_STEPS
     assert report["outbox_requeued"] == 1
-    assert (SEND_TASK, (str(lost.id),), {}) in enqueued
+    assert (send_email.name, (str(lost.id),), {}) in enqueued

@@ -56,7 +56,9 @@ class TestQuietSweep:
         assert not self.passes("celery.app.trace", logging.INFO, "Task %s[%s] succeeded", sweep, "1")
 
     def test_keeps_other_tasks_failures_and_the_apps_own_lines(self) -> None:
-        assert self.passes("celery.app.trace", logging.INFO, "Task %s[%s] succeeded", "tasks.email.send_email", "1")
+        assert self.passes(
+            "celery.app.trace", logging.INFO, "Task %s[%s] succeeded", "tasks.email_delivery.send_email", "1"
+        )
         assert self.passes("celery.app.trace", logging.ERROR, "Task %s[%s] raised", "tasks.maintenance.sweep", "1")
         assert self.passes("tasks.maintenance", logging.INFO, "sweep tasks.maintenance.sweep")
 

@@ -11,10 +11,11 @@ from prometheus_client import REGISTRY
 from sqlalchemy import select
 
 from app.db import db, utcnow
+from app.errors import refusal_status
 from app.models import EventLog, LedgerEntry, LedgerKind, OutboxEmail, PayoutRequest, PayoutStatus, User
+from app.refusals import Refusal as PayoutError
 from app.services import ledger, payouts
 from app.services.email_delivery import jinja_renderer
-from app.services.payouts import PayoutError
 from tests.factories import AdminFactory, CallRequestFactory, UserFactory
 
 
@@ -75,7 +76,11 @@ class TestRequestPayout:
         fund(db_session, seller, 5000)
         with pytest.raises(PayoutError) as caught:
             request(db_session, seller, amount)
-        assert (caught.value.status, caught.value.code, caught.value.field) == (422, "amount_too_small", "amountCents")
+        assert (refusal_status(caught.value), caught.value.code, list(caught.value.fields)) == (
+            422,
+            "amount_too_small",
+            ["amountCents"],
+        )
         assert "$10" in caught.value.message
         assert db_session.scalar(select(PayoutRequest)) is None
 
@@ -92,7 +97,7 @@ class TestRequestPayout:
         fund(db_session, seller, 1500)
         with pytest.raises(PayoutError) as caught:
             request(db_session, seller, 1501)
-        assert (caught.value.status, caught.value.code) == (422, "insufficient_balance")
+        assert (refusal_status(caught.value), caught.value.code) == (422, "insufficient_balance")
         assert "$15" in caught.value.message
         assert ledger_rows(db_session, seller) == [(LedgerKind.EARNING, 1500)]
 
@@ -108,12 +113,12 @@ class TestRequestPayout:
         fund(db_session, seller, 2000)
         with pytest.raises(PayoutError) as caught:
             request(db_session, seller, 1000)
-        assert (caught.value.status, caught.value.code) == (403, "suspended")
+        assert (refusal_status(caught.value), caught.value.code) == (403, "suspended")
 
     def test_unknown_seller(self, db_session) -> None:  # type: ignore[no-untyped-def]
         with pytest.raises(PayoutError) as caught:
             payouts.request_payout(db_session, uuid.uuid4(), 1000, currency="usd", now=utcnow())
-        assert caught.value.status == 404
+        assert refusal_status(caught.value) == 404
 
     def test_is_audited_and_admins_are_told(self, db_session) -> None:  # type: ignore[no-untyped-def]
         seller = UserFactory()
@@ -130,7 +135,7 @@ class TestRequestPayout:
         )
         told = outbox(db_session, "payout_requested_admin")
         assert sorted(e.recipient for e in told) == sorted(a.email for a in admins)
-        assert told[0].context["amount"] == "$20"
+        assert told[0].context["amount"] == "$20.00"
 
     def test_the_counter_moves_only_when_the_transaction_commits(self, db_session) -> None:  # type: ignore[no-untyped-def]
         seller = UserFactory()
@@ -219,7 +224,7 @@ class TestProcessPayout:
         ):
             with pytest.raises(PayoutError) as caught:
                 decide()
-            assert (caught.value.status, caught.value.code) == (409, "already_decided")
+            assert (refusal_status(caught.value), caught.value.code) == (409, "already_decided")
 
         db_session.expire_all()
         assert db_session.get(PayoutRequest, payout.id).reference == "A"
@@ -229,7 +234,7 @@ class TestProcessPayout:
     def test_unknown_payout(self, db_session) -> None:  # type: ignore[no-untyped-def]
         with pytest.raises(PayoutError) as caught:
             payouts.process_payout(db_session, uuid.uuid4(), admin_id=AdminFactory().id, reference="x", now=utcnow())
-        assert caught.value.status == 404
+        assert refusal_status(caught.value) == 404
 
     @pytest.mark.parametrize("reference", ["", "   ", "x" * 201])
     def test_reference_is_required_and_bounded(self, db_session, reference: str) -> None:  # type: ignore[no-untyped-def]
@@ -238,7 +243,7 @@ class TestProcessPayout:
         payout = request(db_session, seller, 2500)
         with pytest.raises(PayoutError) as caught:
             payouts.process_payout(db_session, payout.id, admin_id=AdminFactory().id, reference=reference, now=utcnow())
-        assert (caught.value.status, caught.value.field) == (422, "reference")
+        assert (refusal_status(caught.value), list(caught.value.fields)) == (422, ["reference"])
         assert db_session.get(PayoutRequest, payout.id).status == PayoutStatus.REQUESTED
 
 

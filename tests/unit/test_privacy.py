@@ -141,7 +141,7 @@ class TestDeleteAccount:
 
         # Pending requests declined, holds released; the money trail stays.
         assert db_session.get(CallRequest, pending.id).status == RequestStatus.DECLINED
-        assert ("tasks.requests.release_hold", (str(pending.id),)) in [(n, a) for n, a, _ in enqueued]
+        assert ("tasks.request_payments.release_hold", (str(pending.id),)) in [(n, a) for n, a, _ in enqueued]
         assert db_session.get(CallRequest, done.id).status == RequestStatus.COMPLETED
         assert len(db_session.scalars(select(LedgerEntry)).all()) == 1
         assert len(db_session.scalars(select(PayoutRequest)).all()) == 1

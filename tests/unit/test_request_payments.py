@@ -17,17 +17,17 @@ from sqlalchemy import select
 from app.db import utcnow
 from app.integrations.payments import CheckoutRequest, CheckoutSnapshot, CreatedCheckout, PaymentError
 from app.models import CallRequest, CancelReason, EventLog, OutboxEmail, PaymentState, RequestStatus, Transaction
+from app.services.lifecycle.decisions import accept_request, decline_request
 from app.services.request_payments import (
     GatewayUnavailable,
     capture_accepted_payment,
     payment_followups,
     release_payment,
 )
-from app.services.requests import accept_request, decline_request
 from tests.factories import CallRequestFactory
 
-CAPTURE = "tasks.requests.capture_accepted"
-RELEASE = "tasks.requests.release_hold"
+CAPTURE = "tasks.request_payments.capture_accepted"
+RELEASE = "tasks.request_payments.release_hold"
 PROVISION = "tasks.calls.provision_room"
 
 

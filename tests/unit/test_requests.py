@@ -11,25 +11,18 @@ from freezegun import freeze_time
 from sqlalchemy import select, text
 
 from app.db import db, utcnow
+from app.formats import format_money
 from app.models import CallRequest, CancelReason, EventLog, OutboxEmail, PaymentState, RequestStatus
-from app.services.requests import (
-    RequestConflict,
-    RequestNotFound,
-    accept_request,
-    decline_request,
-    expire_pending_requests,
-    format_money,
-    list_requests,
-    mark_payment_failed,
-    parse_status,
-    serialize_request,
-)
+from app.refusals import Conflict, NotFound
+from app.services.lifecycle.clock import mark_payment_failed
+from app.services.lifecycle.decisions import accept_request, decline_request, expire_pending_requests
+from app.services.requests import list_requests, parse_status, serialize_request
 from tests.factories import CallRequestFactory, ProfileFactory, UserFactory
 
 WINDOW = 900
-CAPTURE = "tasks.requests.capture_accepted"
-RELEASE = "tasks.requests.release_hold"
-SEND = "tasks.email.send_email"
+CAPTURE = "tasks.request_payments.capture_accepted"
+RELEASE = "tasks.request_payments.release_hold"
+SEND = "tasks.email_delivery.send_email"
 
 
 def pending_request(seller=None, **overrides) -> CallRequest:  # type: ignore[no-untyped-def]
@@ -144,7 +137,7 @@ class TestAcceptRequest:
         )
         accepted_at, join_key = first.accepted_at, first.join_key
 
-        with pytest.raises(RequestConflict) as refusal:
+        with pytest.raises(Conflict) as refusal:
             accept_request(
                 db_session,
                 call_request.id,
@@ -163,7 +156,7 @@ class TestAcceptRequest:
         call_request = pending_request()
         intruder = UserFactory()
 
-        with pytest.raises(RequestNotFound):
+        with pytest.raises(NotFound):
             accept_request(db_session, call_request.id, seller_id=intruder.id, now=utcnow(), join_window_seconds=WINDOW)
 
         assert current(db_session, call_request).status is RequestStatus.PENDING
@@ -171,13 +164,13 @@ class TestAcceptRequest:
 
     def test_unknown_id_is_not_found(self, db_session) -> None:  # type: ignore[no-untyped-def]
         seller = UserFactory()
-        with pytest.raises(RequestNotFound):
+        with pytest.raises(NotFound):
             accept_request(db_session, uuid.uuid4(), seller_id=seller.id, now=utcnow(), join_window_seconds=WINDOW)
 
     def test_expired_request_cannot_be_accepted_before_the_sweep(self, db_session) -> None:  # type: ignore[no-untyped-def]
         with freeze_time("2026-11-25 12:00:00"):
             call_request = pending_request()  # expires a day later
-        with freeze_time("2026-11-26 12:00:00"), pytest.raises(RequestConflict) as refusal:
+        with freeze_time("2026-11-26 12:00:00"), pytest.raises(Conflict) as refusal:
             accept_request(
                 db_session, call_request.id, seller_id=call_request.seller_id, now=utcnow(), join_window_seconds=WINDOW
             )
@@ -194,7 +187,7 @@ class TestAcceptRequest:
     )
     def test_only_pending_can_be_accepted(self, db_session, status, code) -> None:  # type: ignore[no-untyped-def]
         call_request = pending_request(status=status)
-        with pytest.raises(RequestConflict) as refusal:
+        with pytest.raises(Conflict) as refusal:
             accept_request(
                 db_session, call_request.id, seller_id=call_request.seller_id, now=utcnow(), join_window_seconds=WINDOW
             )
@@ -237,7 +230,7 @@ class TestDeclineRequest:
             db_session, call_request.id, seller_id=call_request.seller_id, now=utcnow(), join_window_seconds=WINDOW
         )
 
-        with pytest.raises(RequestConflict) as refusal:
+        with pytest.raises(Conflict) as refusal:
             decline_request(db_session, call_request.id, seller_id=call_request.seller_id, now=utcnow())
 
         assert refusal.value.code == "already_accepted"
@@ -248,7 +241,7 @@ class TestDeclineRequest:
 
     def test_another_sellers_request_is_not_found(self, db_session) -> None:  # type: ignore[no-untyped-def]
         call_request = pending_request()
-        with pytest.raises(RequestNotFound):
+        with pytest.raises(NotFound):
             decline_request(db_session, call_request.id, seller_id=UserFactory().id, now=utcnow())
         assert current(db_session, call_request).status is RequestStatus.PENDING
         assert emails(db_session) == []
@@ -309,7 +302,7 @@ class TestExpirePendingRequests:
             call_request = pending_request()
         with freeze_time("2026-11-26 12:00:05"):
             expire_pending_requests(db_session, utcnow(), settings)
-            with pytest.raises(RequestConflict) as refusal:
+            with pytest.raises(Conflict) as refusal:
                 accept_request(
                     db_session,
                     call_request.id,
@@ -439,7 +432,7 @@ class TestRaces:
         results = run_in_threads(8, accept)
 
         winners = [r for r in results if isinstance(r, str)]
-        losers = [r for r in results if isinstance(r, RequestConflict)]
+        losers = [r for r in results if isinstance(r, Conflict)]
         assert len(winners) == 1 and len(losers) == 7, results
         assert {r.code for r in losers} == {"already_accepted"}
         assert current(committed_db, call_request).join_key == winners[0]
@@ -460,7 +453,7 @@ class TestRaces:
         results = run_in_threads(6, decide)
 
         assert sum(isinstance(r, CallRequest) for r in results) == 1, results
-        assert sum(isinstance(r, RequestConflict) for r in results) == 5
+        assert sum(isinstance(r, Conflict) for r in results) == 5
         final = current(committed_db, call_request)
         assert final.status in (RequestStatus.ACCEPTED, RequestStatus.DECLINED)
         assert len(emails(committed_db)) == (1 if final.status is RequestStatus.DECLINED else 0)
@@ -487,7 +480,7 @@ class TestRaces:
                     )
                     session.commit()
                     outcomes.append("accepted")
-                except RequestConflict as conflict:
+                except Conflict as conflict:
                     session.rollback()
                     outcomes.append(conflict.code)
             return outcomes
@@ -527,7 +520,7 @@ class TestRaces:
                 )
                 session.commit()
                 outcome.append("accepted")
-            except RequestConflict as conflict:
+            except Conflict as conflict:
                 outcome.append(conflict.code)
             finally:
                 session.close()

@@ -92,8 +92,8 @@ class TestBlockEmail:
         assert statuses[accepted.id] == RequestStatus.ACCEPTED
         assert statuses[someone_else.id] == RequestStatus.PENDING
         assert statuses[other_seller.id] == RequestStatus.PENDING
-        assert [(name, args) for name, args, _ in enqueued if name == "tasks.requests.release_hold"] == [
-            ("tasks.requests.release_hold", (str(pending.id),))
+        assert [(name, args) for name, args, _ in enqueued if name == "tasks.request_payments.release_hold"] == [
+            ("tasks.request_payments.release_hold", (str(pending.id),))
         ]
         [email] = db_session.scalars(select(OutboxEmail))
         assert (email.recipient, email.template) == ("pest@example.org", "request_declined_buyer")

@@ -223,8 +223,10 @@ class TestCheckoutCompleted:
         assert request.cancelled_at is not None
         # The hold is released by a task after commit, never inside the webhook's transaction.
         assert db_session.scalar(select(Transaction.payment_state)) == PaymentState.HELD
-        assert "tasks.requests.release_hold" in enqueued.names()
-        assert next(args for name, args, _ in enqueued if name == "tasks.requests.release_hold")[0] == str(request.id)
+        assert "tasks.request_payments.release_hold" in enqueued.names()
+        assert next(args for name, args, _ in enqueued if name == "tasks.request_payments.release_hold")[0] == str(
+            request.id
+        )
         assert [row.template for row in db_session.scalars(select(OutboxEmail))] == ["payment_released_buyer"]
 
     def test_a_transient_gateway_error_leaves_the_event_for_a_retry(self, db_session, seller):
@@ -344,7 +346,7 @@ class TestRequeue:
 
         assert stripe_events.requeue_stuck_events(db_session, now, settings) == {"inbox_requeued": 1, "inbox_failed": 0}
         db_session.commit()
-        assert enqueued == [("tasks.payments.process_stripe_event", (str(old.id),), {})]
+        assert enqueued == [("tasks.stripe_events.process_stripe_event", (str(old.id),), {})]
         assert old.attempts == 1
         # Next time only after twice as long (120 s after it arrived); the fresh one is not due yet.
         assert stripe_events.requeue_stuck_events(db_session, now, settings)["inbox_requeued"] == 0

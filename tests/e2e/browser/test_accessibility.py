@@ -8,7 +8,7 @@ import re
 
 from app.db import db
 from app.models import CallRequest, RequestStatus
-from app.services.call_endings import rate_url
+from app.services.calls import rate_url
 from tests.e2e.browser import pages
 from tests.e2e.browser.conftest import run_axe
 

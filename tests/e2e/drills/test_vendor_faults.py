@@ -105,7 +105,7 @@ def test_capture_and_room_creation_are_retried_with_the_same_keys(vendors: Vendo
     creations = [r for r in daily.calls("POST", "/v1/rooms") if r.path == "/v1/rooms"]
     status, _, payment_state, room_name = state_of(drill, request_id)
     keys = sorted({r.idempotency_key for r in captures})
-    capture_retries = drill.task_retries("tasks.requests.capture_accepted")
+    capture_retries = drill.task_retries("tasks.request_payments.capture_accepted")
     room_retries = drill.task_retries("tasks.calls.provision_room")
     print(
         f"\ndrill vendor-faults: capture requests {len(captures)} (keys {keys}, task retries {capture_retries}),"
@@ -141,7 +141,7 @@ def test_a_declined_capture_is_not_retried_and_the_hold_is_released(vendors: Ven
     request_id, intent_id = paid_request(vendors, "declined@buyers.example.org")
     stripe_fake.fail_path(CAPTURE.format(intent=intent_id), 402, code="card_declined")
     rooms_before = len(vendors.daily.calls("POST", "/v1/rooms"))
-    retries_before = drill.task_retries("tasks.requests.capture_accepted")
+    retries_before = drill.task_retries("tasks.request_payments.capture_accepted")
 
     accept(drill, vendors.seller_http, request_id)
     wait_for(
@@ -154,7 +154,7 @@ def test_a_declined_capture_is_not_retried_and_the_hold_is_released(vendors: Ven
     cancels = [r for r in stripe_fake.requests if r.path == f"/v1/payment_intents/{intent_id}/cancel"]
     print(f"\ndrill vendor-faults: declined capture requests {len(captures)}, cancel requests {len(cancels)}")
     assert len(captures) == 1
-    assert drill.task_retries("tasks.requests.capture_accepted") == retries_before
+    assert drill.task_retries("tasks.request_payments.capture_accepted") == retries_before
     assert [r.idempotency_key for r in cancels] == [f"cancel:{request_id}"]
     assert len(vendors.daily.calls("POST", "/v1/rooms")) == rooms_before  # no room for a call that cannot happen
 
@@ -166,7 +166,7 @@ def test_postmark_503_is_retried_and_406_is_not(vendors: Vendors) -> None:
     postmark.respond_to(
         inactive, Reply.error(422, 406, "You tried to send to a recipient that has been marked as inactive.")
     )
-    retries_before = drill.task_retries("tasks.email.send_email")
+    retries_before = drill.task_retries("tasks.email_delivery.send_email")
     flaky_request, _ = paid_request(vendors, flaky)
     inactive_request, _ = paid_request(vendors, inactive)
     flaky_key, inactive_key = f"payment_received:buyer:{flaky_request}", f"payment_received:buyer:{inactive_request}"
@@ -191,7 +191,7 @@ def test_postmark_503_is_retried_and_406_is_not(vendors: Vendors) -> None:
     assert email(inactive_key) == ("failed", 1)
     assert len(to[flaky]) == 2  # the 503 and the retry that was accepted
     assert len(to[inactive]) == 1  # the 406, never repeated
-    assert drill.task_retries("tasks.email.send_email") == retries_before + 1  # the 503'd email's, no other
+    assert drill.task_retries("tasks.email_delivery.send_email") == retries_before + 1  # the 503'd email's, no other
     last_error = drill.scalar("SELECT last_error FROM email_outbox WHERE dedupe_key = :key", key=inactive_key)
     assert "422" in last_error
     assert drill.tasks_ahead_of_their_commit() == 0

@@ -119,4 +119,4 @@ def test_calls_end_on_time_and_no_email_is_sent_twice_after_a_worker_is_killed(m
 def _held_end_tasks(drill) -> int:  # type: ignore[no-untyped-def]
     """``end_call`` tasks the first worker has received (ETA tasks wait in its memory until due)."""
     lines = drill.logs("worker").splitlines()
-    return sum(1 for line in lines if "Task tasks.calls.end_call[" in line and "] received" in line)
+    return sum(1 for line in lines if "Task tasks.call_endings.end_call[" in line and "] received" in line)

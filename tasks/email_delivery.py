@@ -1,16 +1,16 @@
-"""Sending outbox emails (queued by ``app.services.outbox.queue_email``, published after commit)."""
+"""Sending outbox emails (``app.services.email_delivery``), queued by ``app.services.outbox.queue_email``
+and published after commit."""
 
 from __future__ import annotations
 
 import uuid
 
-from celery import shared_task
 from flask import current_app
-from sqlalchemy.exc import OperationalError
 
-from app.db import utcnow
+from app.celery_app import chatlink_task
+from app.db import db, utcnow
 from app.integrations.email import mailer_for
-from app.services.email_delivery import DeliveryOutcome, deliver_email, jinja_renderer
+from tasks import _runtime
 
 
 class EmailRetryLater(Exception):
@@ -21,29 +21,25 @@ class EmailRetryLater(Exception):
 # next_attempt_at (app/services/email_delivery.py), so the sweep only steps in when a retry was
 # lost or Celery gave up; the row itself gives up after MAX_ATTEMPTS. A lost database connection
 # is retried the same way: nothing was recorded, and the row's lock makes a second run safe.
-@shared_task(
-    name="tasks.email.send_email",
-    bind=True,
-    ignore_result=True,
-    autoretry_for=(EmailRetryLater, OperationalError),
-    retry_backoff=30,
-    retry_backoff_max=600,
-    retry_jitter=True,
-    max_retries=5,
-)
-def send_email(self, email_id: str, *more_ids: str) -> str:  # type: ignore[no-untyped-def]
+@chatlink_task(retry_on=(EmailRetryLater,), max_retries=5, backoff=30, backoff_max=600)
+def send_email(email_id: str, *more_ids: str) -> str:
     """Send outbox rows: one, or all that one transaction queued. Each row is its own unit of
     work, so one row's failure neither holds back nor undoes another's; a retry of the whole task
     skips the rows already sent."""
-    settings = current_app.extensions["settings"]
-    render = jinja_renderer(current_app.jinja_env, app_url=settings.app_url)
+    from app.services import email_delivery
+
+    settings = _runtime.settings()
+    render = email_delivery.jinja_renderer(current_app.jinja_env, app_url=settings.app_url)
     mailer = mailer_for(settings)
-    outcomes, retry_error = [], None
+    outcomes: list[str] = []
+    retry_error: str | None = None
     for one_id in (email_id, *more_ids):
-        with self.session_scope() as session:
-            result = deliver_email(session, uuid.UUID(one_id), mailer=mailer, render=render, now=utcnow())
+        with db.session_scope() as session:
+            result = email_delivery.deliver_email(
+                session, uuid.UUID(one_id), mailer=mailer, render=render, now=utcnow()
+            )
         outcomes.append(result.outcome.value)
-        if result.outcome is DeliveryOutcome.RETRY:
+        if result.outcome is email_delivery.DeliveryOutcome.RETRY:
             retry_error = result.error
     # Raised only after the scopes committed the failures, so the attempt counts are kept.
     if retry_error is not None:

@@ -1,7 +1,7 @@
 """Indexes for a busy year: the queries bench/scale.py found reading whole tables
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 Create Date: 2026-12-07 20:30:00+00:00
 
 Built CONCURRENTLY, outside a transaction, so that running this against a live database with a
@@ -17,8 +17,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0002"
-down_revision: str | None = "0001"
+revision: str = "0003"
+down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -29,19 +29,19 @@ INDEXES: list[tuple[str, str, list[str], dict[str, object]]] = [
     (
         "ix_call_requests_room_undeleted",
         "call_requests",
-        ["updated_at"],
+        ["created_at"],
         {"postgresql_where": sa.text("room_name IS NOT NULL AND room_deleted_at IS NULL")},
     ),
     (
         "ix_call_requests_unsettled",
         "call_requests",
-        ["updated_at"],
+        ["created_at"],
         {"postgresql_where": sa.text("status IN ('DECLINED', 'CANCELLED')")},
     ),
     (
         "ix_call_requests_seller_no_show",
         "call_requests",
-        ["updated_at"],
+        ["created_at"],
         {"postgresql_where": sa.text("cancel_reason = 'seller_no_show'")},
     ),
     ("ix_ratings_seller_stars", "ratings", ["seller_id"], {"postgresql_include": ["stars"]}),

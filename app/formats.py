@@ -1,0 +1,41 @@
+"""The one way ChatLink writes a time on the wire and an amount of money for people.
+
+Times in the JSON API (and in anything a machine reads back) are ISO 8601 in UTC ending in ``Z``.
+Money is integer minor units everywhere in the code; people see it through ``format_money``, on
+pages, in emails and in CSV alike, with the currency's own number of decimals.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+# ISO 4217 currencies without a minor unit: 2500 JPY is ¥2,500, not ¥25.00. (Stripe's list of
+# zero-decimal currencies.)
+ZERO_DECIMAL = frozenset(
+    ("bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf")
+)
+_SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥", "inr": "₹", "cad": "CA$", "aud": "A$", "nzd": "NZ$"}
+MINUS = "\u2212"  # a real minus sign, the width of a digit
+
+
+def iso(value: datetime | None) -> str | None:
+    """``2026-12-07T20:30:00Z``: ISO 8601 in UTC with a ``Z``; None stays None."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def currency_exponent(currency: str) -> int:
+    """How many decimals the currency has: 0 for JPY and the other zero-decimal ones, else 2."""
+    return 0 if currency.lower() in ZERO_DECIMAL else 2
+
+
+def format_money(cents: int, currency: str) -> str:
+    """``2500, "usd"`` → ``$25.00``; ``2500, "jpy"`` → ``¥2,500``; ``-150, "eur"`` → ``MINUS + "€1.50"``;
+    a currency without a symbol here reads ``25.00 SEK``."""
+    exponent = currency_exponent(currency)
+    major, minor = divmod(abs(int(cents)), 10**exponent)
+    amount = f"{major:,}.{minor:0{exponent}d}" if exponent else f"{major:,}"
+    symbol = _SYMBOLS.get(currency.lower())
+    text = f"{symbol}{amount}" if symbol else f"{amount} {currency.upper()}"
+    return (MINUS if cents < 0 else "") + text

@@ -1,0 +1,125 @@
+"""The executor of the tables in ``table.py``: the only code that writes a request's status or a
+payment's state, each time as ONE conditional UPDATE from the move's source states.
+
+Also the one loader of a request row, and the sweep's claim on rows it follows up (a lease in
+its own column, so an ordinary write never delays recovery work).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy.orm import Session, joinedload
+
+from app.models import CallRequest, Transaction
+from app.services.lifecycle.table import PAYMENT_MOVES, REQUEST_MOVES
+
+SWEEP_BATCH = 100
+
+
+def move_requests(
+    session: Session,
+    move: str,
+    *conditions: ColumnElement[bool],
+    now: datetime,
+    values: Mapping[str, Any] | None = None,
+) -> list[uuid.UUID]:
+    """Apply ``move`` to every request matching ``conditions`` that is in one of its source states;
+    the ids of the rows that moved (none when another transition won)."""
+    spec = REQUEST_MOVES[move]
+    statement = (
+        update(CallRequest)
+        .where(CallRequest.status.in_(spec.sources), *conditions)
+        .values(status=spec.target, updated_at=now, **(values or {}))
+        .returning(CallRequest.id)
+        .execution_options(synchronize_session=False)
+    )
+    return list(session.scalars(statement))
+
+
+def move_request(
+    session: Session,
+    move: str,
+    request_id: uuid.UUID,
+    *conditions: ColumnElement[bool],
+    now: datetime,
+    values: Mapping[str, Any] | None = None,
+) -> bool:
+    """``move_requests`` for one request: True when this call made the move."""
+    return bool(move_requests(session, move, CallRequest.id == request_id, *conditions, now=now, values=values))
+
+
+def move_payment(
+    session: Session,
+    move: str,
+    transaction_id: uuid.UUID,
+    *conditions: ColumnElement[bool],
+    now: datetime,
+    values: Mapping[str, Any] | None = None,
+) -> bool:
+    """Apply ``move`` to one transaction if it is in a source state; True when this call made it."""
+    spec = PAYMENT_MOVES[move]
+    statement = (
+        update(Transaction)
+        .where(Transaction.id == transaction_id, Transaction.payment_state.in_(spec.sources), *conditions)
+        .values(payment_state=spec.target, updated_at=now, **(values or {}))
+        .returning(Transaction.id)
+        .execution_options(synchronize_session=False)
+    )
+    return session.execute(statement).scalar_one_or_none() is not None
+
+
+def due_batch(*conditions: ColumnElement[bool], limit: int = SWEEP_BATCH) -> ColumnElement[bool]:
+    """``id IN (a batch of matching rows, locked, skipping those another sweep or a click holds)``:
+    a sweep's transaction stays short, and a row a concurrent transition holds is decided by it."""
+    batch = select(CallRequest.id).where(*conditions).limit(limit).with_for_update(skip_locked=True)
+    return CallRequest.id.in_(batch.scalar_subquery())
+
+
+def load_request(session: Session, request_id: uuid.UUID | None) -> CallRequest | None:
+    """The request and its transaction as the database has them now (a bulk UPDATE does not
+    refresh loaded objects, so every read after a move goes through here)."""
+    if request_id is None:
+        return None
+    return session.execute(
+        select(CallRequest)
+        .options(joinedload(CallRequest.transaction))
+        .where(CallRequest.id == request_id)
+        .execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+
+
+def follow_up_due(since: ColumnElement[datetime], now: datetime, grace: timedelta) -> ColumnElement[bool]:
+    """A sweep may re-publish a request's work ``grace`` after the transition that first published
+    it (``since``), and then once per lease (``lease_rows``): the work has had its chance to run."""
+    return func.coalesce(CallRequest.sweep_lease_until, since + grace) <= now
+
+
+def claim(session: Session, *conditions: ColumnElement[bool]) -> list[uuid.UUID]:
+    """Ids of requests matching ``conditions`` (which may name the transaction), oldest first,
+    locked until commit, skipping rows another sweep holds."""
+    return list(
+        session.scalars(
+            select(CallRequest.id)
+            .join(Transaction, Transaction.id == CallRequest.transaction_id)
+            .where(*conditions)
+            .order_by(CallRequest.created_at)
+            .limit(SWEEP_BATCH)
+            .with_for_update(of=CallRequest, skip_locked=True)
+        )
+    )
+
+
+def lease_rows(session: Session, ids: Collection[uuid.UUID], until: datetime) -> None:
+    """Leave these rows alone until ``until``: the work just re-published is given time to run."""
+    if ids:
+        session.execute(
+            update(CallRequest)
+            .where(CallRequest.id.in_(ids))
+            .values(sweep_lease_until=until)
+            .execution_options(synchronize_session=False)
+        )

@@ -1,0 +1,200 @@
+"""A paid request from its creation to the seller's decision: open, accept, decline, cancel, expire.
+
+Each function is one move of the table (``table.py``), made by one conditional UPDATE, with its
+audit row, the tasks it publishes after commit and the emails it queues, together. The gateway
+is never called here: capture and release are tasks (``tasks.request_payments``), so a web
+request never waits on Stripe and a rollback never leaves money moved.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from datetime import datetime, timedelta
+
+from sqlalchemy import ColumnElement, exists, select
+from sqlalchemy.orm import Session
+
+from app import metrics
+from app.config import Settings
+from app.db import on_commit
+from app.models import CallRequest, CancelReason, RequestStatus, User
+from app.queue import enqueue_after_commit
+from app.refusals import Conflict, Forbidden, NotFound
+from app.services.audit import record_event, user_actor
+from app.services.lifecycle._moves import due_batch, load_request, move_request, move_requests
+from app.services.lifecycle.notices import notify
+from tasks import request_payments as payment_tasks
+
+SYSTEM = "system"
+EXPIRY_BATCH = 200
+
+
+def open_request(
+    session: Session,
+    *,
+    seller_id: uuid.UUID,
+    transaction_id: uuid.UUID,
+    buyer_email: str,
+    note: str,
+    refused: CancelReason | None,
+    request_ttl_seconds: int,
+    now: datetime,
+) -> CallRequest:
+    """The paid request, as the verified webhook creates it: PENDING for the seller to decide, or
+    CANCELLED at once (``refused``: the buyer is blocked, the seller suspended) with the hold
+    released after commit and only the buyer told."""
+    call_request = CallRequest(
+        id=uuid.uuid4(),
+        seller_id=seller_id,
+        transaction_id=transaction_id,
+        buyer_email=buyer_email,
+        note=note,
+        status=RequestStatus.CANCELLED if refused else RequestStatus.PENDING,
+        cancel_reason=refused,
+        cancelled_at=now if refused else None,
+        expires_at=now + timedelta(seconds=request_ttl_seconds),
+    )
+    session.add(call_request)
+    session.flush()
+    if refused is not None:
+        record_event(session, "request.cancelled", ref_id=call_request.id, actor=SYSTEM, payload={"reason": refused})
+        enqueue_after_commit(session, payment_tasks.release_hold, str(call_request.id))
+    return call_request
+
+
+def accept_request(
+    session: Session, request_id: uuid.UUID, *, seller_id: uuid.UUID, now: datetime, join_window_seconds: int
+) -> CallRequest:
+    """PENDING → ACCEPTED. The hold is captured by a task after commit, which then provisions the room."""
+    _decide(
+        session,
+        "accept",
+        request_id,
+        seller_id,
+        now,
+        accepted_at=now,
+        join_deadline=now + timedelta(seconds=join_window_seconds),
+        # Each party's join credential is derived from this key (app.services.calls).
+        join_key=secrets.token_urlsafe(32),
+    )
+    record_event(session, "request.accepted", ref_id=request_id, actor=user_actor(seller_id))
+    on_commit(session, metrics.request_accepted)
+    enqueue_after_commit(session, payment_tasks.capture_accepted, str(request_id))
+    return _loaded(session, request_id)
+
+
+def decline_request(session: Session, request_id: uuid.UUID, *, seller_id: uuid.UUID, now: datetime) -> CallRequest:
+    """PENDING → DECLINED; the hold is released by a task after commit and the buyer is told."""
+    _decide(session, "decline", request_id, seller_id, now, declined_at=now)
+    _after_decline(session, request_id, actor=user_actor(seller_id))
+    on_commit(session, metrics.request_declined)
+    return _loaded(session, request_id)
+
+
+def decline_all_pending(session: Session, seller_id: uuid.UUID, *, now: datetime, actor: str) -> list[uuid.UUID]:
+    """PENDING → DECLINED for every request of the seller (suspended, or deleting their account),
+    in ONE conditional UPDATE: a request the seller accepts at the same moment is either accepted
+    or declined, never both. Each buyer gets the ordinary "declined" email."""
+    declined = move_requests(
+        session, "decline", CallRequest.seller_id == seller_id, now=now, values={"declined_at": now}
+    )
+    for request_id in declined:
+        _after_decline(session, request_id, actor=actor)
+    return declined
+
+
+def cancel_pending_from(
+    session: Session, seller_id: uuid.UUID, buyer_email: str, *, now: datetime, actor: str
+) -> list[uuid.UUID]:
+    """PENDING → CANCELLED (blocked) for the seller's requests from ``buyer_email``. The buyer gets
+    the ordinary "declined" email, which does not say they were blocked."""
+    cancelled = move_requests(
+        session,
+        "cancel_pending",
+        CallRequest.seller_id == seller_id,
+        CallRequest.buyer_email == buyer_email,
+        now=now,
+        values={"cancel_reason": CancelReason.BLOCKED, "cancelled_at": now},
+    )
+    for request_id in cancelled:
+        record_event(session, "request.cancelled", ref_id=request_id, actor=actor, payload={"reason": "blocked"})
+        enqueue_after_commit(session, payment_tasks.release_hold, str(request_id))
+        notify(session, _loaded(session, request_id), "request_declined", parties=("buyer",))
+    return cancelled
+
+
+def expire_pending_requests(session: Session, now: datetime, settings: Settings) -> dict[str, int]:
+    """Sweep step: PENDING past ``expires_at`` → CANCELLED (expired), hold released, both emailed.
+
+    Rows locked by a concurrent accept are skipped (``SKIP LOCKED``); the accept decides them, and
+    if it loses to ``expires_at`` the next sweep takes them. A batch per run keeps the transaction short.
+    """
+    due = (CallRequest.status == RequestStatus.PENDING, CallRequest.expires_at <= now)
+    expired = move_requests(
+        session,
+        "expire",
+        due_batch(*due, limit=EXPIRY_BATCH),
+        now=now,
+        values={"cancel_reason": CancelReason.EXPIRED, "cancelled_at": now},
+    )
+    for request_id in expired:
+        record_event(session, "request.expired", ref_id=request_id, actor=SYSTEM)
+        enqueue_after_commit(session, payment_tasks.release_hold, str(request_id))
+        notify(session, _loaded(session, request_id), "request_expired")
+    on_commit(session, lambda: metrics.requests_expired(len(expired)))
+    return {"requests_expired": len(expired)}
+
+
+def _decide(
+    session: Session, move: str, request_id: uuid.UUID, seller_id: uuid.UUID, now: datetime, **values: object
+) -> None:
+    """The seller's move on their own PENDING request, while it has not expired and they may sell."""
+    moved = move_request(
+        session,
+        move,
+        request_id,
+        CallRequest.seller_id == seller_id,
+        CallRequest.expires_at > now,
+        ~_suspended(seller_id),
+        now=now,
+        values=values,
+    )
+    if not moved:
+        raise _refusal(session, request_id, seller_id)
+
+
+def _suspended(seller_id: uuid.UUID) -> ColumnElement[bool]:
+    return exists().where(User.id == seller_id, User.suspended_at.is_not(None))
+
+
+def _after_decline(session: Session, request_id: uuid.UUID, *, actor: str) -> None:
+    record_event(session, "request.declined", ref_id=request_id, actor=actor)
+    enqueue_after_commit(session, payment_tasks.release_hold, str(request_id))
+    notify(session, _loaded(session, request_id), "request_declined", parties=("buyer",))
+
+
+def _refusal(session: Session, request_id: uuid.UUID, seller_id: uuid.UUID) -> Exception:
+    """Why the conditional UPDATE matched nothing, read after it (so after any winner committed)."""
+    current = session.execute(
+        select(CallRequest.seller_id, CallRequest.status).where(CallRequest.id == request_id)
+    ).one_or_none()
+    if current is None or current.seller_id != seller_id:
+        return NotFound("not_found", "No such request.")
+    if session.scalar(select(_suspended(seller_id))):
+        return Forbidden("suspended", "Your account is suspended, so you cannot take or decline calls.")
+    if current.status == RequestStatus.PENDING:
+        return Conflict("expired", "This request has expired; the buyer's payment is being released.")
+    messages = {
+        RequestStatus.ACCEPTED: ("already_accepted", "This request was already accepted."),
+        RequestStatus.DECLINED: ("already_declined", "This request was already declined."),
+        RequestStatus.CANCELLED: ("cancelled", "This request was cancelled."),
+        RequestStatus.COMPLETED: ("completed", "This call has already taken place."),
+    }
+    return Conflict(*messages[current.status])
+
+
+def _loaded(session: Session, request_id: uuid.UUID) -> CallRequest:
+    call_request = load_request(session, request_id)
+    assert call_request is not None, "a request that just moved exists"
+    return call_request

@@ -1,0 +1,247 @@
+"""Every registered Celery task runs once, for real, against the real database.
+
+The list comes from the Celery app's registry, so a new task is covered the moment it exists: a
+task without a scenario here fails the first test. Each scenario builds the realistic state its
+task works on (a paid request through the built-in checkout and the signed webhook, an accepted
+call, a started call, ...) and the task runs through ``apply()``, with its real retry policy. Any
+exception fails the test: a task that cannot run must fail the suite, not production.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from app.db import utcnow
+from app.integrations.builtin_payments import builtin_gateway
+from app.models import CallRequest, CancelReason, OutboxEmail, RequestStatus, StripeEvent
+from app.services.checkout import start_checkout
+from app.services.lifecycle.decisions import accept_request, decline_request
+from tests.factories import ProfileFactory
+
+
+@dataclass
+class World:
+    """What the scenarios share: the served app, a session on committed data, and what earlier
+    tasks produced."""
+
+    app: Flask
+    session: Session
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def paid_event(self) -> dict[str, Any]:
+        """A checkout paid on the built-in gateway: the signed event it would send."""
+        settings = self.app.extensions["settings"]
+        profile = ProfileFactory()
+        self.session.commit()
+        gateway = builtin_gateway(settings, self.app.extensions["redis"], notify=self.events.append)
+        checkout = start_checkout(
+            self.session,
+            slug=profile.slug,
+            buyer_email=f"buyer-{secrets.token_hex(4)}@example.org",
+            note="",
+            submission_key=secrets.token_urlsafe(24),
+            gateway=gateway,
+            app_url=settings.app_url,
+            app_env=settings.app_env,
+            capture_manually=True,
+            now=utcnow(),
+        )
+        self.session.commit()
+        gateway.pay(checkout.stripe_checkout_session_id or "")
+        return self.events[-1]
+
+    def inbox_row(self, event: dict[str, Any]) -> str:
+        """The event delivered over HTTP to the app's webhook, as the built-in gateway's task does."""
+        from tasks.builtin_payments import deliver_builtin_webhook
+
+        assert run(deliver_builtin_webhook, event) == 200
+        row_id = self.session.scalar(select(StripeEvent.id).where(StripeEvent.stripe_event_id == event["id"]))
+        return str(row_id)
+
+    def paid_request(self) -> uuid.UUID:
+        """A PENDING request, made the way production makes it."""
+        from tasks.stripe_events import process_stripe_event
+
+        event = self.paid_event()
+        assert run(process_stripe_event, self.inbox_row(event)) == "processed"
+        request_id = self.session.scalar(
+            select(CallRequest.id).where(CallRequest.buyer_email == event["data"]["object"]["customer_email"])
+        )
+        assert request_id is not None, "the paid checkout became a request"
+        return request_id
+
+    def accepted_call(self) -> uuid.UUID:
+        from tasks.calls import provision_room
+        from tasks.request_payments import capture_accepted
+
+        request_id = self.paid_request()
+        seller_id = self.session.scalar(select(CallRequest.seller_id).where(CallRequest.id == request_id))
+        assert seller_id is not None
+        accept_request(self.session, request_id, seller_id=seller_id, now=utcnow(), join_window_seconds=900)
+        self.session.commit()
+        assert run(capture_accepted, str(request_id)) == "captured"
+        assert run(provision_room, str(request_id)) == "created"
+        return request_id
+
+    def started_call(self, *, overdue: bool) -> uuid.UUID:
+        call_id = self.accepted_call()
+        started = utcnow() - timedelta(seconds=400 if overdue else 10)
+        self.session.execute(
+            update(CallRequest)
+            .where(CallRequest.id == call_id)
+            .values(started_at=started, ends_at=started + timedelta(seconds=300))
+        )
+        self.session.commit()
+        return call_id
+
+
+def run(task: Any, *args: Any) -> Any:
+    """Run ``task`` as a worker would (its retry policy included); any exception fails the test."""
+    result = task.apply(args=args)
+    assert result.successful(), f"{task.name} raised:\n{result.traceback}"
+    return result.result
+
+
+def start_room(world: World) -> tuple[Any, ...]:
+    return (str(world.started_call(overdue=False)),), "moved"
+
+
+def end_call(world: World) -> tuple[Any, ...]:
+    return (str(world.started_call(overdue=True)),), "ended"
+
+
+def release_room(world: World) -> tuple[Any, ...]:
+    from tasks.call_endings import end_call as end_call_task
+
+    call_id = world.started_call(overdue=True)
+    world.session.execute(update(CallRequest).where(CallRequest.id == call_id).values(ended_at=utcnow()))
+    world.session.commit()
+    # The timer ends the call and deletes the room itself; a second deletion finds nothing to do.
+    run(end_call_task, str(call_id))
+    world.session.execute(update(CallRequest).where(CallRequest.id == call_id).values(room_deleted_at=None))
+    world.session.commit()
+    return (str(call_id),), "deleted"
+
+
+def refund_no_show(world: World) -> tuple[Any, ...]:
+    call_id = world.accepted_call()
+    world.session.execute(
+        update(CallRequest)
+        .where(CallRequest.id == call_id)
+        .values(status=RequestStatus.CANCELLED, cancel_reason=CancelReason.SELLER_NO_SHOW, cancelled_at=utcnow())
+    )
+    world.session.commit()
+    return (str(call_id),), "refunded"
+
+
+def release_hold(world: World) -> tuple[Any, ...]:
+    request_id = world.paid_request()
+    seller_id = world.session.scalar(select(CallRequest.seller_id).where(CallRequest.id == request_id))
+    assert seller_id is not None
+    decline_request(world.session, request_id, seller_id=seller_id, now=utcnow())
+    world.session.commit()
+    return (str(request_id),), "voided"
+
+
+def capture_accepted(world: World) -> tuple[Any, ...]:
+    request_id = world.paid_request()
+    seller_id = world.session.scalar(select(CallRequest.seller_id).where(CallRequest.id == request_id))
+    assert seller_id is not None
+    accept_request(world.session, request_id, seller_id=seller_id, now=utcnow(), join_window_seconds=900)
+    world.session.commit()
+    return (str(request_id),), "captured"
+
+
+def provision_room(world: World) -> tuple[Any, ...]:
+    request_id, _ = capture_accepted(world)
+    from tasks.request_payments import capture_accepted as capture_task
+
+    run(capture_task, *request_id)
+    return request_id, "created"
+
+
+def send_email(world: World) -> tuple[Any, ...]:
+    world.paid_request()  # queues "request_created" and "payment_received"
+    email_ids = world.session.scalars(select(OutboxEmail.id).order_by(OutboxEmail.created_at)).all()
+    return tuple(str(email_id) for email_id in email_ids[-2:]), "sent,sent"
+
+
+def process_stripe_event(world: World) -> tuple[Any, ...]:
+    return (world.inbox_row(world.paid_event()),), "processed"
+
+
+def deliver_builtin_webhook(world: World) -> tuple[Any, ...]:
+    return (world.paid_event(),), 200
+
+
+def sweep(world: World) -> tuple[Any, ...]:
+    world.started_call(overdue=True)
+    return (), None
+
+
+def ping(world: World) -> tuple[Any, ...]:
+    return (), None
+
+
+def delete_profile_photos(world: World) -> tuple[Any, ...]:
+    from app.models import Profile
+    from app.services.photos import set_profile_photo
+    from tests.unit.test_photos import make_image
+
+    profile = ProfileFactory()
+    world.session.commit()
+    storage = world.app.extensions["storage"]
+    set_profile_photo(world.session, profile_id=profile.id, data=make_image("PNG"), storage=storage)
+    world.session.commit()
+    # The account's deletion removes the profile row, then queues this task.
+    world.session.execute(delete(Profile).where(Profile.id == profile.id))
+    world.session.commit()
+    return (str(profile.id),), 2  # the photo and its thumbnail
+
+
+SCENARIOS: dict[str, Callable[[World], tuple[Any, ...]]] = {
+    "tasks.builtin_payments.deliver_builtin_webhook": deliver_builtin_webhook,
+    "tasks.call_endings.end_call": end_call,
+    "tasks.call_endings.refund_no_show": refund_no_show,
+    "tasks.call_endings.release_room": release_room,
+    "tasks.call_presence.start_room": start_room,
+    "tasks.calls.provision_room": provision_room,
+    "tasks.email_delivery.send_email": send_email,
+    "tasks.maintenance.ping": ping,
+    "tasks.maintenance.sweep": sweep,
+    "tasks.photos.delete_profile_photos": delete_profile_photos,
+    "tasks.request_payments.capture_accepted": capture_accepted,
+    "tasks.request_payments.release_hold": release_hold,
+    "tasks.stripe_events.process_stripe_event": process_stripe_event,
+}
+
+
+def registered(app: Flask) -> list[str]:
+    return sorted(name for name in app.extensions["celery"].tasks if name.startswith("tasks."))
+
+
+def test_every_registered_task_has_a_scenario(app) -> None:  # type: ignore[no-untyped-def]
+    assert registered(app) == sorted(SCENARIOS)
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_the_task_runs(name, served_app, committed_db, redis) -> None:  # type: ignore[no-untyped-def]
+    task = served_app.extensions["celery"].tasks[name]
+    with served_app.app_context():
+        world = World(app=served_app, session=committed_db)
+        args, expected = SCENARIOS[name](world)
+        outcome = run(task, *args)
+    if expected is not None:
+        assert outcome == expected
+    else:
+        assert outcome
