@@ -18,11 +18,13 @@ import dataclasses
 import re
 import shelve
 import signal
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from tests.e2e.drills.conftest import Drill, drill_stack
+from tests.e2e.drills.flow import Seller, pay_builtin, post_event, start_checkout, wait_request
 from tests.e2e.make_run import free_port
 from tests.fakes.s3 import S3Server
 
@@ -65,6 +67,14 @@ def scale_out_stack(name: str, **overrides: str) -> Iterator[ScaleOut]:
         for machine in MACHINES:
             stack.machine(machine).wait_healthy(worker=True, timeout=120)
         yield stack
+
+
+def paid_request(stack: ScaleOut, seller: Seller, tag: str, *, checkout_on: Drill, webhook_on: Drill) -> uuid.UUID:
+    """A buyer opens a checkout on one machine and pays; Stripe's webhook lands on the other (or
+    the same): the request, once the event is processed."""
+    session_id = start_checkout(checkout_on, seller, f"{tag}@buyers.example.org")
+    assert post_event(webhook_on, pay_builtin(stack.a, session_id)).status_code == 200
+    return wait_request(stack.a, session_id)
 
 
 def stop_beats(drill: Drill) -> dict[str, int]:

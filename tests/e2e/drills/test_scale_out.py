@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import io
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -28,13 +27,9 @@ from tests.e2e.drills.flow import (
     buyer_join_url,
     enter_call,
     log_in,
-    pay_builtin,
-    post_event,
     seed_seller,
-    start_checkout,
-    wait_request,
 )
-from tests.e2e.drills.scale_out import ScaleOut, events_seen, print_events, scale_out_stack, stop_beats
+from tests.e2e.drills.scale_out import events_seen, paid_request, print_events, scale_out_stack, stop_beats
 from tests.fakes.postmark import FakePostmark
 
 DURATION = 6  # seconds of call
@@ -122,12 +117,6 @@ def assert_forgot_limit_is_shared(a: Drill, b: Drill) -> None:
         for m in (a, b, a, b, a, b, a)
     ]
     assert statuses == [202] * 5 + [429, 429], statuses
-
-
-def paid_request(stack: ScaleOut, seller, tag: str, *, checkout_on: Drill, webhook_on: Drill) -> uuid.UUID:  # type: ignore[no-untyped-def]
-    session_id = start_checkout(checkout_on, seller, f"{tag}@buyers.example.org")
-    assert post_event(webhook_on, pay_builtin(stack.a, session_id)).status_code == 200
-    return wait_request(stack.a, session_id)
 
 
 def state(a: Drill) -> dict[str, object]:
