@@ -22,6 +22,7 @@ whole ledger runs once on the busy year, the strongest check that memory stays f
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import tempfile
@@ -53,7 +54,6 @@ PAGES = {
     "paywall": "/u/{slug}",
     "dashboard": "/dashboard",
     "balance (API)": "/api/balance",
-    "requests page": "/requests",
 }
 ADMIN_PAGES = {
     "admin index": "/admin",
@@ -187,6 +187,13 @@ def measure(database: Database, settings: Settings, requests: int) -> None:
         seller_export(database, seller)
     measure_sweep(database, app, max(20, requests // 2))
     measure_fulfilment(database, app, settings, max(20, requests // 4))
+    release(db)
+
+
+def release(db: Any) -> None:
+    """Close the run's connections before the next app (or the drop) replaces its database: a
+    finished streamed response may still hold one until it is collected."""
+    gc.collect()
     db.engine.dispose()
 
 
@@ -226,7 +233,7 @@ def admin_export(database: Database, settings: Settings) -> None:
             samples.append(process.memory_info().rss)
     response.close()
     elapsed = time.perf_counter() - started
-    db.engine.dispose()
+    release(db)
     database.export.update(
         {
             "admin rows": rows - 1,

@@ -45,17 +45,15 @@ class CallRequest(Base):
         Index("ix_call_requests_status_ends", "status", "ends_at"),
         # The sweeps' follow-ups, each over the few rows that can still need one (bench/scale.py
         # shows each would otherwise read a year of calls every few seconds): rooms not yet
-        # deleted, declined or cancelled requests whose money may still be held or owed back,
-        # and seller no-shows still to refund. By created_at, the order the sweeps claim them in.
+        # deleted, and requests declined or cancelled lately (their money may still be held or
+        # owed back). A cancelled request is the one with a cancel_reason (a CHECK above).
         Index(
             "ix_call_requests_room_undeleted",
             "created_at",
             postgresql_where=text("room_name IS NOT NULL AND room_deleted_at IS NULL"),
         ),
-        Index("ix_call_requests_unsettled", "created_at", postgresql_where=text("status IN ('DECLINED', 'CANCELLED')")),
-        Index(
-            "ix_call_requests_seller_no_show", "created_at", postgresql_where=text("cancel_reason = 'seller_no_show'")
-        ),
+        Index("ix_call_requests_declined", "declined_at", postgresql_where=text("status = 'DECLINED'")),
+        Index("ix_call_requests_cancelled", "cancelled_at", postgresql_where=text("cancel_reason IS NOT NULL")),
     )
 
     id: Mapped[UUIDPk]

@@ -62,8 +62,10 @@ class Transaction(Base):
         CheckConstraint("platform_fee_cents >= 0 AND net_cents >= 0", name="parts_non_negative"),
         CheckConstraint("platform_fee_cents + net_cents = gross_cents", name="parts_sum_to_gross"),
         CheckConstraint("refunded_cents BETWEEN 0 AND gross_cents", name="refund_within_gross"),
-        # The admin's disputes page and count: a handful among a year of payments.
-        Index("ix_transactions_disputed", "disputed_at", postgresql_where=text("payment_state = 'disputed'")),
+        # The admin's disputes page (every payment ever disputed, latest first) and its count of
+        # open ones: a handful among a year of payments.
+        Index("ix_transactions_disputed", "disputed_at", postgresql_where=text("disputed_at IS NOT NULL")),
+        Index("ix_transactions_open_disputes", "seller_id", postgresql_where=text("payment_state = 'disputed'")),
     )
 
     id: Mapped[UUIDPk]

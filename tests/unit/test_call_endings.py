@@ -429,3 +429,14 @@ class TestSweeps:
         assert call_endings.recover_call_work(db_session, utcnow(), settings)["refunds_requeued"] == 1
         db_session.commit()
         assert ("tasks.call_endings.refund_no_show", (str(call.id),), {}) in enqueued
+
+    def test_a_refund_is_followed_up_for_the_window_only(self, db_session, settings, enqueued) -> None:
+        call = accepted_call()
+        call.status, call.cancel_reason = RequestStatus.CANCELLED, CancelReason.SELLER_NO_SHOW
+        call.cancelled_at = utcnow() - call_endings.REFUND_WINDOW - timedelta(minutes=1)
+        db_session.flush()
+        # Unrefunded a full window after the no-show (every attempt failed): an operator's now.
+        assert call_endings.recover_call_work(db_session, utcnow(), settings)["refunds_requeued"] == 0
+        call.cancelled_at = utcnow() - call_endings.REFUND_WINDOW + timedelta(minutes=1)
+        db_session.flush()
+        assert call_endings.recover_call_work(db_session, utcnow(), settings)["refunds_requeued"] == 1
