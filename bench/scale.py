@@ -1,6 +1,7 @@
 """Cost as data grows: a year of a busy platform against a near-empty database, in one run.
 
     .venv/bin/python bench/scale.py [--factor 1.0] [--rounds 2] [--requests 120] [--no-admin-export]
+                                    [--keep | --reuse NAME]
 
 Two databases on one PostgreSQL (DATABASE_URL's server, else an embedded one in a temporary
 directory), both migrated, then seeded with COPY by ``tests/scale_seed.py``: the *busy year*
@@ -17,6 +18,10 @@ webhook fulfilment (``process_stripe_event`` on a fresh paid checkout). Each fig
 beside its near-empty twin with the ratio. Goals: every p95 within 1.5x of its twin, a sweep under
 20 ms, memory flat during the export. With ``--admin-export`` left on, the admin's export of the
 whole ledger runs once on the busy year, the strongest check that memory stays flat.
+
+Seeding takes about five minutes on two cores (most of it building the indexes after the COPY).
+``--keep`` leaves both databases on DATABASE_URL's server and prints their name; ``--reuse NAME``
+measures them again without seeding (each measured round adds a few dozen fulfilled checkouts).
 """
 
 from __future__ import annotations
@@ -81,21 +86,28 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--requests", type=int, default=120, help="timed requests per page per round")
     parser.add_argument("--no-admin-export", action="store_true", help="skip the whole-ledger export")
+    parser.add_argument("--keep", action="store_true", help="keep the seeded databases (needs DATABASE_URL)")
+    parser.add_argument("--reuse", metavar="NAME", help="measure the databases a --keep run left")
     args = parser.parse_args()
+    if (args.keep or args.reuse) and not os.environ.get("DATABASE_URL"):
+        parser.error("--keep and --reuse need DATABASE_URL (an embedded server goes away with the run)")
 
     with tempfile.TemporaryDirectory(prefix="chatlink-scale-") as scratch:
         engines = ScratchEngines(
             Path(scratch),
-            f"chatlink_scale_{uuid.uuid4().hex[:8]}",
+            args.reuse or f"chatlink_scale_{uuid.uuid4().hex[:8]}",
             database_url=os.environ.get("DATABASE_URL"),
             redis_url=os.environ.get("REDIS_URL"),
         )
         big_url, redis_url = engines.start()
         small_name = f"{engines.name}_empty"
-        create_database(engines.admin_url, small_name)
         small_url = make_url(big_url).set(database=small_name).render_as_string(hide_password=False)
         try:
-            databases = prepare(big_url, small_url, args.factor)
+            if args.reuse:
+                databases = reuse(big_url, small_url)
+            else:
+                create_database(engines.admin_url, small_name)
+                databases = prepare(big_url, small_url, args.factor)
             settings = {db.name: settings_for(db.url, redis_url) for db in databases}
             for round_number in range(args.rounds):
                 for database in databases:
@@ -106,7 +118,11 @@ def main() -> None:
                 admin_export(databases[0], settings[databases[0].name])
             report(*databases)
         finally:
-            drop_database(engines.admin_url, small_name)
+            if args.keep or args.reuse:
+                print(f"kept: --reuse {engines.name}")
+                engines.admin_url = ""  # ScratchEngines.stop() then drops nothing
+            else:
+                drop_database(engines.admin_url, small_name)
             engines.stop()
 
 
@@ -142,6 +158,27 @@ def prepare(big_url: str, small_url: str, factor: float) -> list[Database]:
         print(f"seeding the {name}: {scale}", flush=True)
         seeded = seed(url, scale, progress=lambda line: print(f"  {line}", flush=True))
         print(f"  seeded in {seeded.seconds:.0f} s", flush=True)
+        databases.append(Database(name, url, seeded))
+    return databases
+
+
+def reuse(big_url: str, small_url: str) -> list[Database]:
+    """The databases of an earlier --keep run, as they are."""
+    from sqlalchemy import create_engine, func
+
+    from app.models import CallRequest, Profile, Role, User
+
+    databases = []
+    for name, url in (("busy year", big_url), ("near-empty", small_url)):
+        engine = create_engine(url)
+        with engine.connect() as conn:
+            focus = conn.scalar(select(Profile.user_id).where(Profile.slug == "focus-seller"))
+            admin = conn.scalar(select(User.id).where(User.role == Role.ADMIN))
+            calls = conn.scalar(select(func.count()).select_from(CallRequest))
+        engine.dispose()
+        if focus is None or admin is None:
+            raise SystemExit(f"{url} holds no seeded data: run with --keep first")
+        seeded = Seeded(focus_id=focus, focus_slug="focus-seller", admin_id=admin, counts={"call_requests": calls})
         databases.append(Database(name, url, seeded))
     return databases
 
@@ -257,7 +294,7 @@ def measure_sweep(database: Database, app: Any, runs: int) -> None:
 def measure_fulfilment(database: Database, app: Any, settings: Settings, runs: int) -> None:
     """``checkout.session.completed`` processed for fresh paid checkouts of another seller (so the
     focus seller's pages stay as seeded): the task's whole unit of work, gateway re-fetch included."""
-    from tasks.payments import process_stripe_event
+    from tasks.stripe_events import process_stripe_event
 
     with app.app_context():
         rows = paid_checkouts(app, settings, runs + 1)

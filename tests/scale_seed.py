@@ -16,6 +16,7 @@ vacuumed, as a production database would be by autovacuum.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import random
 import time
@@ -59,6 +60,13 @@ class Scale:
     focus_calls: int
     stripe_events: int | None = None  # default: one per call
     audit_events: int | None = None  # default: one per call
+    # What is waiting right now, the same at every size, so that a page shows as many rows on a
+    # near-empty database as on a busy one: live calls (pending or accepted, ``focus_live`` of
+    # them the focus seller's) and ``queue`` items in each admin queue (open reports, requested
+    # payouts, disputes), as many as the queues show.
+    live: int = 40
+    focus_live: int = 10
+    queue: int = 200
 
     @classmethod
     def busy_year(cls) -> Scale:
@@ -66,7 +74,8 @@ class Scale:
 
     @classmethod
     def near_empty(cls) -> Scale:
-        return cls(sellers=3, calls=20, ledger_rows=40, outbox_rows=20, focus_calls=10)
+        """Today's work (live calls, full admin queues) without the history behind it."""
+        return cls(sellers=3, calls=400, ledger_rows=800, outbox_rows=400, focus_calls=20)
 
 
 @dataclass
@@ -203,6 +212,7 @@ class _Writer:
         self.seeded = Seeded(focus_id=self.focus, focus_slug="focus-seller", admin_id=self.admin)
         # Filled while the calls are written; the ledger needs them.
         self.earning_calls: list[tuple[uuid.UUID, uuid.UUID, float]] = []
+        self.open_cases: set[int] = set()
         self.cumulative: list[tuple[float, tuple[Any, ...]]] = []
         total = 0.0
         for share, *outcome in _OUTCOMES:
@@ -214,6 +224,9 @@ class _Writer:
         yield "profiles", _PROFILE_COLUMNS, self.profiles()
         # Oldest first, as a production table fills: recent rows sit together at the heap's end.
         calls = sorted(self.call_plan(), key=lambda c: -c.age)
+        # The admin's queues: the latest completed calls are disputed and reported, still open.
+        latest = [c.n for c in reversed(calls) if c.status == "COMPLETED"][: self.scale.queue]
+        self.open_cases = set(latest)
         yield "checkouts", _CHECKOUT_COLUMNS, (self.checkout(c) for c in calls)
         yield "transactions", _TRANSACTION_COLUMNS, (self.transaction(c) for c in calls)
         yield "call_requests", _CALL_COLUMNS, (self.call(c) for c in calls)
@@ -222,6 +235,10 @@ class _Writer:
         yield "reports", _REPORT_COLUMNS, self.reports(calls)
         del calls
         payouts = sorted(self.payout_plan(), key=lambda p: -p.age)
+        # The latest ones still wait for an admin.
+        waiting = [n for n in range(len(payouts) - 1, -1, -1) if payouts[n].status == "PROCESSED"]
+        for n in waiting[: self.scale.queue]:
+            payouts[n] = dataclasses.replace(payouts[n], status="REQUESTED")
         yield "payout_requests", _PAYOUT_COLUMNS, (self.payout(p) for p in payouts)
         yield "ledger_entries", _LEDGER_COLUMNS, self.ledger(payouts)
         yield "email_outbox", _OUTBOX_COLUMNS, self.outbox()
@@ -248,16 +265,17 @@ class _Writer:
     # --- Calls and their money -----------------------------------------------------------
 
     def call_plan(self) -> Iterator[_Call]:
-        """Every call: finished ones over the past year, and every ``stride``-th one live now
-        (pending or accepted in the last hours), the focus seller's first ones included."""
-        live = 2 * max(2, self.scale.calls // 3000)
-        stride = max(1, self.scale.calls // live)
-        for n in range(self.scale.calls):
-            seller = self.focus if n < self.scale.focus_calls else self.rng.choice(self.sellers)
-            if n % stride == 0:
-                state = "PENDING" if (n // stride) % 2 == 0 else "ACCEPTED"
+        """The live calls (pending or accepted in the last hours) first, then the finished ones
+        of the past year; the focus seller has ``focus_calls`` of them, ``focus_live`` live."""
+        scale, others = self.scale, self.sellers[1:] or self.sellers
+        focus_history_end = scale.live + scale.focus_calls - scale.focus_live
+        for n in range(scale.calls):
+            if n < scale.live:
+                seller = self.focus if n < scale.focus_live else self.rng.choice(others)
+                state = "PENDING" if n % 2 == 0 else "ACCEPTED"
                 yield _Call(n, seller, _uuid(self.rng), _uuid(self.rng), self.rng.uniform(60, 3 * 3600), state)
             else:
+                seller = self.focus if n < focus_history_end else self.rng.choice(others)
                 age = self.rng.uniform(2 * 3600, 365 * DAY)
                 yield _Call(n, seller, _uuid(self.rng), _uuid(self.rng), age, self._outcome())
 
@@ -277,7 +295,7 @@ class _Writer:
 
     def transaction(self, c: _Call) -> str:
         state = {"PENDING": "held", "ACCEPTED": "captured"}.get(c.status, c.payment)
-        if c.status == "COMPLETED" and c.n % 1000 == 7:
+        if c.status == "COMPLETED" and (c.n in self.open_cases or c.n % 1000 == 7):
             state = "disputed"
         captured = self.clock.ago(c.age - 600) if state in ("captured", "refunded", "disputed") else N
         voided = self.clock.ago(c.age - 3600) if state == "voided" else N
@@ -349,8 +367,8 @@ class _Writer:
 
     def reports(self, calls: list[_Call]) -> Iterator[str]:
         for c in calls:
-            if c.status == "COMPLETED" and c.n % 200 == 3:
-                resolved = c.n % 2000 != 3  # one in ten is still open
+            if c.status == "COMPLETED" and (c.n in self.open_cases or c.n % 200 == 3):
+                resolved = c.n not in self.open_cases
                 status, note = ("resolved", "Talked to both; no action.") if resolved else ("open", N)
                 resolved_at = self.clock.ago(c.age - 2 * DAY) if resolved else N
                 resolved_by = str(self.admin) if resolved else N
@@ -373,7 +391,7 @@ class _Writer:
             seller = self.focus if n % max(1, payouts // max(1, focus_payouts)) == 0 else self.rng.choice(others)
             # Exactly remaining - payouts of them rejected, spread evenly; a few still waiting.
             rejected = (n * (remaining - payouts)) // payouts != ((n + 1) * (remaining - payouts)) // payouts
-            status = "REJECTED" if rejected else ("REQUESTED" if n % 5000 == 1 else "PROCESSED")
+            status = "REJECTED" if rejected else "PROCESSED"
             yield _Payout(_uuid(self.rng), seller, self.rng.uniform(3600, 365 * DAY), status)
 
     def payout(self, p: _Payout) -> str:

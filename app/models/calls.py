@@ -98,7 +98,7 @@ class Rating(Base):
     __table_args__ = (
         CheckConstraint("stars BETWEEN 1 AND 5", name="stars_range"),
         # The paywall's rating summary (count and average of a seller's stars) from the index alone.
-        Index("ix_ratings_seller_stars", "seller_id", postgresql_include=["stars"]),
+        Index("ix_ratings_seller_stars", "seller_id", postgresql_include=["stars", "id"]),
     )
 
     id: Mapped[UUIDPk]

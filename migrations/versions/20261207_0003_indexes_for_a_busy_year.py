@@ -44,7 +44,7 @@ INDEXES: list[tuple[str, str, list[str], dict[str, object]]] = [
         ["cancelled_at"],
         {"postgresql_where": sa.text("cancel_reason IS NOT NULL")},
     ),
-    ("ix_ratings_seller_stars", "ratings", ["seller_id"], {"postgresql_include": ["stars"]}),
+    ("ix_ratings_seller_stars", "ratings", ["seller_id"], {"postgresql_include": ["stars", "id"]}),
     (
         "ix_transactions_disputed",
         "transactions",
