@@ -60,7 +60,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         # Behind a load balancer, take the client address and scheme from that many proxies'
         # X-Forwarded-* headers (rate limits key on the client address); never trust more.
         n = settings.trusted_proxies
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]  # middleware wraps wsgi_app, as Flask documents
 
     db.init_app(app, settings.database_url or "")
     app.extensions["storage"] = storage_for(settings)

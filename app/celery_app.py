@@ -29,7 +29,7 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from celery import Celery, Task, shared_task
 from flask import Flask, current_app, has_app_context
@@ -76,8 +76,8 @@ def chatlink_task(
     return declare
 
 
-def celery_init_app(app: Flask, settings: Settings) -> Celery:
-    class ChatLinkTask(Task):
+def celery_init_app(app: Flask, settings: Settings) -> Celery[Any]:
+    class ChatLinkTask(Task[Any, Any]):
         """Runs inside the Flask app context (tasks open their unit of work with
         ``db.session_scope()``: commit on success, rollback on error)."""
 
@@ -120,11 +120,17 @@ def celery_init_app(app: Flask, settings: Settings) -> Celery:
 
     for module in TASK_MODULES:
         importlib.import_module(module)
+    from tasks.automatic_payouts import run_automatic_payouts
     from tasks.maintenance import sweep
 
-    celery.conf.beat_schedule = {"sweep": {"task": sweep.name, "schedule": float(settings.sweep_interval_seconds)}}
+    celery.conf.beat_schedule = {
+        "sweep": {"task": sweep.name, "schedule": float(settings.sweep_interval_seconds)},
+        # Weekly automatic payouts: checked hourly, paid once per seller and ISO week.
+        "automatic-payouts": {"task": run_automatic_payouts.name, "schedule": 3600.0},
+    }
     return celery
 
 
-def celery_app() -> Celery:
-    return current_app.extensions["celery"]
+def celery_app() -> Celery[Any]:
+    celery: Celery[Any] = current_app.extensions["celery"]
+    return celery

@@ -14,12 +14,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 DEV_SECRET_KEY = "dev-only-secret-key-change-me"  # noqa: S105 (refused in production)
 DEV_WEBHOOK_SECRET = "whsec_chatlink_dev_only"  # noqa: S105 (refused in production)
+DEV_CONNECT_WEBHOOK_SECRET = "whsec_chatlink_connect_dev_only"  # noqa: S105 (never used in production)
 
 APP_ENVS = ("development", "test", "production")
 CAPTURE_MODES = ("manual", "immediate")
@@ -52,6 +54,11 @@ class Settings:
     stripe_secret_key: str | None = None
     stripe_webhook_secret: str = DEV_WEBHOOK_SECRET
     stripe_api_base: str | None = None
+    # Stripe Connect: a Connect endpoint signs with its own secret (events of connected accounts).
+    stripe_connect_webhook_secret: str | None = DEV_CONNECT_WEBHOOK_SECRET
+    # Countries where sellers can be paid by Stripe Connect; the first is the platform's own.
+    # Empty: Connect is off and sellers use the manual payout methods.
+    connect_countries: tuple[str, ...] = ("US",)
     payment_capture: str = "manual"
     platform_fee_bps: int = 2000
     currency: str = "usd"
@@ -62,7 +69,7 @@ class Settings:
     join_window_seconds: int = 900
     sweep_interval_seconds: int = 5
     celery_queue: str = "chatlink"
-    webrtc_ice_servers: tuple[dict, ...] = ()
+    webrtc_ice_servers: tuple[dict[str, Any], ...] = ()
     daily_api_key: str | None = None
     daily_api_base: str = "https://api.daily.co/v1"
 
@@ -90,6 +97,18 @@ class Settings:
     @property
     def uses_builtin_stripe(self) -> bool:
         return not self.stripe_secret_key
+
+    @property
+    def webhook_secrets(self) -> tuple[str, ...]:
+        """Every secret a Stripe webhook may be signed with: the platform endpoint's (several,
+        comma-separated, during a rotation) and the Connect endpoint's."""
+        platform = tuple(part.strip() for part in self.stripe_webhook_secret.split(",") if part.strip())
+        connect = (self.stripe_connect_webhook_secret,) if self.stripe_connect_webhook_secret else ()
+        return platform + connect
+
+    @property
+    def connect_enabled(self) -> bool:
+        return bool(self.connect_countries)
 
     @property
     def uses_builtin_video(self) -> bool:
@@ -122,6 +141,9 @@ class Settings:
             stripe_secret_key=reader.optional("STRIPE_SECRET_KEY"),
             stripe_webhook_secret=reader.text("STRIPE_WEBHOOK_SECRET", DEV_WEBHOOK_SECRET),
             stripe_api_base=reader.optional_url("STRIPE_API_BASE"),
+            stripe_connect_webhook_secret=reader.optional("STRIPE_CONNECT_WEBHOOK_SECRET")
+            or (None if reader.optional("APP_ENV") == "production" else DEV_CONNECT_WEBHOOK_SECRET),
+            connect_countries=_parse_countries(reader.text("CONNECT_COUNTRIES", "US")),
             payment_capture=reader.choice("PAYMENT_CAPTURE", CAPTURE_MODES, "manual"),
             platform_fee_bps=reader.integer("PLATFORM_FEE_BPS", 2000, low=0, high=10000),
             currency=reader.text("CURRENCY", "usd").lower(),
@@ -162,7 +184,8 @@ class Settings:
             "DATABASE_URL": self.database_url,
             "REDIS_URL": self.redis_url,
             "STRIPE_SECRET_KEY": self.stripe_secret_key,
-            "STRIPE_WEBHOOK_SECRET": self.stripe_webhook_secret != DEV_WEBHOOK_SECRET,
+            "STRIPE_WEBHOOK_SECRET": DEV_WEBHOOK_SECRET not in self.webhook_secrets,
+            "STRIPE_CONNECT_WEBHOOK_SECRET": self.stripe_connect_webhook_secret != DEV_CONNECT_WEBHOOK_SECRET,
             "DAILY_API_KEY": self.daily_api_key,
             "POSTMARK_SERVER_TOKEN": self.postmark_server_token,
             # Files on one host's disk cannot be served by another host behind the load balancer.
@@ -188,7 +211,7 @@ class Settings:
             missing = "AWS_SECRET_ACCESS_KEY" if self.aws_access_key_id else "AWS_ACCESS_KEY_ID"
             raise ConfigError(f"{missing}: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set together")
 
-    def replace(self, **changes: object) -> Settings:
+    def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
 
@@ -287,7 +310,18 @@ def _validate_redis_url(value: str | None) -> str | None:
     raise ConfigError(f"REDIS_URL: {value!r} is not a redis://host:port/db or unix:///path URL")
 
 
-def _parse_ice_servers(value: str | None) -> tuple[dict, ...]:
+def _parse_countries(value: str) -> tuple[str, ...]:
+    """``"US, ca"`` → ``("US", "CA")``; ``"none"`` (or nothing) turns Stripe Connect off."""
+    if value.strip().lower() == "none":
+        return ()
+    countries = tuple(part.strip().upper() for part in value.split(",") if part.strip())
+    for country in countries:
+        if len(country) != 2 or not country.isalpha():
+            raise ConfigError(f"CONNECT_COUNTRIES: {country!r} is not a two-letter ISO country code such as US")
+    return countries
+
+
+def _parse_ice_servers(value: str | None) -> tuple[dict[str, Any], ...]:
     if value is None:
         return ()
     try:

@@ -12,9 +12,10 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any, cast
 
 from flask import Flask, g
-from sqlalchemy import Connection, Engine, MetaData, create_engine, event
+from sqlalchemy import Connection, CursorResult, Engine, MetaData, Result, create_engine, event
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
@@ -35,6 +36,12 @@ POOL_SIZE = 8
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def affected_rows(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE changed (SQLAlchemy types ``execute`` as returning a
+    plain ``Result``; for DML it is a ``CursorResult``, which counts them)."""
+    return cast(CursorResult[Any], result).rowcount
 
 
 def utcnow() -> datetime:
@@ -65,6 +72,11 @@ class Database:
         app.extensions["db"] = self
         app.teardown_appcontext(self._close_request_session)
 
+    def require_engine(self) -> Engine:
+        if self.engine is None:
+            raise RuntimeError("Database.init_app() was not called")
+        return self.engine
+
     def bind_to(self, connection: Connection) -> None:
         """Send every session through ``connection``, each commit becoming a savepoint.
 
@@ -89,7 +101,8 @@ class Database:
         """The session of the current web request (created on first use)."""
         if "db_session" not in g:
             g.db_session = self.new_session()
-        return g.db_session
+        session: Session = g.db_session
+        return session
 
     @contextmanager
     def autocommit(self) -> Iterator[Connection]:
@@ -103,8 +116,7 @@ class Database:
             with self._bound.begin_nested():
                 yield self._bound
             return
-        assert self.engine is not None, "Database.init_app() was not called"
-        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        with self.require_engine().connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             yield connection
 
     @contextmanager
@@ -150,14 +162,15 @@ def on_commit(session: Session, fn: Callable[[], object]) -> None:
 class _Collected:
     """An after-commit callback that hands everything collected under ``key`` to ``flush`` at once."""
 
-    def __init__(self, key: str, flush: Callable[[list], object]) -> None:
-        self.key, self.flush, self.items = key, flush, []
+    def __init__(self, key: str, flush: Callable[[list[object]], object]) -> None:
+        self.key, self.flush = key, flush
+        self.items: list[object] = []
 
     def __call__(self) -> None:
         self.flush(self.items)
 
 
-def on_commit_collect(session: Session, key: str, item: object, flush: Callable[[list], object]) -> None:
+def on_commit_collect(session: Session, key: str, item: object, flush: Callable[[list[object]], object]) -> None:
     """Collect ``item`` under ``key`` for the current transaction; once it commits, ``flush(items)``
     runs once with everything collected. The collection is one of the transaction's ``on_commit``
     callbacks, so a rollback forgets it with the others."""

@@ -19,7 +19,8 @@ limiter = Limiter(key_func=get_remote_address, default_limits=[], headers_enable
 def redis_client(app: Flask | None = None) -> redis.Redis:
     from flask import current_app
 
-    return (app or current_app).extensions["redis"]
+    client: redis.Redis = (app or current_app).extensions["redis"]
+    return client
 
 
 def init_redis(app: Flask, url: str) -> None:

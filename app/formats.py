@@ -30,12 +30,14 @@ def currency_exponent(currency: str) -> int:
     return 0 if currency.lower() in ZERO_DECIMAL else 2
 
 
-def format_money(cents: int, currency: str) -> str:
+def format_money(cents: int, currency: str, *, signed: bool = False) -> str:
     """``2500, "usd"`` → ``$25.00``; ``2500, "jpy"`` → ``¥2,500``; ``-150, "eur"`` → ``MINUS + "€1.50"``;
-    a currency without a symbol here reads ``25.00 SEK``."""
+    a currency without a symbol here reads ``25.00 SEK``. ``signed`` marks a credit with ``+``
+    (a ledger row: ``+$8.00``)."""
     exponent = currency_exponent(currency)
     major, minor = divmod(abs(int(cents)), 10**exponent)
     amount = f"{major:,}.{minor:0{exponent}d}" if exponent else f"{major:,}"
     symbol = _SYMBOLS.get(currency.lower())
     text = f"{symbol}{amount}" if symbol else f"{amount} {currency.upper()}"
-    return (MINUS if cents < 0 else "") + text
+    sign = MINUS if cents < 0 else ("+" if signed and cents > 0 else "")
+    return sign + text

@@ -20,7 +20,7 @@ import os
 import re
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from app.config import prepare_metrics_dir
 
@@ -104,7 +104,7 @@ def _never_raise(fn: F) -> F:
         except Exception:
             log.warning("metric update failed", exc_info=True, extra={"metric": fn.__name__})
 
-    return wrapper  # type: ignore[return-value]
+    return cast(F, wrapper)
 
 
 def _label(value: object) -> str:

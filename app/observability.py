@@ -10,7 +10,7 @@ import sys
 import uuid
 from datetime import UTC, datetime
 
-from flask import Flask, g, has_request_context, request
+from flask import Flask, Response, g, has_request_context, request
 
 from app.config import Settings
 
@@ -50,7 +50,8 @@ class JsonFormatter(logging.Formatter):
 
 def _current_request_id() -> str | None:
     if has_request_context():
-        return g.get("request_id")
+        request_id = g.get("request_id")
+        return request_id if isinstance(request_id, str) else None
     return None
 
 
@@ -93,7 +94,7 @@ def init_request_ids(app: Flask) -> None:
         g.request_id = incoming if re.fullmatch(r"[A-Za-z0-9-]{8,64}", incoming) else uuid.uuid4().hex
 
     @app.after_request
-    def echo_request_id(response):  # type: ignore[no-untyped-def]
+    def echo_request_id(response: Response) -> Response:
         if "request_id" in g:
             response.headers["X-Request-ID"] = g.request_id
         return response

@@ -15,11 +15,14 @@ from __future__ import annotations
 class Refusal(Exception):
     """A rule of the domain refused the action; nothing was changed by it."""
 
-    def __init__(self, code: str, message: str, *, fields: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, code: str, message: str, *, field: str | None = None, fields: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
-        self.fields = fields or {}
+        # ``field``: the one input at fault, named with this message; ``fields``: several.
+        self.fields = fields or ({field: message} if field else {})
 
 
 class NotFound(Refusal):
@@ -36,9 +39,6 @@ class Conflict(Refusal):
 
 class Invalid(Refusal):
     """The input breaks a rule; ``fields`` says which input and why."""
-
-    def __init__(self, code: str, message: str, *, field: str | None = None, fields: dict[str, str] | None = None):
-        super().__init__(code, message, fields=fields or ({field: message} if field else None))
 
 
 class Unavailable(Refusal):

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import cast
 
 from app.config import PROJECT_ROOT, ConfigError, Settings, metrics_dir
 from app.engines import resolve_engines, stop_embedded
@@ -120,10 +121,10 @@ def _wait(children: list[subprocess.Popen[bytes]], env: dict[str, str]) -> None:
             now = time.monotonic()
             restarts = [t for t in restarts if now - t < 60] + [now]
             if len(restarts) > 5:
-                print(f"chatlink: {child.args[0]} keeps exiting ({child.returncode}); stopping", file=sys.stderr)
+                print(f"chatlink: {child.args!r} keeps exiting ({child.returncode}); stopping", file=sys.stderr)
                 return
-            print(f"chatlink: {child.args[0]} exited ({child.returncode}); restarting it", file=sys.stderr)
-            children[index] = _spawn(list(child.args), env)  # type: ignore[arg-type]
+            print(f"chatlink: {child.args!r} exited ({child.returncode}); restarting it", file=sys.stderr)
+            children[index] = _spawn([str(part) for part in cast(list[str], child.args)], env)
         time.sleep(0.5)
 
 

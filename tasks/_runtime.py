@@ -6,6 +6,7 @@ from flask import current_app
 
 from app.config import Settings
 from app.extensions import redis_client
+from app.integrations.connect import ConnectGateway, connect_gateway
 from app.integrations.payments import PaymentGateway, payment_gateway
 from app.integrations.storage import Storage
 from app.integrations.video import VideoProvider, video_provider
@@ -19,6 +20,11 @@ def settings() -> Settings:
 def payments() -> PaymentGateway:
     """Stripe when STRIPE_SECRET_KEY is set, the built-in checkout otherwise."""
     return payment_gateway(settings(), redis_client())
+
+
+def connect() -> ConnectGateway:
+    """Stripe Connect when STRIPE_SECRET_KEY is set, the built-in twin otherwise."""
+    return connect_gateway(settings(), redis_client())
 
 
 def video() -> VideoProvider:

@@ -23,6 +23,7 @@ def end_call(request_id: str, ended_by: str = "timer") -> str:
     deletion is done here rather than by another task so that it does not queue behind the
     emails the end has just published."""
     from app.services import call_endings, calls
+    from app.services.lifecycle import load_request
 
     call_id = uuid.UUID(request_id)
     config = calls.CallConfig.from_settings(_runtime.settings())
@@ -30,7 +31,7 @@ def end_call(request_id: str, ended_by: str = "timer") -> str:
         outcome = call_endings.end_call(
             session, call_id, ended_by=ended_by, config=config, now=utcnow(), release_room_later=False
         )
-        call = calls.load_call(session, call_id) if outcome == "not_due" else None
+        call = load_request(session, call_id) if outcome == "not_due" else None
         ends_at = call.ends_at if call is not None else None
     if ends_at is not None:
         # Woke before ends_at (the clocks of two machines disagree): come back on time.

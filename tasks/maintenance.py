@@ -22,6 +22,7 @@ from app.services import (
     privacy,
     request_payments,
     stripe_events,
+    transfers,
 )
 from app.services.lifecycle import clock, decisions
 from tasks import _runtime, builtin_payments
@@ -42,6 +43,7 @@ SWEEP_STEPS: tuple[SweepStep, ...] = (
     decisions.expire_pending_requests,
     request_payments.payment_followups,
     stripe_events.requeue_stuck_events,
+    transfers.resend_stuck_transfers,
     builtin_payments.expire_builtin_checkouts,
     privacy.scrub_farewell_emails,
 )

@@ -31,5 +31,6 @@ def process_stripe_event(event_row_id: str) -> str | None:
             platform_fee_bps=settings.platform_fee_bps,
             request_ttl_seconds=settings.request_ttl_seconds,
             now=utcnow(),
+            connect=_runtime.connect(),
         )
     return status.value if status else None

@@ -12,7 +12,7 @@ import json
 import secrets
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import stripe
 from redis import Redis
@@ -71,7 +71,9 @@ class BuiltinGateway:
             self._save("pi", intent)
             return intent
 
-        return self._idempotent(idempotency_key, f"capture:{payment_intent_id}", payment_intent_id, action)["status"]
+        return str(
+            self._idempotent(idempotency_key, f"capture:{payment_intent_id}", payment_intent_id, action)["status"]
+        )
 
     def cancel(self, payment_intent_id: str, *, idempotency_key: str) -> str:
         def action() -> dict[str, Any]:
@@ -81,7 +83,9 @@ class BuiltinGateway:
             self._save("pi", intent)
             return intent
 
-        return self._idempotent(idempotency_key, f"cancel:{payment_intent_id}", payment_intent_id, action)["status"]
+        return str(
+            self._idempotent(idempotency_key, f"cancel:{payment_intent_id}", payment_intent_id, action)["status"]
+        )
 
     def refund(self, payment_intent_id: str, *, idempotency_key: str, amount_cents: int | None = None) -> str:
         def action() -> dict[str, Any]:
@@ -110,12 +114,13 @@ class BuiltinGateway:
             self._emit("charge.refunded", self._charge(intent), idempotency_key)
             return refund
 
-        return self._idempotent(
+        answer = self._idempotent(
             idempotency_key, f"refund:{payment_intent_id}:{amount_cents}", payment_intent_id, action
-        )["status"]
+        )
+        return str(answer["status"])
 
     def payment_intent_for_charge(self, charge_id: str) -> str | None:
-        return self.redis.get(self._key("ch", charge_id))
+        return cast(str | None, self.redis.get(self._key("ch", charge_id)))
 
     # What the buyer does on the test-mode checkout page.
 
@@ -154,7 +159,7 @@ class BuiltinGateway:
 
     def expire_overdue(self, now: float | None = None) -> int:
         """Expire every open session past its ``expires_at`` (Stripe does this on its own)."""
-        due = self.redis.zrangebyscore(self._key("open"), "-inf", now if now is not None else time.time())
+        due = cast(list[str], self.redis.zrangebyscore(self._key("open"), "-inf", time.time() if now is None else now))
         expired = 0
         for session_id in due:
             try:
@@ -237,10 +242,12 @@ class BuiltinGateway:
             }
         )
 
-    def _idempotent(self, key: str, fingerprint: str, lock: str, action: Callable[[], dict[str, Any]]) -> dict:
+    def _idempotent(
+        self, key: str, fingerprint: str, lock: str, action: Callable[[], dict[str, Any]]
+    ) -> dict[str, Any]:
         """Run ``action`` once per idempotency key and answer repeats with the stored result."""
         with self._lock(lock):
-            stored_raw = self.redis.get(self._key("idem", key))
+            stored_raw = cast(str | None, self.redis.get(self._key("idem", key)))
             if stored_raw:
                 stored = json.loads(stored_raw)
                 if stored["fingerprint"] != fingerprint:
@@ -252,7 +259,7 @@ class BuiltinGateway:
                     )
                 if "error" in stored:
                     raise PaymentError(stored["error"]["message"], transient=False, code=stored["error"]["code"])
-                return stored["response"]
+                return cast(dict[str, Any], stored["response"])
             record: dict[str, Any] = {"fingerprint": fingerprint}
             try:
                 record["response"] = action()
@@ -262,17 +269,17 @@ class BuiltinGateway:
             finally:
                 if "response" in record or "error" in record:
                     self.redis.set(self._key("idem", key), json.dumps(record), ex=BUILTIN_TTL_SECONDS)
-            return record["response"]
+            return cast(dict[str, Any], record["response"])
 
     def _key(self, kind: str, ident: str = "") -> str:
         return f"{self.ns}:{kind}:{ident}" if ident else f"{self.ns}:{kind}"
 
     def _lock(self, name: str) -> Lock:
-        return self.redis.lock(self._key("lock", name), timeout=10, blocking_timeout=10)
+        return cast(Lock, self.redis.lock(self._key("lock", name), timeout=10, blocking_timeout=10))
 
     def _load(self, kind: str, ident: str) -> dict[str, Any] | None:
-        raw = self.redis.get(self._key(kind, ident))
-        return json.loads(raw) if raw else None
+        raw = cast(str | None, self.redis.get(self._key(kind, ident)))
+        return cast(dict[str, Any], json.loads(raw)) if raw else None
 
     def _require(self, kind: str, ident: str) -> dict[str, Any]:
         found = self._load(kind, ident)
@@ -297,6 +304,10 @@ def _require_status(intent: dict[str, Any], allowed: tuple[str, ...], verb: str)
 def _public(obj: dict[str, Any]) -> dict[str, Any]:
     """The object without the built-in gateway's private fields (those starting with ``_``)."""
     return {key: value for key, value in obj.items() if not key.startswith("_")}
+
+
+def _status(answer: dict[str, Any]) -> str:
+    return str(answer["status"])
 
 
 def _new_id(prefix: str) -> str:

@@ -26,6 +26,8 @@ from typing import Any, Protocol
 import requests
 import stripe
 from redis import Redis
+from stripe.params import RefundCreateParams
+from stripe.params.checkout import SessionCreateParams
 
 from app.config import Settings
 
@@ -160,7 +162,7 @@ class StripeGateway:
         )
 
     def create_checkout(self, request: CheckoutRequest) -> CreatedCheckout:
-        params: dict[str, Any] = {
+        params: SessionCreateParams = {
             "mode": "payment",
             "line_items": [
                 {
@@ -185,7 +187,7 @@ class StripeGateway:
         }
         with _stripe_errors():
             session = self.client.v1.checkout.sessions.create(
-                params=params,  # type: ignore[arg-type]
+                params=params,
                 options={"idempotency_key": f"checkout:{request.checkout_id}"},
             )
         return CreatedCheckout(session_id=session.id, url=session.url or "")
@@ -215,11 +217,12 @@ class StripeGateway:
         return intent.status
 
     def refund(self, payment_intent_id: str, *, idempotency_key: str, amount_cents: int | None = None) -> str:
-        params: dict[str, Any] = {"payment_intent": payment_intent_id}
+        params: RefundCreateParams = {"payment_intent": payment_intent_id}
         if amount_cents is not None:
             params["amount"] = amount_cents
         with _stripe_errors():
-            refund = self.client.v1.refunds.create(params=params, options={"idempotency_key": idempotency_key})  # type: ignore[arg-type]
+            options: stripe.RequestOptions = {"idempotency_key": idempotency_key}
+            refund = self.client.v1.refunds.create(params=params, options=options)
         return refund.status or "pending"
 
     def payment_intent_for_charge(self, charge_id: str) -> str | None:

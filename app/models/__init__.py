@@ -1,6 +1,15 @@
 """All models, imported here so that ``Base.metadata`` knows every table."""
 
 from app.models.calls import CallRequest, CancelReason, Rating, RequestStatus
+from app.models.connect import (
+    AutomaticPayout,
+    ConnectAccount,
+    PayoutMethodKind,
+    PayoutSchedule,
+    PayoutSettings,
+    PayoutTransfer,
+    TransferState,
+)
 from app.models.messaging import EmailStatus, EventLog, OutboxEmail
 from app.models.payments import (
     Checkout,
@@ -18,11 +27,13 @@ from app.models.safety import Block, Report, ReporterRole, ReportStatus
 from app.models.users import PasswordResetToken, Profile, Role, User
 
 __all__ = [
+    "AutomaticPayout",
     "Block",
     "CallRequest",
     "CancelReason",
     "Checkout",
     "CheckoutStatus",
+    "ConnectAccount",
     "EmailStatus",
     "EventLog",
     "LedgerEntry",
@@ -30,8 +41,12 @@ __all__ = [
     "OutboxEmail",
     "PasswordResetToken",
     "PaymentState",
+    "PayoutMethodKind",
     "PayoutRequest",
+    "PayoutSchedule",
+    "PayoutSettings",
     "PayoutStatus",
+    "PayoutTransfer",
     "Profile",
     "Rating",
     "Report",
@@ -42,5 +57,6 @@ __all__ = [
     "StripeEvent",
     "StripeEventStatus",
     "Transaction",
+    "TransferState",
     "User",
 ]

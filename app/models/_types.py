@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from sqlalchemy import DateTime, Enum, String, func
 from sqlalchemy.orm import Mapped, mapped_column
@@ -25,7 +25,7 @@ def updated_at_column() -> Mapped[datetime]:
     return mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow, server_default=func.now())
 
 
-def enum_column(enum_cls: type[enum.Enum], **kwargs: object) -> Mapped:
+def enum_column(enum_cls: type[enum.Enum], **kwargs: Any) -> Mapped[Any]:
     """Store an enum as its value in a VARCHAR with a CHECK constraint (no native PG enum,
     so adding a member is a plain migration)."""
     return mapped_column(

@@ -149,6 +149,8 @@ class PayoutStatus(enum.StrEnum):
     REQUESTED = "REQUESTED"
     PROCESSED = "PROCESSED"
     REJECTED = "REJECTED"
+    FAILED = "FAILED"  # a Stripe Transfer was refused; the amount is back in the balance
+    REVERSED = "REVERSED"  # a Stripe Transfer was reversed after it was sent; the amount is back
 
 
 class PayoutRequest(Base):

@@ -20,6 +20,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from app.db import affected_rows
+from app.formats import iso
 from app.models import PasswordResetToken, Role, User
 from app.services import lockouts
 from app.services.audit import record_event, user_actor
@@ -186,12 +188,12 @@ def log_in(
     if user is None or not user.is_active:
         _refuse_unknown_email(session, address, password, now=now, unknown=unknown)
     if lockouts.is_locked(user.locked_until, now):
-        raise AccountLocked(user.locked_until, now=now)  # type: ignore[arg-type]
+        raise AccountLocked(user.locked_until or now, now=now)
     if not password_matches(password, user.password_hash):
         _refuse_wrong_password(session, user, now=now)
     if not lockouts.clear_failed_logins(session, user.id, now=now):
         session.refresh(user)
-        raise AccountLocked(user.locked_until, now=now)  # type: ignore[arg-type]
+        raise AccountLocked(user.locked_until or now, now=now)
     record_event(session, "auth.login", ref_id=user.id, actor=user_actor(user.id))
     return user
 
@@ -215,13 +217,11 @@ def _refuse_wrong_password(session: Session, user: User, *, now: datetime) -> No
         locked_until = lockouts.record_failed_login(session, user.id, now=now)
     except LookupError:
         session.refresh(user)
-        raise AccountLocked(user.locked_until, now=now) from None  # type: ignore[arg-type]
+        raise AccountLocked(user.locked_until or now, now=now) from None
     if locked_until is None:
         record_event(session, "auth.login_failed", ref_id=user.id, actor="anonymous")
         raise LoginFailed(WRONG_CREDENTIALS)
-    record_event(
-        session, "auth.lockout", ref_id=user.id, actor="system", payload={"lockedUntil": locked_until.isoformat()}
-    )
+    record_event(session, "auth.lockout", ref_id=user.id, actor="system", payload={"lockedUntil": iso(locked_until)})
     raise AccountLocked(locked_until, now=now)
 
 
@@ -289,7 +289,7 @@ def verify_email(
         .values(email_verified_at=now)
         .execution_options(synchronize_session="fetch")
     )
-    if session.execute(statement).rowcount:
+    if affected_rows(session.execute(statement)):
         record_event(session, "auth.email_verified", ref_id=user.id, actor=user_actor(user.id))
     return user
 
@@ -312,7 +312,7 @@ def request_password_reset(session: Session, email: str, *, now: datetime, app_u
         .select_from(PasswordResetToken)
         .where(PasswordResetToken.user_id == user.id, PasswordResetToken.created_at > now - timedelta(hours=1))
     )
-    if recent >= RESET_EMAILS_PER_HOUR:
+    if (recent or 0) >= RESET_EMAILS_PER_HOUR:
         return
     token = secrets.token_urlsafe(RESET_TOKEN_BYTES)
     digest = hash_reset_token(token)
@@ -353,12 +353,14 @@ def reset_password(session: Session, token: str, new_password: str, *, now: date
     if problem:
         raise InvalidInput(problem, field="password")
     # Consuming the token is the conditional UPDATE: of two concurrent resets only one wins.
-    consumed = session.execute(
-        update(PasswordResetToken)
-        .where(PasswordResetToken.id == row.id, PasswordResetToken.used_at.is_(None))
-        .values(used_at=now)
-        .execution_options(synchronize_session="fetch")
-    ).rowcount
+    consumed = affected_rows(
+        session.execute(
+            update(PasswordResetToken)
+            .where(PasswordResetToken.id == row.id, PasswordResetToken.used_at.is_(None))
+            .values(used_at=now)
+            .execution_options(synchronize_session="fetch")
+        )
+    )
     if not consumed:
         raise InvalidToken("This reset link was already used. Request a new one if you need to.")
     session.execute(

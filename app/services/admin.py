@@ -33,6 +33,7 @@ from app.models import (
     Transaction,
     User,
 )
+from app.refusals import Conflict, Invalid, NotFound, Refusal
 from app.services.audit import record_event, user_actor
 from app.services.lifecycle import decisions
 from app.services.outbox import queue_email
@@ -40,16 +41,6 @@ from app.services.outbox import queue_email
 LIST_LIMIT = 200
 NOTE_MAX = 500
 SUMMARY_DAYS_MAX = 366
-
-
-class AdminError(Exception):
-    """A refusal with the status and code the API answers."""
-
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
 
 
 # --- Suspension -------------------------------------------------------------------------------
@@ -107,21 +98,21 @@ def unsuspend_seller(session: Session, seller_id: uuid.UUID, *, admin_id: uuid.U
     )
 
 
-def _refusal(session: Session, seller_id: uuid.UUID, *, already: str) -> AdminError:
+def _refusal(session: Session, seller_id: uuid.UUID, *, already: str) -> Refusal:
     user = session.get(User, seller_id)
     if user is None or user.role != Role.SELLER:
-        return AdminError(404, "not_found", "No such seller.")
+        return NotFound("not_found", "No such seller.")
     if user.deleted_at is not None:
-        return AdminError(409, "deleted", "This seller deleted their account.")
+        return Conflict("deleted", "This seller deleted their account.")
     if already == "already_suspended":
-        return AdminError(409, already, "This seller is already suspended.")
-    return AdminError(409, already, "This seller is not suspended.")
+        return Conflict(already, "This seller is already suspended.")
+    return Conflict(already, "This seller is not suspended.")
 
 
 def _clean_note(note: str | None) -> str:
     note = (note or "").strip()
     if len(note) > NOTE_MAX:
-        raise AdminError(422, "invalid", f"Keep the note under {NOTE_MAX} characters.")
+        raise Invalid("invalid", f"Keep the note under {NOTE_MAX} characters.")
     return note
 
 

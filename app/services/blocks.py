@@ -13,6 +13,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from app.models import Block, CallRequest
+from app.refusals import Invalid
 from app.services.audit import record_event, user_actor
 from app.services.lifecycle import decisions
 
@@ -48,10 +49,6 @@ def erased_email(email: str) -> str:
 # say they were blocked.
 
 MAX_BLOCKS_LISTED = 500
-
-
-class BlockError(ValueError):
-    """The email cannot be blocked (malformed); the message says what to fix."""
 
 
 @dataclass(frozen=True)
@@ -121,5 +118,5 @@ def _valid_email(email: str) -> str:
     try:
         validate_email(address, check_deliverability=False)
     except EmailNotValidError:
-        raise BlockError("Enter an email address like name@example.com.") from None
+        raise Invalid("invalid", "Enter an email address like name@example.com.", field="email") from None
     return address

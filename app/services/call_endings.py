@@ -35,7 +35,7 @@ from app.services.audit import record_event
 from app.services.calls import SYSTEM, CallAccess, CallConfig, call_state
 from app.services.lifecycle import clock
 from app.services.lifecycle import payments as lifecycle_payments
-from app.services.lifecycle._moves import claim, follow_up_due, lease_rows, load_request
+from app.services.lifecycle._moves import claim, follow_up_due, lease_rows, load_request, require_request
 from tasks import call_endings as call_ending_tasks
 from tasks import calls as call_tasks
 
@@ -90,9 +90,7 @@ def end_by_party(session: Session, access: CallAccess, *, config: CallConfig, no
         else:
             raise Forbidden("seller_only", "Only the seller can end the call early.")
         end_call(session, call.id, ended_by=ended_by, config=config, now=now)
-    current = load_request(session, call.id)
-    assert current is not None, "the call exists: its credential was just checked"
-    return call_state(current, now)
+    return call_state(require_request(session, call.id), now)
 
 
 # The room after the end.

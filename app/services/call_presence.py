@@ -25,8 +25,7 @@ from app.models import CallRequest, RequestStatus
 from app.queue import RetryLater, enqueue_now
 from app.refusals import Conflict
 from app.services.calls import CallAccess, CallConfig, call_state, party_names, room_expiry
-from app.services.lifecycle import clock
-from app.services.lifecycle._moves import load_request
+from app.services.lifecycle import clock, load_request, require_request
 from app.services.signaling import PresenceSlots, Signaling
 from tasks import call_presence as presence_tasks
 
@@ -85,7 +84,7 @@ def report_presence(
     if state == "left":
         if slots.release(call_id, access.party, client_id):
             _set_present(session, access, False, now)
-        return call_state(_current(session, access.call.id), now)
+        return call_state(require_request(session, access.call.id), now)
     call = _require_room(access)
     if not slots.claim(call_id, access.party, client_id):
         raise Conflict("in_use", "This link is already open in another window.")
@@ -94,7 +93,7 @@ def report_presence(
     ends_at = clock.start_clock(session, call.id, now=now, duration_seconds=config.duration_seconds)
     if ends_at is not None:
         _after_start(call, ends_at, provider, session)
-    return call_state(_current(session, call.id), now)
+    return call_state(require_request(session, call.id), now)
 
 
 def _set_present(session: Session, access: CallAccess, present: bool, now: datetime) -> bool:
@@ -151,12 +150,6 @@ def start_room(session: Session, request_id: uuid.UUID, *, provider: VideoProvid
             raise RetryLater(str(error)) from error
         raise
     return "moved"
-
-
-def _current(session: Session, call_id: uuid.UUID) -> CallRequest:
-    call = load_request(session, call_id)
-    assert call is not None, "the call exists: its credential was just checked"
-    return call
 
 
 def _require_room(access: CallAccess) -> CallRequest:

@@ -32,7 +32,7 @@ from app.models import CallRequest, PaymentState, Profile, RequestStatus
 from app.queue import RetryLater
 from app.refusals import Conflict, Forbidden
 from app.services.audit import record_event
-from app.services.lifecycle._moves import load_request
+from app.services.lifecycle import load_request, require_request
 from app.services.lifecycle.notices import email_context
 from app.services.outbox import queue_email
 
@@ -68,7 +68,7 @@ class CallConfig:
     secret_key: str
     app_url: str
     duration_seconds: int
-    ice_servers: tuple[dict, ...] = ()
+    ice_servers: tuple[dict[str, Any], ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CallConfig:
@@ -227,7 +227,7 @@ def prepare_room(
             # The task keeps trying on its own schedule; the page asks again in a moment.
             log.warning("room not ready at create", extra={"request_id": str(access.call.id)})
             raise Conflict("room_not_ready", "The room is not ready yet. Trying again...") from error
-        access = CallAccess(load_request(session, access.call.id), access.party, access.ended)  # type: ignore[arg-type]
+        access = CallAccess(require_request(session, access.call.id), access.party, access.ended)
     if access.call.room_ready_at is None:
         raise Conflict("room_not_ready", "The room is not ready yet. Trying again...")
     return {"provider": access.call.video_provider, "roomUrl": access.call.room_url, **call_state(access.call, now)}

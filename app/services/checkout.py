@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Uuid, bindparam, select, text, update
@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from app import metrics
 from app.db import on_commit
+from app.formats import format_money, iso
 from app.integrations.payments import CheckoutRequest, CheckoutSnapshot, PaymentError, PaymentGateway
 from app.models import (
     CallRequest,
@@ -41,7 +42,7 @@ from app.services.blocks import is_blocked, normalise_email
 from app.services.fees import split_fee
 from app.services.lifecycle.decisions import open_request
 from app.services.outbox import queue_email
-from app.services.profiles import format_price, seller_unavailable_reason
+from app.services.profiles import seller_unavailable_reason
 from app.services.requests import accepted_join_url
 
 log = logging.getLogger(__name__)
@@ -142,7 +143,9 @@ def start_checkout(
     )
     log.info("checkout started", extra={"checkout_id": str(checkout_id), "buyer": mask_email(email)})
     on_commit(session, metrics.checkout_started)
-    return _by_submission_key(session, submission_key)  # type: ignore[return-value]
+    started = _by_submission_key(session, submission_key)
+    assert started is not None, "the row inserted above"
+    return started
 
 
 def _seller(session: Session, slug: str) -> tuple[User, Profile]:
@@ -288,13 +291,13 @@ def _email_context(
         "session_id": snapshot.session_id,
         "buyer_email": call_request.buyer_email,
         "note": call_request.note,
-        "amount": format_price(snapshot.amount_total, snapshot.currency),
-        "net_amount": format_price(net, snapshot.currency),
+        "amount": format_money(snapshot.amount_total, snapshot.currency),
+        "net_amount": format_money(net, snapshot.currency),
         "gross_cents": snapshot.amount_total,
         "net_cents": net,
         "currency": snapshot.currency,
         "held": state == PaymentState.HELD,
-        "expires_at": call_request.expires_at.isoformat(),
+        "expires_at": iso(call_request.expires_at),
         "answer_hours": max(1, round(ttl_seconds / 3600)),
     }
 
@@ -361,7 +364,7 @@ class BuyerStatus:
             "status": self.status,
             "requestId": str(self.request_id) if self.request_id else None,
             "sellerName": self.seller_name,
-            "expiresAt": self.expires_at.astimezone(UTC).isoformat() if self.expires_at else None,
+            "expiresAt": iso(self.expires_at),
             "cancelReason": self.cancel_reason,
             "joinUrl": self.join_url,
         }

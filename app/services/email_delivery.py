@@ -128,7 +128,8 @@ def deliver_email(
 
 def retry_delay(attempts: int) -> timedelta:
     """How long to wait after the ``attempts``-th failed attempt (1, 2, ...)."""
-    return min(RETRY_DELAY_BASE * 2 ** max(attempts - 1, 0), RETRY_DELAY_MAX)
+    delay: timedelta = RETRY_DELAY_BASE * 2 ** max(attempts - 1, 0)
+    return min(delay, RETRY_DELAY_MAX)
 
 
 def _schedule_retry(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import cast
 
 import redis
 from sqlalchemy import Engine, text
@@ -48,7 +49,7 @@ def check_health(engine: Engine, client: redis.Redis, queue: str, *, stale_after
     redis_state, age = "ok", None
     try:
         client.ping()
-        beat = client.get(HEARTBEAT_KEY.format(queue=queue))
+        beat = cast(bytes | str | None, client.get(HEARTBEAT_KEY.format(queue=queue)))
         age = round(max(0.0, time.time() - float(beat)), 1) if beat else None
     except redis.RedisError:
         redis_state = "down"

@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from app.formats import iso
 from app.models import (
     CallRequest,
     LedgerEntry,
@@ -210,7 +211,7 @@ def csv_rows(
     query = query.order_by(LedgerEntry.created_at, LedgerEntry.id).execution_options(yield_per=CSV_BATCH)
     for entry, email in session.execute(query):
         values = {
-            "created_at": entry.created_at.astimezone(UTC).isoformat(),
+            "created_at": iso(entry.created_at),
             "entry_id": str(entry.id),
             "seller_id": str(entry.seller_id),
             "seller_email": email,

@@ -14,9 +14,10 @@ import hashlib
 import math
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 import redis
-from sqlalchemy import DateTime, Interval, case, func, literal, or_, update
+from sqlalchemy import ColumnElement, CursorResult, DateTime, Interval, case, func, literal, or_, update
 from sqlalchemy.orm import Session
 
 from app.models import User
@@ -31,7 +32,7 @@ UNKNOWN_EMAIL_MEMORY_SECONDS = 30 * 24 * 3600
 
 def lock_seconds(previous_lockouts: int) -> int:
     """Length of the next lock, given how many locks came before it."""
-    return min(LOCK_BASE_SECONDS * 2 ** min(previous_lockouts, 16), LOCK_MAX_SECONDS)
+    return int(min(LOCK_BASE_SECONDS * 2 ** min(previous_lockouts, 16), LOCK_MAX_SECONDS))
 
 
 def describe_wait(seconds: float) -> str:
@@ -46,7 +47,7 @@ def is_locked(locked_until: datetime | None, now: datetime) -> bool:
     return locked_until is not None and locked_until > now
 
 
-def _not_locked(now: datetime):  # type: ignore[no-untyped-def]
+def _not_locked(now: datetime) -> ColumnElement[bool]:
     return or_(User.locked_until.is_(None), User.locked_until <= now)
 
 
@@ -85,7 +86,7 @@ def clear_failed_logins(session: Session, user_id: uuid.UUID, *, now: datetime) 
         .values(failed_logins=0, lockouts=0, locked_until=None, last_login_at=now)
         .execution_options(synchronize_session="fetch")
     )
-    return session.execute(statement).rowcount == 1
+    return cast(CursorResult[Any], session.execute(statement)).rowcount == 1
 
 
 class UnknownEmailLockouts:
@@ -102,7 +103,7 @@ class UnknownEmailLockouts:
         return f"{self.prefix}:{part}:{hashlib.sha256(address.encode()).hexdigest()}"
 
     def locked_until(self, address: str, *, now: datetime) -> datetime | None:
-        raw = self.client.get(self._key("until", address))
+        raw = cast(bytes | str | None, self.client.get(self._key("until", address)))
         if raw is None:
             return None
         until = datetime.fromtimestamp(float(raw), UTC)

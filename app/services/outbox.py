@@ -47,7 +47,7 @@ def queue_email(
         "status": EmailStatus.PENDING.value,
         "created_at": utcnow(),
     }
-    inserted = session.execute(_INSERT_EMAIL, values).scalar_one_or_none()
+    inserted: uuid.UUID | None = session.execute(_INSERT_EMAIL, values).scalar_one_or_none()
     if inserted is None:
         return None
     enqueue_batch_after_commit(session, email_tasks.send_email, str(inserted))

@@ -21,10 +21,10 @@ from sqlalchemy.orm import Session
 
 from app import metrics
 from app.db import on_commit
-from app.formats import format_money
+from app.formats import format_money, iso
 from app.models import LedgerEntry, LedgerKind, PayoutRequest, PayoutStatus, Profile, Role, User
 from app.refusals import Conflict, Forbidden, Invalid, NotFound
-from app.services import ledger
+from app.services import ledger, transfers
 from app.services.audit import record_event, user_actor
 from app.services.outbox import queue_email
 
@@ -69,7 +69,7 @@ def request_payout(
     )
     session.add(payout)
     session.flush()
-    _add_ledger_row(session, payout, LedgerKind.PAYOUT, -amount_cents, "Payout requested", now)
+    add_ledger_row(session, payout, LedgerKind.PAYOUT, -amount_cents, "Payout requested", now)
     record_event(
         session,
         "payout.requested",
@@ -77,7 +77,9 @@ def request_payout(
         actor=user_actor(seller_id),
         payload={"amountCents": amount_cents, "currency": currency},
     )
-    _tell_admins(session, payout)
+    # A Connect seller is paid by a Stripe Transfer (app.services.transfers); anyone else by an admin.
+    if transfers.route_payout(session, payout):
+        _tell_admins(session, payout)
     on_commit(session, metrics.payout_requested)
     return payout
 
@@ -87,6 +89,7 @@ def process_payout(
 ) -> PayoutRequest:
     """Mark a REQUESTED payout as paid, with the transfer's reference; the seller is emailed."""
     reference = _required_text(reference, "reference", "the transfer reference", MAX_REFERENCE_LENGTH)
+    _refuse_transfer_payout(session, payout_id)
     payout = _decide(
         session,
         payout_id,
@@ -111,6 +114,7 @@ def reject_payout(
 ) -> PayoutRequest:
     """Refuse a REQUESTED payout: the amount goes back to the balance and the seller is told why."""
     reason = _required_text(reason, "reason", "a reason", MAX_REASON_LENGTH)
+    _refuse_transfer_payout(session, payout_id)
     payout = _decide(
         session,
         payout_id,
@@ -118,7 +122,7 @@ def reject_payout(
         admin_id=admin_id,
         now=now,
     )
-    _add_ledger_row(session, payout, LedgerKind.REVERSAL, int(payout.amount_cents), "Payout rejected", now)
+    add_ledger_row(session, payout, LedgerKind.REVERSAL, int(payout.amount_cents), "Payout rejected", now)
     record_event(
         session,
         "admin.payout_rejected",
@@ -129,6 +133,13 @@ def reject_payout(
     _email_seller(session, payout, "payout_rejected", {"reason": reason})
     on_commit(session, metrics.payout_rejected)
     return payout
+
+
+def _refuse_transfer_payout(session: Session, payout_id: uuid.UUID) -> None:
+    if transfers.is_transfer_payout(session, payout_id):
+        raise Conflict(
+            "paid_by_transfer", "This payout is paid by a Stripe transfer; see Transfers to follow or retry it."
+        )
 
 
 def _decide(
@@ -152,7 +163,7 @@ def _decide(
     raise Conflict("already_decided", f"This payout was already {existing.status.value.lower()}.")
 
 
-def _add_ledger_row(
+def add_ledger_row(
     session: Session, payout: PayoutRequest, kind: LedgerKind, amount_cents: int, memo: str, now: datetime
 ) -> None:
     session.execute(
@@ -211,7 +222,7 @@ def _email_context(payout: PayoutRequest) -> dict[str, object]:
         "amountCents": int(payout.amount_cents),
         "currency": payout.currency,
         "amount": format_money(int(payout.amount_cents), payout.currency),
-        "requestedAt": payout.created_at.isoformat(),
+        "requestedAt": iso(payout.created_at),
     }
 
 

@@ -131,7 +131,8 @@ def _to_srgb(image: Image.Image) -> Image.Image:
     if icc and image.mode in ("RGB", "RGBA"):
         try:
             source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-            image = ImageCms.profileToProfile(image, source, ImageCms.createProfile("sRGB"), outputMode=image.mode)
+            converted = ImageCms.profileToProfile(image, source, ImageCms.createProfile("sRGB"), outputMode=image.mode)
+            image = converted if converted is not None else image
         except (ImageCms.PyCMSError, OSError):
             log.info("photo colour profile ignored (unreadable)")
     if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):

@@ -19,7 +19,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 from sqlalchemy import Column, Enum, String, Table, Text, and_, delete, func, or_, select, text, update
@@ -27,16 +27,19 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.db import Base
+from app.db import Base, affected_rows
+from app.formats import iso
 from app.models import (
     Block,
     CallRequest,
+    ConnectAccount,
     EmailStatus,
     EventLog,
     LedgerEntry,
     OutboxEmail,
     PasswordResetToken,
     PayoutRequest,
+    PayoutSettings,
     Profile,
     Rating,
     Report,
@@ -46,6 +49,7 @@ from app.models import (
     User,
 )
 from app.queue import enqueue_after_commit
+from app.refusals import Conflict, Forbidden, Invalid, NotFound
 from app.services.accounts import password_matches
 from app.services.audit import record_event, user_actor
 from app.services.blocks import erased_email, normalise_email
@@ -56,21 +60,19 @@ from tasks import photos as photo_tasks
 FAREWELL_TEMPLATE = "account_deleted"
 EXPORT_EVENTS_LIMIT = 5000
 # Secrets and one-time keys that an export must not hand out (a join key opens a call).
-_NOT_EXPORTED = {"password_hash", "join_key", "submission_key", "checkout_url", "failed_logins", "lockouts"}
+_NOT_EXPORTED = {
+    "password_hash",
+    "join_key",
+    "submission_key",
+    "checkout_url",
+    "failed_logins",
+    "lockouts",
+    # The payout method is exported by its last four characters only, like everywhere else.
+    "method_ciphertext",
+}
 # An address inside text: not preceded by a character of a local part, not followed by more domain.
 _BEFORE = r"(?<![A-Za-z0-9._%+-])"
 _AFTER = r"(?![A-Za-z0-9_-]|\.[A-Za-z0-9])"
-
-
-class PrivacyError(Exception):
-    """A refusal with the status and code the API answers."""
-
-    def __init__(self, status: int, code: str, message: str, *, field: str | None = None):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.field = field
 
 
 def deleted_email(user_id: uuid.UUID) -> str:
@@ -85,19 +87,21 @@ def export_seller_data(session: Session, user_id: uuid.UUID, *, now: datetime) -
     integer cents). Reports filed against them are left out: a reporter is never revealed."""
     user = session.get(User, user_id)
     if user is None:
-        raise PrivacyError(404, "not_found", "No such account.")
+        raise NotFound("not_found", "No such account.")
 
     def rows(model: type[Base], *where: Any, order: Any) -> list[dict[str, Any]]:
         return [_row(item) for item in session.scalars(select(model).where(*where).order_by(order))]
 
     return {
-        "exportedAt": now.isoformat(),
+        "exportedAt": iso(now),
         "account": _row(user),
         "profile": _row(user.profile) if user.profile else None,
         "requests": rows(CallRequest, CallRequest.seller_id == user_id, order=CallRequest.created_at),
         "transactions": rows(Transaction, Transaction.seller_id == user_id, order=Transaction.created_at),
         "ledger": rows(LedgerEntry, LedgerEntry.seller_id == user_id, order=LedgerEntry.created_at),
         "payouts": rows(PayoutRequest, PayoutRequest.seller_id == user_id, order=PayoutRequest.created_at),
+        "payoutSettings": rows(PayoutSettings, PayoutSettings.seller_id == user_id, order=PayoutSettings.created_at),
+        "connectAccount": rows(ConnectAccount, ConnectAccount.seller_id == user_id, order=ConnectAccount.created_at),
         "blocks": rows(Block, Block.seller_id == user_id, order=Block.created_at),
         "reportsFiled": rows(
             Report, Report.seller_id == user_id, Report.reporter_role == ReporterRole.SELLER, order=Report.created_at
@@ -116,7 +120,7 @@ def export_seller_data(session: Session, user_id: uuid.UUID, *, now: datetime) -
 
 
 def _row(item: Base) -> dict[str, Any]:
-    table: Table = item.__table__  # type: ignore[attr-defined]
+    table = cast(Table, item.__table__)
     return {
         _camel(column.key): _json_value(getattr(item, column.key))
         for column in table.columns
@@ -131,7 +135,7 @@ def _camel(name: str) -> str:
 
 def _json_value(value: Any) -> Any:
     if isinstance(value, datetime):
-        return value.isoformat()
+        return iso(value)
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, enum.Enum):
@@ -155,6 +159,8 @@ def delete_account(session: Session, user_id: uuid.UUID, *, password: str, now: 
     _remove_profile(session, user_id)
     session.execute(delete(Block).where(Block.seller_id == user_id))
     session.execute(delete(PasswordResetToken).where(PasswordResetToken.user_id == user_id))
+    # The bank account or PayPal address goes with the account (payouts already made keep their rows).
+    session.execute(delete(PayoutSettings).where(PayoutSettings.seller_id == user_id))
     _silence_mail_to(session, email, reason="account deleted")
     replace_email_everywhere(session, email, tombstone)
     _retire_user(session, user, tombstone, now)
@@ -177,15 +183,15 @@ def _check_deletable(session: Session, user_id: uuid.UUID, password: str) -> Use
         select(User).where(User.id == user_id).with_for_update().execution_options(populate_existing=True)
     )
     if user is None or user.deleted_at is not None:
-        raise PrivacyError(404, "not_found", "No such account.")
+        raise NotFound("not_found", "No such account.")
     if not password_matches(password or "", user.password_hash):
-        raise PrivacyError(403, "wrong_password", "That password is not right.", field="password")
+        raise Forbidden("wrong_password", "That password is not right.", field="password")
     accepted = select(CallRequest.id).where(
         CallRequest.seller_id == user_id, CallRequest.status == RequestStatus.ACCEPTED
     )
     if session.scalar(accepted.limit(1)):
-        raise PrivacyError(
-            409, "call_in_progress", "You have an accepted call that has not finished. Try again once it is over."
+        raise Conflict(
+            "call_in_progress", "You have an accepted call that has not finished. Try again once it is over."
         )
     return user
 
@@ -254,7 +260,7 @@ def scrub_farewell_emails(session: Session, now: datetime, settings: Settings) -
         )
         .execution_options(synchronize_session=False)
     )
-    return {"farewells_scrubbed": result.rowcount}  # type: ignore[attr-defined]
+    return {"farewells_scrubbed": affected_rows(result)}
 
 
 # --- Buyer erasure ----------------------------------------------------------------------------
@@ -271,10 +277,12 @@ def erase_buyer_email(session: Session, email: str, *, admin_id: uuid.UUID, now:
     run finds nothing). The audit row names the tombstone, never the address."""
     address = normalise_email(email or "")
     if "@" not in address or len(address) > 254 or any(ch.isspace() for ch in address):
-        raise PrivacyError(422, "invalid", "Enter the buyer's email address.", field="email")
+        raise Invalid("invalid", "Enter the buyer's email address.", field="email")
     if session.scalar(select(User.id).where(User.email == address)):
-        raise PrivacyError(
-            409, "is_account", "This address belongs to a ChatLink account; that account can be deleted instead."
+        raise Conflict(
+            "is_account",
+            "This address belongs to a ChatLink account; that account can be deleted instead.",
+            field="email",
         )
     tombstone = erased_email(address)
     _silence_mail_to(session, address, reason="recipient erased")
@@ -308,8 +316,8 @@ def replace_email_everywhere(session: Session, email: str, replacement: str) -> 
         matches = [_matches(column, pattern) for column in columns for pattern in patterns]
         values = {column.name: _replaced(column, patterns, replacement) for column in columns}
         result = session.execute(table.update().where(or_(*matches)).values(values))
-        if result.rowcount:  # type: ignore[attr-defined]
-            changed[table.name] = result.rowcount  # type: ignore[attr-defined]
+        if count := affected_rows(result):
+            changed[table.name] = count
     return changed
 
 
@@ -319,21 +327,21 @@ def _pattern(email: str) -> str:
     return _BEFORE + re.escape(email.lower()) + _AFTER
 
 
-def _holds_text(column: Column) -> bool:
+def _holds_text(column: Column[Any]) -> bool:
     if isinstance(column.type, Enum):
         return False  # a fixed vocabulary never holds an address
     return isinstance(column.type, String | Text | JSONB)
 
 
-def _as_text(column: Column) -> Any:
+def _as_text(column: Column[Any]) -> Any:
     return column.cast(Text) if isinstance(column.type, JSONB) else column
 
 
-def _matches(column: Column, pattern: str) -> Any:
+def _matches(column: Column[Any], pattern: str) -> Any:
     return and_(column.isnot(None), _as_text(column).op("~*")(pattern))
 
 
-def _replaced(column: Column, patterns: set[str], replacement: str) -> Any:
+def _replaced(column: Column[Any], patterns: set[str], replacement: str) -> Any:
     value = _as_text(column)
     for pattern in patterns:
         value = func.regexp_replace(value, pattern, replacement, "gi")

@@ -14,14 +14,17 @@ import re
 import secrets
 import unicodedata
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from anyascii import anyascii
-from sqlalchemy import bindparam, func, select, true, update
+from sqlalchemy import Select, bindparam, func, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
+from app.db import affected_rows
 from app.models import CallRequest, Profile, Rating, RequestStatus, User
 
 DISPLAY_NAME_MAX = 60
@@ -173,7 +176,7 @@ def save_profile(session: Session, *, user_id: uuid.UUID, changes: ProfileChange
 def _validated(changes: ProfileChanges, profile: Profile | None) -> tuple[dict[str, object], dict[str, str]]:
     values: dict[str, object] = {}
     errors: dict[str, str] = {}
-    checks = (
+    checks: tuple[tuple[str, Any, Callable[[Any], object]], ...] = (
         ("display_name", changes.display_name, clean_display_name),
         ("bio", changes.bio, clean_bio),
         ("price_cents", changes.price_cents, check_price),
@@ -182,7 +185,7 @@ def _validated(changes: ProfileChanges, profile: Profile | None) -> tuple[dict[s
         if raw is None:
             continue
         try:
-            values[name] = check(raw)  # type: ignore[operator]
+            values[name] = check(raw)
         except ProfileError as error:
             errors.update(error.fields)
     if changes.paused is not None:
@@ -227,7 +230,7 @@ def _store(session: Session, profile: Profile, values: dict[str, object], slug: 
 def set_paused(session: Session, *, user_id: uuid.UUID, paused: bool) -> bool:
     """Pause or resume taking calls; True when the seller has a profile to pause."""
     result = session.execute(update(Profile).where(Profile.user_id == user_id).values(paused=paused))
-    return result.rowcount > 0  # type: ignore[attr-defined]
+    return affected_rows(result) > 0
 
 
 # --- Availability -----------------------------------------------------------------------------
@@ -284,10 +287,10 @@ class PaywallView:
         return self.rating_count >= RATINGS_SHOWN_FROM
 
 
-def _paywall_query():  # type: ignore[no-untyped-def]
+def _paywall_query() -> Select[Any]:
     profiles, users, ratings = Profile.__table__.c, User.__table__.c, Rating.__table__.c
     summary = (
-        select(func.count(ratings.id).label("count"), func.avg(ratings.stars).label("average"))
+        select(func.count(ratings.id).label("rating_count"), func.avg(ratings.stars).label("rating_average"))
         .where(ratings.seller_id == profiles.user_id)
         .lateral("rating_summary")
     )
@@ -307,8 +310,8 @@ def _paywall_query():  # type: ignore[no-untyped-def]
             users.deleted_at,
             users.suspended_at,
             users.email_verified_at,
-            summary.c.count,
-            summary.c.average,
+            summary.c.rating_count,
+            summary.c.rating_average,
         )
         .select_from(Profile.__table__.join(User.__table__, users.id == profiles.user_id).join(summary, true()))
         .where(profiles.slug == bindparam("slug"))
@@ -335,8 +338,8 @@ def load_paywall(session: Session, slug: str) -> PaywallView | None:
         currency=row.currency,
         photo_key=row.photo_key,
         unavailable_reason=_unavailable_reason(row.deleted_at, row.suspended_at, row.email_verified_at, row.paused),
-        rating_count=int(row.count),
-        rating_average=round(float(row.average), 1) if row.average is not None else None,
+        rating_count=int(row.rating_count),
+        rating_average=round(float(row.rating_average), 1) if row.rating_average is not None else None,
     )
 
 
@@ -369,25 +372,8 @@ def load_dashboard(session: Session, *, user: User, now: datetime, limit: int = 
 
 # --- Wording ----------------------------------------------------------------------------------
 
+
 # Currencies whose smallest unit is the whole unit (Stripe's list), and the symbols we show.
-_ZERO_DECIMAL_CODES = "bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf"
-_ZERO_DECIMAL = frozenset(_ZERO_DECIMAL_CODES.split())
-_SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥", "inr": "₹", "cad": "CA$", "aud": "A$", "nzd": "NZ$"}
-
-
-def currency_exponent(currency: str) -> int:
-    return 0 if currency.lower() in _ZERO_DECIMAL else 2
-
-
-def format_price(cents: int, currency: str) -> str:
-    """``1000, "usd"`` → ``$10``; ``1050, "usd"`` → ``$10.50``; unknown symbols use the code."""
-    exponent = currency_exponent(currency)
-    major, minor = divmod(cents, 10**exponent)
-    amount = f"{major:,}" if minor == 0 else f"{major:,}.{minor:0{exponent}d}"
-    symbol = _SYMBOLS.get(currency.lower())
-    return f"{symbol}{amount}" if symbol else f"{amount} {currency.upper()}"
-
-
 def call_length_label(seconds: int) -> str:
     """``300`` → ``5-minute``; ``90`` → ``90-second``."""
     return f"{seconds // 60}-minute" if seconds % 60 == 0 else f"{seconds}-second"

@@ -19,19 +19,10 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from app.models import CallRequest, Rating, RequestStatus
+from app.refusals import Conflict, Invalid
 from app.services.audit import record_event
 
 STARS = range(1, 6)
-
-
-class RatingError(Exception):
-    """A refusal with the status and code the API answers."""
-
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -44,7 +35,7 @@ def parse_stars(value: object) -> int:
     """``"4"`` or ``4`` → 4; anything but a whole number from 1 to 5 is a 422."""
     text = str(value).strip() if isinstance(value, int | str) and not isinstance(value, bool) else ""
     if text not in {str(stars) for stars in STARS}:
-        raise RatingError(422, "invalid", "Choose from 1 to 5 stars.")
+        raise Invalid("invalid", "Choose from 1 to 5 stars.")
     return int(text)
 
 
@@ -55,13 +46,13 @@ def existing_rating(session: Session, request_id: uuid.UUID) -> Rating | None:
 def rate_call(session: Session, call_request: CallRequest, stars: int, *, now: datetime) -> Rating:
     """Record the buyer's rating of ``call_request`` (already authorised by the caller).
 
-    Raises ``RatingError`` 409 ``not_completed`` when the call has not taken place and
+    Raises ``Conflict`` ``not_completed`` when the call has not taken place and
     ``already_rated`` when this call was rated before.
     """
     if stars not in STARS:
-        raise RatingError(422, "invalid", "Choose from 1 to 5 stars.")
+        raise Invalid("invalid", "Choose from 1 to 5 stars.")
     if call_request.status != RequestStatus.COMPLETED:
-        raise RatingError(409, "not_completed", "You can rate a call once it has taken place.")
+        raise Conflict("not_completed", "You can rate a call once it has taken place.")
     rating_id = session.execute(
         insert(Rating)
         .values(
@@ -75,9 +66,9 @@ def rate_call(session: Session, call_request: CallRequest, stars: int, *, now: d
         .returning(Rating.id)
     ).scalar_one_or_none()
     if rating_id is None:
-        raise RatingError(409, "already_rated", "You have already rated this call. Thank you!")
+        raise Conflict("already_rated", "You have already rated this call. Thank you!")
     record_event(session, "rating.created", ref_id=call_request.id, actor="buyer", payload={"stars": stars})
-    return session.get(Rating, rating_id)  # type: ignore[return-value]
+    return session.get_one(Rating, rating_id)
 
 
 def rating_summary(session: Session, seller_id: uuid.UUID) -> RatingSummary:

@@ -20,7 +20,9 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from app.formats import iso
 from app.models import CallRequest, CancelReason, Profile, Report, ReporterRole, ReportStatus, RequestStatus, Role, User
+from app.refusals import Conflict, Invalid, NotFound
 from app.services.audit import record_event, user_actor
 from app.services.calls import party_for_token
 from app.services.outbox import queue_email
@@ -38,17 +40,6 @@ QUEUE_LIMIT = 200
 NO_SHOWS = (CancelReason.SELLER_NO_SHOW, CancelReason.BUYER_NO_SHOW)
 
 
-class ReportError(Exception):
-    """A refusal: ``status`` and ``code`` are what the API answers, ``field`` the input at fault."""
-
-    def __init__(self, status: int, code: str, message: str, *, field: str | None = None):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.field = field
-
-
 @dataclass(frozen=True)
 class ReportDraft:
     reason: str
@@ -60,7 +51,7 @@ def buyer_call(session: Session, request_id: uuid.UUID, token: str, *, secret_ke
     (404), so a guessed id reveals nothing."""
     call_request = session.get(CallRequest, request_id, populate_existing=True)
     if call_request is None or party_for_token(secret_key, call_request, token or "") != "buyer":
-        raise ReportError(404, "not_found", "This link is not valid. Use the link from your email.")
+        raise NotFound("not_found", "This link is not valid. Use the link from your email.")
     return call_request
 
 
@@ -68,7 +59,7 @@ def sellers_call(session: Session, request_id: uuid.UUID, seller_id: uuid.UUID) 
     """One of the seller's own calls; anyone else's id is a 404 like a missing one."""
     call_request = session.get(CallRequest, request_id, populate_existing=True)
     if call_request is None or call_request.seller_id != seller_id:
-        raise ReportError(404, "not_found", "No such call.")
+        raise NotFound("not_found", "No such call.")
     return call_request
 
 
@@ -93,10 +84,10 @@ def clean_draft(reason: str | None, text: str | None) -> ReportDraft:
     """Validate the form: a known category and at most TEXT_MAX characters of text."""
     reason = (reason or "").strip().lower()
     if reason not in REASONS:
-        raise ReportError(422, "invalid", "Choose what happened.", field="reason")
+        raise Invalid("invalid", "Choose what happened.", field="reason")
     text = (text or "").strip()
     if len(text) > TEXT_MAX:
-        raise ReportError(422, "invalid", f"Keep the description under {TEXT_MAX} characters.", field="text")
+        raise Invalid("invalid", f"Keep the description under {TEXT_MAX} characters.", field="text")
     return ReportDraft(reason=reason, text=text)
 
 
@@ -105,11 +96,11 @@ def file_report(
 ) -> Report:
     """File the ``role`` side's report on ``call_request`` (already authorised by the caller).
 
-    Raises ``ReportError`` 409 ``not_reportable`` before the call is over and ``already_reported``
+    Raises ``Conflict`` ``not_reportable`` before the call is over and ``already_reported``
     when this side has reported this call before.
     """
     if not can_report(call_request):
-        raise ReportError(409, "not_reportable", "You can report a call once it is over.")
+        raise Conflict("not_reportable", "You can report a call once it is over.")
     report_id = session.execute(
         insert(Report)
         .values(
@@ -127,7 +118,7 @@ def file_report(
         .returning(Report.id)
     ).scalar_one_or_none()
     if report_id is None:
-        raise ReportError(409, "already_reported", "You have already reported this call. Our team is looking at it.")
+        raise Conflict("already_reported", "You have already reported this call. Our team is looking at it.")
     actor = user_actor(call_request.seller_id) if role == ReporterRole.SELLER else "buyer"
     record_event(
         session,
@@ -137,7 +128,7 @@ def file_report(
         payload={"requestId": str(call_request.id), "role": role.value, "reason": draft.reason},
     )
     _notify_admins(session, report_id, role, draft.reason)
-    return session.get(Report, report_id)  # type: ignore[return-value]
+    return session.get_one(Report, report_id)
 
 
 @dataclass(frozen=True)
@@ -162,9 +153,9 @@ def resolve_report(session: Session, report_id: uuid.UUID, *, admin_id: uuid.UUI
     """open → resolved with the admin's note; one conditional UPDATE, so a second resolve is a 409."""
     note = (note or "").strip()
     if not note:
-        raise ReportError(422, "invalid", "Write a short note on what was done.", field="note")
+        raise Invalid("invalid", "Write a short note on what was done.", field="note")
     if len(note) > NOTE_MAX:
-        raise ReportError(422, "invalid", f"Keep the note under {NOTE_MAX} characters.", field="note")
+        raise Invalid("invalid", f"Keep the note under {NOTE_MAX} characters.", field="note")
     resolved = session.execute(
         update(Report)
         .where(Report.id == report_id, Report.status == ReportStatus.OPEN)
@@ -174,10 +165,10 @@ def resolve_report(session: Session, report_id: uuid.UUID, *, admin_id: uuid.UUI
     ).scalar_one_or_none()
     if resolved is None:
         if session.get(Report, report_id) is None:
-            raise ReportError(404, "not_found", "No such report.")
-        raise ReportError(409, "already_resolved", "This report was already resolved.")
+            raise NotFound("not_found", "No such report.")
+        raise Conflict("already_resolved", "This report was already resolved.")
     record_event(session, "admin.report_resolved", ref_id=report_id, actor=user_actor(admin_id))
-    return session.get(Report, report_id, populate_existing=True)  # type: ignore[return-value]
+    return session.get_one(Report, report_id, populate_existing=True)
 
 
 def serialize_report(report: Report) -> dict[str, object]:
@@ -189,8 +180,8 @@ def serialize_report(report: Report) -> dict[str, object]:
         "reason": report.reason,
         "requestId": str(report.call_request_id) if report.call_request_id else None,
         "sellerId": str(report.seller_id),
-        "createdAt": report.created_at.isoformat() if report.created_at else None,
-        "resolvedAt": report.resolved_at.isoformat() if report.resolved_at else None,
+        "createdAt": iso(report.created_at),
+        "resolvedAt": iso(report.resolved_at),
         "resolutionNote": report.resolution_note,
     }
 

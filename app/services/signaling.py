@@ -16,9 +16,11 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import redis
+
+from app.refusals import Invalid
 
 PARTIES = ("buyer", "seller")
 MESSAGE_TYPES = ("hello", "offer", "answer", "candidate", "bye")
@@ -29,8 +31,9 @@ MAX_MESSAGES = 200  # per mailbox; a call needs a few dozen
 POLL_BATCH = 100
 
 
-class SignalingError(ValueError):
+def _bad_message(problem: str) -> Invalid:
     """The message is not one a page of ours would send."""
+    return Invalid("invalid", problem, field="message")
 
 
 def other_party(party: str) -> str:
@@ -41,16 +44,16 @@ def validate_message(message: Any) -> dict[str, Any]:
     """Keep only what a peer needs, and refuse anything else: the mailbox holds data from the
     browser, so it is bounded in kind and size."""
     if not isinstance(message, dict) or message.get("type") not in MESSAGE_TYPES:
-        raise SignalingError("message.type must be one of " + ", ".join(MESSAGE_TYPES))
+        raise _bad_message("message.type must be one of " + ", ".join(MESSAGE_TYPES))
     for key in ("from", "to"):
         value = message.get(key)
         if value is not None and (not isinstance(value, str) or not CLIENT_ID.match(value)):
-            raise SignalingError(f"message.{key} must be a client id")
+            raise _bad_message(f"message.{key} must be a client id")
     if not message.get("from"):
-        raise SignalingError("message.from is required")
+        raise _bad_message("message.from is required")
     kept = {key: message[key] for key in ("type", "from", "to", "sdp", "candidate") if key in message}
     if len(json.dumps(kept)) > MAX_MESSAGE_BYTES:
-        raise SignalingError("message is too large")
+        raise _bad_message("message is too large")
     return kept
 
 
@@ -72,13 +75,18 @@ class Signaling:
         message_id, _ = pipe.execute()
         return str(message_id)
 
-    def poll(self, call_id: str, party: str, after: str | None) -> tuple[list[dict[str, Any]], str | None]:
-        """Messages for ``party`` newer than ``after`` (all of them when None), oldest first,
-        and the cursor to send next time."""
-        if after is not None and not STREAM_ID.match(after):
-            raise SignalingError("after must be a message id")
+    def poll(self, call_id: str, party: str, after: object) -> tuple[list[dict[str, Any]], str | None]:
+        """Messages for ``party`` newer than ``after`` (all of them when None or empty), oldest
+        first, and the cursor to send next time."""
+        if not after:
+            after = None
+        elif not isinstance(after, str) or not STREAM_ID.match(after):
+            raise Invalid("invalid", "after must be a message id", field="after")
         start = f"({after}" if after else "-"
-        entries = self.redis.xrange(self._key(call_id, party), min=start, max="+", count=POLL_BATCH)
+        entries = cast(
+            list[tuple[str, dict[str, str]]],
+            self.redis.xrange(self._key(call_id, party), min=start, max="+", count=POLL_BATCH),
+        )
         messages = [{"id": entry_id, **json.loads(fields["m"])} for entry_id, fields in entries]
         cursor = entries[-1][0] if entries else after
         return messages, cursor
@@ -86,7 +94,7 @@ class Signaling:
     def cursor(self, call_id: str, party: str) -> str | None:
         """The id of the newest message waiting for ``party``: a page that starts now reads after
         it, so it never acts on an offer meant for a window that has since closed."""
-        last = self.redis.xrevrange(self._key(call_id, party), count=1)
+        last = cast(list[tuple[str, dict[str, str]]], self.redis.xrevrange(self._key(call_id, party), count=1))
         return last[0][0] if last else None
 
     def clear(self, call_id: str) -> None:

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from app import metrics
 from app.config import Settings
 from app.db import on_commit, utcnow
+from app.integrations.connect import ConnectGateway
 from app.integrations.payments import CheckoutSnapshot, PaymentError, PaymentGateway
 from app.models import (
     Checkout,
@@ -40,6 +41,7 @@ from app.models import (
     Transaction,
 )
 from app.queue import enqueue_after_commit, enqueue_now
+from app.services import connect_events
 from app.services.audit import record_event as audit
 from app.services.checkout import APP_TAG, fulfil_checkout
 from app.services.lifecycle.payments import close_dispute, open_dispute, sync_refund
@@ -67,6 +69,7 @@ class EventContext:
     platform_fee_bps: int
     request_ttl_seconds: int
     now: datetime
+    connect: ConnectGateway | None = None  # for the Connect events (app.services.connect_events)
 
 
 # --- The inbox -----------------------------------------------------------------------------------
@@ -114,6 +117,7 @@ def process_event(
     platform_fee_bps: int,
     request_ttl_seconds: int,
     now: datetime,
+    connect: ConnectGateway | None = None,
 ) -> StripeEventStatus | None:
     """Run the handler of one inbox event; None when it was already handled (or is unknown).
 
@@ -125,8 +129,9 @@ def process_event(
     ).scalar_one_or_none()
     if row is None or row.status != StripeEventStatus.RECEIVED:
         return None
-    context = EventContext(session, gateway, app_env, platform_fee_bps, request_ttl_seconds, now)
+    context = EventContext(session, gateway, app_env, platform_fee_bps, request_ttl_seconds, now, connect)
     handler = HANDLERS.get(row.type)
+    note: str | None
     if handler is None:
         status, note = IGNORED, "unhandled event type"
     else:
@@ -274,6 +279,8 @@ HANDLERS: dict[str, Callable[[EventContext, dict[str, Any]], Outcome]] = {
     "charge.refunded": handle_charge_refunded,
     "charge.dispute.created": handle_dispute_created,
     "charge.dispute.closed": handle_dispute_closed,
+    # Seller payouts: account.updated and transfer.reversed.
+    **connect_events.HANDLERS,
 }
 
 

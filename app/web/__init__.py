@@ -37,10 +37,13 @@ def register_blueprints(app: Flask) -> None:
 
     app.register_blueprint(calls.bp)
 
-    from app.web import admin_payouts, metrics, money
+    from app.web import admin_payouts, admin_transfers, dev_connect, metrics, money, payouts_setup
 
     app.register_blueprint(money.bp)
+    app.register_blueprint(payouts_setup.bp)
+    app.register_blueprint(dev_connect.bp)
     app.register_blueprint(admin_payouts.bp)
+    app.register_blueprint(admin_transfers.bp)
     app.register_blueprint(metrics.bp)
 
     from app.web import admin, privacy, safety

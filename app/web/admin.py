@@ -12,17 +12,14 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, flash, jsonify, make_response, redirect, render_template, request
 from flask.typing import ResponseReturnValue
-from flask_login import current_user
 
 from app.db import db, utcnow
-from app.errors import ApiError
+from app.errors import ApiError, refusal_status
 from app.formats import format_money
 from app.models import ReportStatus
+from app.refusals import Refusal
 from app.services import admin, privacy, safety
-from app.services.admin import AdminError
-from app.services.privacy import PrivacyError
-from app.services.safety import ReportError
-from app.web.auth import admin_required
+from app.web.auth import admin_required, signed_in_user_id
 from app.web.forms.trust import EmptyForm, EraseForm, ResolveForm, SuspendForm
 
 bp = Blueprint("admin", __name__)
@@ -44,7 +41,7 @@ def no_store(response: Response) -> Response:
 
 
 def _admin_id() -> uuid.UUID:
-    return current_user.id  # type: ignore[no-any-return]
+    return signed_in_user_id()
 
 
 def _page(template: str, status: int = 200, **context: Any) -> Response:
@@ -76,9 +73,9 @@ def resolve_report_form(report_id: uuid.UUID) -> ResponseReturnValue:
         return redirect("/admin/reports", 303)
     try:
         safety.resolve_report(db.session, report_id, admin_id=_admin_id(), note=form.note.data or "", now=utcnow())
-    except ReportError as error:
+    except Refusal as refusal:
         db.session.rollback()
-        flash(error.message, "error")
+        flash(refusal.message, "error")
     else:
         db.session.commit()
         flash("Report resolved.", "success")
@@ -100,11 +97,7 @@ def api_resolve_report(report_id: uuid.UUID) -> ResponseReturnValue:
     note = body.get("note")
     if not isinstance(note, str):
         raise ApiError(422, "Write a short note on what was done.", fields={"note": "required"})
-    try:
-        report = safety.resolve_report(db.session, report_id, admin_id=_admin_id(), note=note, now=utcnow())
-    except ReportError as error:
-        fields = {error.field: error.message} if error.field else None
-        raise ApiError(error.status, error.message, code=error.code, fields=fields) from None
+    report = safety.resolve_report(db.session, report_id, admin_id=_admin_id(), note=note, now=utcnow())
     db.session.commit()
     return jsonify(report=safety.serialize_report(report))
 
@@ -127,9 +120,9 @@ def seller_action_form(seller_id: uuid.UUID, action: str) -> ResponseReturnValue
         return redirect("/admin/sellers", 303)
     try:
         message = _seller_action(seller_id, action, form.note.data or "")
-    except AdminError as error:
+    except Refusal as refusal:
         db.session.rollback()
-        flash(error.message, "error")
+        flash(refusal.message, "error")
     else:
         db.session.commit()
         flash(message, "success")
@@ -140,10 +133,7 @@ def seller_action_form(seller_id: uuid.UUID, action: str) -> ResponseReturnValue
 def api_seller_action(seller_id: uuid.UUID, action: str) -> ResponseReturnValue:
     body = request.get_json(silent=True) or {}
     note = body.get("note") if isinstance(body, dict) else None
-    try:
-        _seller_action(seller_id, action, note if isinstance(note, str) else "")
-    except AdminError as error:
-        raise ApiError(error.status, error.message, code=error.code) from None
+    _seller_action(seller_id, action, note if isinstance(note, str) else "")
     db.session.commit()
     return jsonify(seller={"id": str(seller_id), "suspended": action == "suspend"})
 
@@ -201,10 +191,10 @@ def erase_form() -> ResponseReturnValue:
         return _page("admin/erase.html", 422, form=form, result=None)
     try:
         result = privacy.erase_buyer_email(db.session, form.email.data or "", admin_id=_admin_id(), now=utcnow())
-    except PrivacyError as error:
+    except Refusal as refusal:
         db.session.rollback()
-        form.email.errors = [error.message]
-        return _page("admin/erase.html", error.status, form=form, result=None)
+        form.email.errors = [refusal.message]
+        return _page("admin/erase.html", refusal_status(refusal), form=form, result=None)
     db.session.commit()
     return _page("admin/erase.html", form=EraseForm(formdata=None), result=result)
 
@@ -213,12 +203,9 @@ def erase_form() -> ResponseReturnValue:
 def api_erase() -> ResponseReturnValue:
     body = _json_body()
     email = body.get("email")
-    try:
-        result = privacy.erase_buyer_email(
-            db.session, email if isinstance(email, str) else "", admin_id=_admin_id(), now=utcnow()
-        )
-    except PrivacyError as error:
-        raise ApiError(error.status, error.message, code=error.code, fields={"email": error.message}) from None
+    result = privacy.erase_buyer_email(
+        db.session, email if isinstance(email, str) else "", admin_id=_admin_id(), now=utcnow()
+    )
     db.session.commit()
     return jsonify(erasure={"tombstone": result.tombstone, "rows": result.rows})
 

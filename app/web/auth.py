@@ -11,14 +11,16 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from functools import wraps
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, flash, redirect, render_template, request, session, url_for
+from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from flask_wtf.csrf import generate_csrf
 
+from app.config import Settings
 from app.db import db, utcnow
 from app.errors import ApiError, wants_json
 from app.extensions import limiter, login_manager, redis_client
@@ -72,7 +74,7 @@ def load_user(session_token: str) -> User | None:
 
 
 @login_manager.unauthorized_handler
-def unauthorized() -> Response:
+def unauthorized() -> ResponseReturnValue:
     if wants_json():
         raise ApiError(401, "Log in first.", code="unauthorized")
     flash("Log in to continue.", "info")
@@ -81,6 +83,16 @@ def unauthorized() -> Response:
 
 
 View = TypeVar("View", bound=Callable[..., Any])
+
+
+def signed_in_user() -> User:
+    """The logged-in user, as the model (Flask-Login hands out a proxy)."""
+    user: User = current_user._get_current_object()
+    return user
+
+
+def signed_in_user_id() -> uuid.UUID:
+    return signed_in_user().id
 
 
 def admin_required(view: View) -> View:
@@ -95,7 +107,8 @@ def admin_required(view: View) -> View:
             raise ApiError(403, "This area is for ChatLink admins only.", code="forbidden")
         return view(*args, **kwargs)
 
-    return guarded  # type: ignore[return-value]
+    protected: View = cast(View, guarded)  # functools.wraps keeps the signature mypy cannot see
+    return protected
 
 
 @bp.after_request
@@ -117,8 +130,9 @@ def safe_next(target: str | None, default: str = AFTER_LOGIN) -> str:
     return target
 
 
-def _settings():  # type: ignore[no-untyped-def]
-    return current_app.extensions["settings"]
+def _settings() -> Settings:
+    settings: Settings = current_app.extensions["settings"]
+    return settings
 
 
 def _links() -> dict[str, str]:
@@ -202,13 +216,15 @@ def _show_error(form: FlaskForm, error: accounts.AccountError) -> None:
 
 @bp.route("/signup", methods=["GET", "POST"])
 @signup_limit
-def signup():  # type: ignore[no-untyped-def]
+def signup() -> ResponseReturnValue:
     if current_user.is_authenticated:
         return redirect(AFTER_LOGIN)
     form = SignupForm()
     if form.validate_on_submit():
         try:
-            user = accounts.sign_up(db.session, form.email.data, form.password.data, now=utcnow(), **_links())
+            user = accounts.sign_up(
+                db.session, form.email.data or "", form.password.data or "", now=utcnow(), **_links()
+            )
         except accounts.AccountError as error:
             _show_error(form, error)
             return _page("auth/signup.html", form, status=409 if isinstance(error, accounts.EmailTaken) else 422)
@@ -221,7 +237,7 @@ def signup():  # type: ignore[no-untyped-def]
 
 @bp.route("/login", methods=["GET", "POST"])
 @login_limit
-def login():  # type: ignore[no-untyped-def]
+def login() -> ResponseReturnValue:
     if current_user.is_authenticated:
         return redirect(safe_next(request.args.get("next")))
     form = LoginForm()
@@ -230,7 +246,7 @@ def login():  # type: ignore[no-untyped-def]
     headers: dict[str, str] = {}
     if form.validate_on_submit():
         try:
-            user = _log_in(form.email.data, form.password.data)
+            user = _log_in(form.email.data or "", form.password.data or "")
         except accounts.AccountLocked as error:
             form.form_errors.append(error.message)
             headers["Retry-After"] = str(error.retry_after_seconds)
@@ -245,7 +261,7 @@ def login():  # type: ignore[no-untyped-def]
 
 
 @bp.post("/logout")
-def logout():  # type: ignore[no-untyped-def]
+def logout() -> ResponseReturnValue:
     if current_user.is_authenticated:
         accounts.record_logout(db.session, current_user.id)
         db.session.commit()
@@ -256,10 +272,10 @@ def logout():  # type: ignore[no-untyped-def]
 
 @bp.route("/forgot", methods=["GET", "POST"])
 @forgot_limit
-def forgot():  # type: ignore[no-untyped-def]
+def forgot() -> ResponseReturnValue:
     form = ForgotForm()
     if form.validate_on_submit():
-        accounts.request_password_reset(db.session, form.email.data, now=utcnow(), app_url=_settings().app_url)
+        accounts.request_password_reset(db.session, form.email.data or "", now=utcnow(), app_url=_settings().app_url)
         db.session.commit()
         return redirect(url_for("auth.forgot", sent=1), 303)
     return _page("auth/forgot.html", form, sent=request.args.get("sent") == "1", answer=FORGOT_ANSWER)
@@ -267,14 +283,14 @@ def forgot():  # type: ignore[no-untyped-def]
 
 @bp.route("/reset/<token>", methods=["GET", "POST"])
 @reset_limit
-def reset(token: str):  # type: ignore[no-untyped-def]
+def reset(token: str) -> ResponseReturnValue:
     # The token is in this page's address: never pass it on as a referrer.
     private = {"Referrer-Policy": "no-referrer"}
     form = ResetForm()
     viewer_id = _viewer_id()
     try:
         if form.validate_on_submit():
-            user = accounts.reset_password(db.session, token, form.password.data, now=utcnow())
+            user = accounts.reset_password(db.session, token, form.password.data or "", now=utcnow())
             db.session.commit()
             if _after_reset(user, viewer_id):
                 flash("Your password is changed. Every other session was logged out.", "success")
@@ -291,7 +307,7 @@ def reset(token: str):  # type: ignore[no-untyped-def]
 
 
 @bp.get("/verify-email/<token>")
-def verify_email(token: str):  # type: ignore[no-untyped-def]
+def verify_email(token: str) -> ResponseReturnValue:
     try:
         accounts.verify_email(
             db.session, token, secret_key=_settings().secret_key, now=utcnow(), current_user_id=_viewer_id()
@@ -307,8 +323,8 @@ def verify_email(token: str):  # type: ignore[no-untyped-def]
 @bp.post("/verify-email/resend")
 @login_required
 @resend_limit
-def resend_verification():  # type: ignore[no-untyped-def]
-    if accounts.resend_verification(db.session, current_user._get_current_object(), **_links()):  # type: ignore[attr-defined]
+def resend_verification() -> ResponseReturnValue:
+    if accounts.resend_verification(db.session, signed_in_user(), **_links()):
         flash(f"We sent a new confirmation link to {current_user.email}.", "success")
     else:
         flash("Your email is already confirmed.", "info")
@@ -356,13 +372,13 @@ def _json_fields(*names: str) -> list[str]:
 
 
 @bp.get("/api/auth/csrf")
-def api_csrf():  # type: ignore[no-untyped-def]
+def api_csrf() -> ResponseReturnValue:
     return {"csrfToken": generate_csrf()}
 
 
 @bp.post("/api/auth/signup")
 @signup_limit
-def api_signup():  # type: ignore[no-untyped-def]
+def api_signup() -> ResponseReturnValue:
     email, password = _json_fields("email", "password")
     try:
         user = accounts.sign_up(db.session, email, password, now=utcnow(), **_links())
@@ -375,7 +391,7 @@ def api_signup():  # type: ignore[no-untyped-def]
 
 @bp.post("/api/auth/login")
 @login_limit
-def api_login():  # type: ignore[no-untyped-def]
+def api_login() -> ResponseReturnValue:
     email, password = _json_fields("email", "password")
     try:
         user = _log_in(email, password)
@@ -387,7 +403,7 @@ def api_login():  # type: ignore[no-untyped-def]
 
 
 @bp.post("/api/auth/logout")
-def api_logout():  # type: ignore[no-untyped-def]
+def api_logout() -> ResponseReturnValue:
     if current_user.is_authenticated:
         accounts.record_logout(db.session, current_user.id)
         db.session.commit()
@@ -397,7 +413,7 @@ def api_logout():  # type: ignore[no-untyped-def]
 
 @bp.post("/api/auth/forgot")
 @forgot_limit
-def api_forgot():  # type: ignore[no-untyped-def]
+def api_forgot() -> ResponseReturnValue:
     (email,) = _json_fields("email")
     accounts.request_password_reset(db.session, email, now=utcnow(), app_url=_settings().app_url)
     db.session.commit()
@@ -406,7 +422,7 @@ def api_forgot():  # type: ignore[no-untyped-def]
 
 @bp.post("/api/auth/reset")
 @reset_limit
-def api_reset():  # type: ignore[no-untyped-def]
+def api_reset() -> ResponseReturnValue:
     token, new_password = _json_fields("token", "newPassword")
     viewer_id = _viewer_id()
     try:

@@ -24,7 +24,7 @@ from app.integrations.video import VideoProvider, video_provider
 from app.refusals import Conflict
 from app.services import call_endings, call_presence, calls
 from app.services.calls import AccessDenied, CallAccess, CallConfig
-from app.services.signaling import CLIENT_ID, PresenceSlots, Signaling, SignalingError, validate_message
+from app.services.signaling import CLIENT_ID, PresenceSlots, Signaling, validate_message
 
 bp = Blueprint("calls", __name__)
 csrf.exempt(bp)
@@ -118,10 +118,7 @@ def end() -> Response:
 def signal() -> Response:
     """Post one offer, answer, ICE candidate, hello or bye to the other party (built-in room)."""
     access = _live_builtin(_access())
-    try:
-        message = validate_message(_body().get("message"))
-    except SignalingError as error:
-        raise ApiError(422, str(error), fields={"message": str(error)}) from None
+    message = validate_message(_body().get("message"))
     message_id = _signaling().send(str(access.call.id), access.party, message)
     return make_response(jsonify(id=message_id), 202)
 
@@ -137,11 +134,7 @@ def poll() -> Response:
     access = _live_builtin(access)
     if not _slots().claim(str(access.call.id), access.party, _client_id()):
         raise ApiError(409, "This link is now open in another window.", code="in_use")
-    after = _body().get("after")
-    try:
-        messages, cursor = _signaling().poll(str(access.call.id), access.party, after if after else None)
-    except SignalingError as error:
-        raise ApiError(422, str(error), fields={"after": str(error)}) from None
+    messages, cursor = _signaling().poll(str(access.call.id), access.party, _body().get("after"))
     return jsonify(messages=messages, cursor=cursor, **calls.call_state(access.call, utcnow()))
 
 

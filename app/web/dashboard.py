@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, render_template
-from flask_login import current_user, login_required
+from flask.typing import ResponseReturnValue
+from flask_login import login_required
 
 from app.db import db, utcnow
+from app.formats import format_money
 from app.models import RequestStatus
-from app.services.profiles import format_price, load_dashboard
+from app.services.profiles import load_dashboard
 from app.services.requests import accepted_join_url, list_requests
+from app.web.auth import signed_in_user
 from app.web.money import balance_card_context
 
 bp = Blueprint("dashboard", __name__)
@@ -23,9 +26,9 @@ def no_store(response: Response) -> Response:
 
 @bp.get("/dashboard")
 @login_required
-def dashboard():  # type: ignore[no-untyped-def]
+def dashboard() -> ResponseReturnValue:
     settings = current_app.extensions["settings"]
-    user = current_user._get_current_object()  # type: ignore[attr-defined]
+    user = signed_in_user()
     view = load_dashboard(db.session, user=user, now=utcnow())
     paywall_url = f"{settings.app_url}/u/{view.profile.slug}" if view.profile else None
     upcoming = [
@@ -38,7 +41,7 @@ def dashboard():  # type: ignore[no-untyped-def]
         user=user,
         paywall_url=paywall_url,
         currency=view.profile.currency if view.profile else settings.currency,
-        format_price=format_price,
+        format_money=format_money,
         capture_manual=settings.payment_capture == "manual",
         upcoming_calls=upcoming,
         payout_next="/dashboard",

@@ -9,13 +9,15 @@ would send them: the success or the cancel URL.
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, abort, current_app, redirect, render_template
 from flask.typing import ResponseReturnValue
 
 from app.extensions import redis_client
+from app.formats import format_money
 from app.integrations.builtin_payments import BuiltinGateway, builtin_gateway
 from app.integrations.payments import PaymentError
-from app.services.profiles import format_price
 
 bp = Blueprint("dev_checkout", __name__, url_prefix="/dev/checkout")
 
@@ -31,7 +33,7 @@ def _gateway() -> BuiltinGateway:
     return builtin_gateway(current_app.extensions["settings"], redis_client())
 
 
-def _session_or_404(session_id: str) -> dict:
+def _session_or_404(session_id: str) -> dict[str, Any]:
     try:
         return _gateway().session(session_id)
     except PaymentError:
@@ -44,7 +46,7 @@ def page(session_id: str) -> ResponseReturnValue:
     return render_template(
         "checkout/dev_checkout.html",
         session=session,
-        amount=format_price(session["amount_total"], session["currency"]),
+        amount=format_money(session["amount_total"], session["currency"]),
     )
 
 

@@ -9,11 +9,12 @@ set, or APP_ENV=production) every one of these answers 404.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 
 from flask import Blueprint, Response, abort, current_app, jsonify, render_template, request
+from flask.typing import ResponseReturnValue
 
 from app.db import db
+from app.formats import iso
 from app.models import OutboxEmail
 from app.services.email_delivery import list_emails
 from app.services.outbox import find_email
@@ -48,12 +49,12 @@ def only_with_the_dev_mailbox() -> None:
 
 
 @bp.get("/mailbox")
-def mailbox():  # type: ignore[no-untyped-def]
+def mailbox() -> ResponseReturnValue:
     return render_template("dev/mailbox.html", emails=list_emails(db.session, limit=PAGE_SIZE))
 
 
 @bp.get("/mailbox.json")
-def mailbox_json():  # type: ignore[no-untyped-def]
+def mailbox_json() -> ResponseReturnValue:
     limit = request.args.get("limit", default=50, type=int) or 50
     recipient = request.args.get("recipient") or None
     emails = list_emails(db.session, limit=max(1, min(limit, JSON_LIMIT_MAX)), recipient=recipient)
@@ -61,7 +62,7 @@ def mailbox_json():  # type: ignore[no-untyped-def]
 
 
 @bp.get("/mailbox/<uuid:email_id>")
-def message(email_id: uuid.UUID):  # type: ignore[no-untyped-def]
+def message(email_id: uuid.UUID) -> ResponseReturnValue:
     email = find_email(db.session, email_id) or abort(404)
     response = Response(render_template("dev/mailbox_message.html", email=email))
     # The site-wide policy forbids frames; this page embeds one, from our own origin only.
@@ -70,7 +71,7 @@ def message(email_id: uuid.UUID):  # type: ignore[no-untyped-def]
 
 
 @bp.get("/mailbox/<uuid:email_id>/html")
-def message_html(email_id: uuid.UUID):  # type: ignore[no-untyped-def]
+def message_html(email_id: uuid.UUID) -> ResponseReturnValue:
     email = find_email(db.session, email_id) or abort(404)
     if email.html_body is None:
         abort(404)
@@ -89,10 +90,6 @@ def _allow_self_frames(policy: str) -> str:
     return "; ".join([*others, " ".join(["frame-src", "'self'", *sorted(sources - {"'self'"})])])
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat() if value is not None else None
-
-
 def _as_json(email: OutboxEmail) -> dict[str, object]:
     return {
         "id": str(email.id),
@@ -102,6 +99,6 @@ def _as_json(email: OutboxEmail) -> dict[str, object]:
         "status": email.status.value,
         "textBody": email.text_body,
         "htmlBody": email.html_body,
-        "createdAt": _iso(email.created_at),
-        "sentAt": _iso(email.sent_at),
+        "createdAt": iso(email.created_at),
+        "sentAt": iso(email.sent_at),
     }

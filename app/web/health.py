@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
+from flask.typing import ResponseReturnValue
 
 from app.db import db
 from app.extensions import limiter, redis_client
@@ -13,10 +14,10 @@ bp = Blueprint("health", __name__)
 
 @bp.get("/api/health")
 @limiter.exempt
-def health():  # type: ignore[no-untyped-def]
+def health() -> ResponseReturnValue:
     settings = current_app.extensions["settings"]
     report = check_health(
-        db.engine,
+        db.require_engine(),
         redis_client(),
         settings.celery_queue,
         stale_after=max(30, settings.sweep_interval_seconds * 6),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hmac
 
 from flask import Blueprint, Response, current_app, request
+from flask.typing import ResponseReturnValue
 
 from app import metrics
 from app.errors import ApiError
@@ -14,7 +15,7 @@ bp = Blueprint("metrics", __name__)
 
 
 @bp.get("/metrics")
-def metrics_view():  # type: ignore[no-untyped-def]
+def metrics_view() -> ResponseReturnValue:
     token = current_app.extensions["settings"].metrics_token
     if token and not _bearer_matches(token):
         raise ApiError(

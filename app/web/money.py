@@ -10,20 +10,21 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Iterator
-from datetime import UTC, date, datetime
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
 from flask import Blueprint, Response, current_app, flash, redirect, render_template, request, stream_with_context
-from flask_login import current_user, login_required
+from flask.typing import ResponseReturnValue
+from flask_login import login_required
 
 from app.db import db, utcnow
 from app.errors import ApiError
+from app.formats import currency_exponent, format_money, iso
 from app.models import LedgerKind, PayoutRequest, User
 from app.refusals import Refusal
-from app.services import ledger, payouts
-from app.services.profiles import currency_exponent, format_price
-from app.web.auth import safe_next
+from app.services import connect, ledger, payouts
+from app.web.auth import safe_next, signed_in_user
 from app.web.forms.money import PayoutRequestForm
 
 bp = Blueprint("money", __name__)
@@ -40,14 +41,13 @@ KIND_LABELS = {
 
 @bp.app_template_filter("signed_money")
 def signed_money(cents: int, currency: str) -> str:
-    """``-1500, "usd"`` → ``\u2212$15`` (a true minus sign); ``800`` → ``+$8``."""
-    sign = "\u2212" if cents < 0 else "+"
-    return sign + format_price(abs(int(cents)), currency)
+    """``-1500, "usd"`` → ``\u2212$15.00`` (a true minus sign); ``800`` → ``+$8.00``."""
+    return format_money(int(cents), currency, signed=True)
 
 
 @bp.app_template_filter("money")
 def money(cents: int, currency: str) -> str:
-    return ("\u2212" if cents < 0 else "") + format_price(abs(int(cents)), currency)
+    return format_money(int(cents), currency)
 
 
 @bp.app_template_filter("major_units")
@@ -58,10 +58,6 @@ def major_units(cents: int, currency: str) -> str:
         return str(int(cents))
     whole, part = divmod(abs(int(cents)), 10**exponent)
     return f"{'-' if cents < 0 else ''}{whole}.{part:0{exponent}d}"
-
-
-def iso(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat() if value is not None else None
 
 
 def payout_json(payout: PayoutRequest) -> dict[str, Any]:
@@ -130,11 +126,14 @@ def balance_card_context(user: User) -> dict[str, Any]:
         "payout_form": PayoutRequestForm(formdata=None),
         "min_payout_cents": payouts.MIN_PAYOUT_CENTS,
         "amount_step": _amount_step(currency),
+        "payout_view": connect.payout_account(
+            db.session, user.id, connect_countries=current_app.extensions["settings"].connect_countries
+        ),
     }
 
 
 def _user() -> User:
-    return current_user._get_current_object()  # type: ignore[attr-defined]
+    return signed_in_user()
 
 
 def _currency(user: User) -> str:
@@ -155,7 +154,7 @@ def _request_payout(user: User, amount_cents: int) -> PayoutRequest:
 
 @bp.get("/balance")
 @login_required
-def balance_page():  # type: ignore[no-untyped-def]
+def balance_page() -> ResponseReturnValue:
     user = _user()
     return render_template(
         "money/balance.html",
@@ -168,7 +167,7 @@ def balance_page():  # type: ignore[no-untyped-def]
 
 @bp.post("/payouts/request")
 @login_required
-def request_payout_form():  # type: ignore[no-untyped-def]
+def request_payout_form() -> ResponseReturnValue:
     form = PayoutRequestForm()
     back = safe_next(form.next.data, "/balance")
     if not form.validate_on_submit():
@@ -187,7 +186,7 @@ def request_payout_form():  # type: ignore[no-untyped-def]
         flash(refusal.message, "error")
         return redirect(back, 303)
     db.session.commit()
-    flash(f"Payout of {format_price(int(payout.amount_cents), payout.currency)} requested.", "success")
+    flash(f"Payout of {format_money(int(payout.amount_cents), payout.currency)} requested.", "success")
     return redirect(back, 303)
 
 
@@ -201,7 +200,7 @@ def _to_cents(amount: Decimal | None, currency: str) -> int | None:
 
 @bp.get("/ledger.csv")
 @login_required
-def ledger_csv():  # type: ignore[no-untyped-def]
+def ledger_csv() -> ResponseReturnValue:
     start, end = date_filters()
     rows = ledger.csv_rows(db.session, seller_id=_user().id, start=start, end=end)
     return csv_response(rows, csv_filename("chatlink-ledger", start, end))
@@ -212,20 +211,20 @@ def ledger_csv():  # type: ignore[no-untyped-def]
 
 @bp.get("/api/balance")
 @login_required
-def api_balance():  # type: ignore[no-untyped-def]
+def api_balance() -> ResponseReturnValue:
     user = _user()
     return ledger.get_balance(db.session, user.id, currency=_currency(user)).as_json()
 
 
 @bp.get("/api/payouts")
 @login_required
-def api_payouts():  # type: ignore[no-untyped-def]
+def api_payouts() -> ResponseReturnValue:
     return {"payouts": [payout_json(p) for p in payouts.seller_payouts(db.session, _user().id)]}
 
 
 @bp.post("/api/payouts/request")
 @login_required
-def api_request_payout():  # type: ignore[no-untyped-def]
+def api_request_payout() -> ResponseReturnValue:
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise ApiError(400, 'Send a JSON object like {"amountCents": 2500}.')

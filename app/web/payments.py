@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets
 import uuid
 from datetime import datetime
+from typing import cast
 
 from email_validator import EmailNotValidError, validate_email
 from flask import Blueprint, Response, abort, current_app, jsonify, redirect, render_template, request
@@ -19,10 +20,11 @@ from flask.typing import ResponseReturnValue
 from app.db import db, utcnow
 from app.errors import ApiError
 from app.extensions import limiter, redis_client
+from app.formats import format_money
 from app.integrations.payments import payment_gateway
 from app.models import Checkout
 from app.services.checkout import CheckoutRefused, abandoned_checkout, buyer_status, start_checkout
-from app.services.profiles import call_length_label, format_price, load_paywall
+from app.services.profiles import call_length_label, load_paywall
 from app.web.forms.paywall import NOTE_MAX, PaywallForm
 from app.web.paywall import render_paywall
 
@@ -93,7 +95,7 @@ def api_checkout() -> ResponseReturnValue:
     if not isinstance(key, str) or not 16 <= len(key) <= 64:
         raise ApiError(422, "The idempotency key must be 16 to 64 characters.", fields={"submissionKey": "16-64"})
     try:
-        checkout = _start(slug, email, note, key)  # type: ignore[arg-type]
+        checkout = _start(cast(str, slug), cast(str, email), cast(str, note), key)  # the checks above
     except CheckoutRefused as refusal:
         raise ApiError(refusal.status, refusal.message, code=refusal.code) from None
     db.session.commit()
@@ -125,7 +127,7 @@ def success() -> ResponseReturnValue:
         render_template(
             "checkout/status.html",
             view=status,
-            amount=format_price(status.amount_cents, status.currency),
+            amount=format_money(status.amount_cents, status.currency),
             capture_manual=settings.payment_capture == "manual",
             call_label=call_length_label(settings.call_duration_seconds),
             expires_in=_time_left(status.expires_at),

@@ -7,15 +7,16 @@ when the input is refused, renders the page again through ``render_paywall``.
 from __future__ import annotations
 
 from flask import Blueprint, Response, abort, current_app, make_response, redirect, render_template, url_for
+from flask.typing import ResponseReturnValue
 
 from app.db import db
 from app.extensions import limiter
+from app.formats import format_money
 from app.services.profiles import (
     SLUG_MAX,
     SLUG_PATTERN,
     PaywallView,
     call_length_label,
-    format_price,
     load_paywall,
 )
 from app.web.forms.paywall import PaywallForm
@@ -31,7 +32,7 @@ _NOT_FOUND = "No seller has this link. Check the address, or ask the seller for 
 # Reading a public page needs no rate limit, and the check costs a tenth of the page's time. The
 # POST of the same URL (checkout, another blueprint) keeps its own limits.
 @limiter.exempt
-def paywall(slug: str):  # type: ignore[no-untyped-def]
+def paywall(slug: str) -> ResponseReturnValue:
     if slug != slug.lower():
         return redirect(url_for("paywall.paywall", slug=slug.lower()), 301)
     # A malformed slug cannot exist: answer without asking the database.
@@ -50,7 +51,7 @@ def render_paywall(
     """Render ``paywall.html`` for ``profile_view`` with ``form`` (bound and showing its errors
     when the payments blueprint re-renders it) and an optional ``message`` above the form."""
     settings = current_app.extensions["settings"]
-    price = format_price(profile_view.price_cents, profile_view.currency)
+    price = format_money(profile_view.price_cents, profile_view.currency)
     call_label = call_length_label(settings.call_duration_seconds)
     html = render_template(
         "paywall.html",

@@ -13,10 +13,10 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required, logout_user
 
 from app.db import db, utcnow
-from app.errors import ApiError
+from app.errors import ApiError, refusal_status
 from app.extensions import limiter
+from app.refusals import Refusal
 from app.services import privacy
-from app.services.privacy import PrivacyError
 from app.web.forms.trust import DeleteAccountForm
 
 bp = Blueprint("privacy", __name__)
@@ -61,10 +61,10 @@ def delete_form() -> ResponseReturnValue:
         return _account_page(form, 422)
     try:
         _delete(form.password.data or "")
-    except PrivacyError as error:
+    except Refusal as refusal:
         db.session.rollback()
-        form.password.errors = [error.message]
-        return _account_page(form, error.status)
+        form.password.errors = [refusal.message]
+        return _account_page(form, refusal_status(refusal))
     flash("Your account has been deleted. We sent a confirmation to your email address.", "success")
     return redirect("/", 303)
 
@@ -77,11 +77,7 @@ def api_delete() -> ResponseReturnValue:
     password = body.get("password") if isinstance(body, dict) else None
     if not isinstance(password, str) or not password:
         raise ApiError(422, "Enter your password to confirm.", fields={"password": "required"})
-    try:
-        _delete(password)
-    except PrivacyError as error:
-        fields = {error.field: error.message} if error.field else None
-        raise ApiError(error.status, error.message, code=error.code, fields=fields) from None
+    _delete(password)
     return jsonify(deleted=True)
 
 

@@ -22,11 +22,13 @@ from flask import (
     request,
     url_for,
 )
+from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from app.db import db
 from app.errors import ApiError, error_response
+from app.formats import currency_exponent, iso
 from app.integrations.storage import FileNotStored, Storage, StorageError
 from app.models import Profile, User
 from app.refusals import Unavailable
@@ -34,12 +36,12 @@ from app.services.photos import PhotoError, photo_variant_key, remove_profile_ph
 from app.services.profiles import (
     ProfileChanges,
     ProfileError,
-    currency_exponent,
     get_profile,
     save_profile,
     seller_unavailable_reason,
     set_paused,
 )
+from app.web.auth import signed_in_user
 from app.web.forms.profile import EmptyForm, PauseForm, PhotoForm, ProfileForm
 
 bp = Blueprint("profile", __name__)
@@ -74,7 +76,7 @@ def photo_url(photo_key: str | None, variant: str = "512", *, absolute: bool = F
 
 
 def _user() -> User:
-    return current_user._get_current_object()  # type: ignore[attr-defined]
+    return signed_in_user()
 
 
 def api_login_required(view: Callable[..., Any]) -> Callable[..., Any]:
@@ -92,7 +94,7 @@ def api_login_required(view: Callable[..., Any]) -> Callable[..., Any]:
 
 @bp.route("/profile", methods=["GET", "POST"])
 @login_required
-def profile_page():  # type: ignore[no-untyped-def]
+def profile_page() -> ResponseReturnValue:
     profile = get_profile(db.session, _user().id)
     form = ProfileForm(obj=_FormDefaults(profile))
     if not form.validate_on_submit():
@@ -148,7 +150,7 @@ def _render_profile(
 
 @bp.post("/profile/photo")
 @login_required
-def upload_photo_page():  # type: ignore[no-untyped-def]
+def upload_photo_page() -> ResponseReturnValue:
     profile = get_profile(db.session, _user().id)
     photo_form = PhotoForm()
     if profile is None:
@@ -171,7 +173,7 @@ def upload_photo_page():  # type: ignore[no-untyped-def]
 
 @bp.post("/profile/photo/delete")
 @login_required
-def remove_photo_page():  # type: ignore[no-untyped-def]
+def remove_photo_page() -> ResponseReturnValue:
     if not EmptyForm().validate_on_submit():
         abort(400)
     profile = get_profile(db.session, _user().id)
@@ -184,7 +186,7 @@ def remove_photo_page():  # type: ignore[no-untyped-def]
 
 @bp.post("/profile/pause")
 @login_required
-def pause_page():  # type: ignore[no-untyped-def]
+def pause_page() -> ResponseReturnValue:
     form = PauseForm()
     if not form.validate_on_submit() or form.paused.data not in ("1", "0"):
         abort(400)
@@ -195,7 +197,7 @@ def pause_page():  # type: ignore[no-untyped-def]
 
 
 @bp.errorhandler(RequestEntityTooLarge)
-def upload_too_large(error: RequestEntityTooLarge):  # type: ignore[no-untyped-def]
+def upload_too_large(error: RequestEntityTooLarge) -> ResponseReturnValue:
     if request.path.startswith("/api/"):
         return error_response(413, "too_large", _TOO_LARGE, {"photo": _TOO_LARGE})
     profile = get_profile(db.session, _user().id) if current_user.is_authenticated else None
@@ -221,13 +223,13 @@ def profile_json(profile: Profile, user: User) -> dict[str, object]:
         "paywallUrl": f"{settings.app_url}/u/{profile.slug}",
         "photoUrl": photo_url(profile.photo_key, absolute=True),
         "thumbnailUrl": photo_url(profile.photo_key, "thumb", absolute=True),
-        "updatedAt": profile.updated_at.isoformat() if profile.updated_at else None,
+        "updatedAt": iso(profile.updated_at),
     }
 
 
 @bp.get("/api/profile")
 @api_login_required
-def api_get_profile():  # type: ignore[no-untyped-def]
+def api_get_profile() -> ResponseReturnValue:
     profile = get_profile(db.session, _user().id)
     if profile is None:
         raise ApiError(404, "You have not set up a profile yet; POST /api/profile to create it.")
@@ -236,7 +238,7 @@ def api_get_profile():  # type: ignore[no-untyped-def]
 
 @bp.post("/api/profile")
 @api_login_required
-def api_save_profile():  # type: ignore[no-untyped-def]
+def api_save_profile() -> ResponseReturnValue:
     changes = _parse_profile_json(request.get_json(silent=True))
     existed = get_profile(db.session, _user().id) is not None
     try:
@@ -283,7 +285,7 @@ def _parse_profile_json(body: object) -> ProfileChanges:
 
 @bp.post("/api/profile/photo")
 @api_login_required
-def api_upload_photo():  # type: ignore[no-untyped-def]
+def api_upload_photo() -> ResponseReturnValue:
     profile = get_profile(db.session, _user().id)
     if profile is None:
         raise ApiError(409, "Create your profile before adding a photo.", code="no_profile")
@@ -300,7 +302,7 @@ def api_upload_photo():  # type: ignore[no-untyped-def]
 
 @bp.delete("/api/profile/photo")
 @api_login_required
-def api_remove_photo():  # type: ignore[no-untyped-def]
+def api_remove_photo() -> ResponseReturnValue:
     profile = get_profile(db.session, _user().id)
     if profile is None:
         raise ApiError(404, "You have not set up a profile yet.")
@@ -313,7 +315,7 @@ def api_remove_photo():  # type: ignore[no-untyped-def]
 
 
 @bp.get("/media/<path:key>")
-def media(key: str):  # type: ignore[no-untyped-def]
+def media(key: str) -> ResponseReturnValue:
     """A photo, read from storage by this app (on local disk or S3 alike) rather than by redirect
     to a presigned bucket URL: the page's CSP keeps ``img-src 'self'``, the URL in ``og:image``
     never expires, and the bytes are cached for a year by browsers and any CDN in front."""

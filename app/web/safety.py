@@ -15,17 +15,18 @@ from typing import Any
 from flask import Blueprint, Response, abort, current_app, flash, jsonify, make_response, redirect, render_template
 from flask import request as http_request
 from flask.typing import ResponseReturnValue
-from flask_login import current_user, login_required
+from flask_login import login_required
 
+from app.config import Settings
 from app.db import db, utcnow
-from app.errors import ApiError
+from app.errors import ApiError, refusal_status
 from app.extensions import csrf, limiter
+from app.formats import iso
 from app.models import Block, ReporterRole
+from app.refusals import Refusal
 from app.services import ratings, safety
-from app.services.blocks import BlockError, BlockOutcome, block_buyer_of_request, block_email, list_blocks, unblock
-from app.services.ratings import RatingError
-from app.services.safety import ReportError
-from app.web.auth import safe_next
+from app.services.blocks import BlockOutcome, block_buyer_of_request, block_email, list_blocks, unblock
+from app.web.auth import safe_next, signed_in_user_id
 from app.web.forms.trust import BlockForm, EmptyForm, RatingForm, ReportForm
 
 bp = Blueprint("safety", __name__)
@@ -35,11 +36,12 @@ buyer_limit = limiter.shared_limit("30/minute;300/hour", scope="buyer-feedback",
 
 
 def _seller_id() -> uuid.UUID:
-    return current_user.id  # type: ignore[no-any-return]
+    return signed_in_user_id()
 
 
-def _settings():  # type: ignore[no-untyped-def]
-    return current_app.extensions["settings"]
+def _settings() -> Settings:
+    settings: Settings = current_app.extensions["settings"]
+    return settings
 
 
 def _private(html: str, status: int = 200) -> Response:
@@ -71,10 +73,10 @@ def block_post() -> ResponseReturnValue:
         return _blocks_page(form, 422)
     try:
         outcome = block_email(db.session, _seller_id(), form.email.data or "", now=utcnow())
-    except BlockError as error:
+    except Refusal as refusal:
         db.session.rollback()
-        form.email.errors = [str(error)]
-        return _blocks_page(form, 422)
+        form.email.errors = [refusal.message]
+        return _blocks_page(form, refusal_status(refusal))
     db.session.commit()
     flash(_blocked_message(outcome), "success")
     return redirect("/blocks", 303)
@@ -130,10 +132,7 @@ def api_block() -> ResponseReturnValue:
     body = http_request.get_json(silent=True)
     if not isinstance(body, dict) or not isinstance(body.get("email"), str):
         raise ApiError(400, "Send a JSON object with email.")
-    try:
-        outcome = block_email(db.session, _seller_id(), body["email"], now=utcnow())
-    except BlockError as error:
-        raise ApiError(422, str(error), fields={"email": str(error)}) from None
+    outcome = block_email(db.session, _seller_id(), body["email"], now=utcnow())
     db.session.commit()
     return _block_answer(outcome)
 
@@ -166,7 +165,7 @@ def _block_answer(outcome: BlockOutcome) -> ResponseReturnValue:
 
 
 def _block_json(block: Block) -> dict[str, Any]:
-    return {"id": str(block.id), "buyerEmail": block.buyer_email, "createdAt": block.created_at.isoformat()}
+    return {"id": str(block.id), "buyerEmail": block.buyer_email, "createdAt": iso(block.created_at)}
 
 
 # --- Reports ----------------------------------------------------------------------------------
@@ -175,10 +174,7 @@ def _block_json(block: Block) -> dict[str, Any]:
 @bp.route("/requests/<uuid:request_id>/report", methods=["GET", "POST"])
 @login_required
 def seller_report(request_id: uuid.UUID) -> ResponseReturnValue:
-    try:
-        call = safety.sellers_call(db.session, request_id, _seller_id())
-    except ReportError as error:
-        abort(error.status, description=error.message)
+    call = safety.sellers_call(db.session, request_id, _seller_id())
     return _report_page(call, ReporterRole.SELLER, action=f"/requests/{request_id}/report")
 
 
@@ -186,10 +182,7 @@ def seller_report(request_id: uuid.UUID) -> ResponseReturnValue:
 @buyer_limit
 def buyer_report(request_id: uuid.UUID) -> ResponseReturnValue:
     token = http_request.args.get("t", "")
-    try:
-        call = safety.buyer_call(db.session, request_id, token, secret_key=_settings().secret_key)
-    except ReportError as error:
-        abort(error.status, description=error.message)
+    call = safety.buyer_call(db.session, request_id, token, secret_key=_settings().secret_key)
     return _report_page(call, ReporterRole.BUYER, action=f"/report/{request_id}?t={token}")
 
 
@@ -201,9 +194,9 @@ def _report_page(call: Any, role: ReporterRole, *, action: str) -> Response:
             try:
                 draft = safety.clean_draft(form.reason.data, form.text.data)
                 safety.file_report(db.session, call, role, draft, now=utcnow())
-            except ReportError as error:
+            except Refusal as refusal:
                 db.session.rollback()
-                status, message = error.status, error.message
+                status, message = refusal_status(refusal), refusal.message
             else:
                 db.session.commit()
                 status = 201
@@ -242,16 +235,12 @@ def api_buyer_report(request_id: uuid.UUID) -> ResponseReturnValue:
 
 
 def _api_report(load: Any, role: ReporterRole, body: dict[str, Any]) -> ResponseReturnValue:
-    try:
-        call = load()
-        draft = safety.clean_draft(_text(body, "reason"), _text(body, "text"))
-        report = safety.file_report(db.session, call, role, draft, now=utcnow())
-    except ReportError as error:
-        fields = {error.field: error.message} if error.field else None
-        raise ApiError(error.status, error.message, code=error.code, fields=fields) from None
+    call = load()
+    draft = safety.clean_draft(_text(body, "reason"), _text(body, "text"))
+    report = safety.file_report(db.session, call, role, draft, now=utcnow())
     db.session.commit()
     answer = {"id": str(report.id), "status": report.status.value, "reason": report.reason}
-    return jsonify(report=answer | {"createdAt": report.created_at.isoformat()}), 201
+    return jsonify(report=answer | {"createdAt": iso(report.created_at)}), 201
 
 
 # --- Ratings ----------------------------------------------------------------------------------
@@ -261,10 +250,7 @@ def _api_report(load: Any, role: ReporterRole, body: dict[str, Any]) -> Response
 @buyer_limit
 def rate_page(request_id: uuid.UUID) -> ResponseReturnValue:
     token = http_request.args.get("t", "")
-    try:
-        call = safety.buyer_call(db.session, request_id, token, secret_key=_settings().secret_key)
-    except ReportError as error:
-        abort(error.status, description=error.message)
+    call = safety.buyer_call(db.session, request_id, token, secret_key=_settings().secret_key)
     form = RatingForm()
     status, message = 200, None
     if http_request.method == "POST":
@@ -272,9 +258,9 @@ def rate_page(request_id: uuid.UUID) -> ResponseReturnValue:
         if form.validate_on_submit():
             try:
                 ratings.rate_call(db.session, call, ratings.parse_stars(form.stars.data), now=utcnow())
-            except RatingError as error:
+            except Refusal as refusal:
                 db.session.rollback()
-                status, message = error.status, error.message
+                status, message = refusal_status(refusal), refusal.message
             else:
                 db.session.commit()
                 status = 201
@@ -295,13 +281,10 @@ def rate_page(request_id: uuid.UUID) -> ResponseReturnValue:
 @buyer_limit
 def api_rate(request_id: uuid.UUID) -> ResponseReturnValue:
     body = _json_body()
-    try:
-        call = safety.buyer_call(db.session, request_id, _text(body, "token"), secret_key=_settings().secret_key)
-        rating = ratings.rate_call(db.session, call, ratings.parse_stars(body.get("stars")), now=utcnow())
-    except (ReportError, RatingError) as error:
-        raise ApiError(error.status, error.message, code=error.code) from None
+    call = safety.buyer_call(db.session, request_id, _text(body, "token"), secret_key=_settings().secret_key)
+    rating = ratings.rate_call(db.session, call, ratings.parse_stars(body.get("stars")), now=utcnow())
     db.session.commit()
-    return jsonify(rating={"stars": rating.stars, "createdAt": rating.created_at.isoformat()}), 201
+    return jsonify(rating={"stars": rating.stars, "createdAt": iso(rating.created_at)}), 201
 
 
 def _json_body() -> dict[str, Any]:

@@ -11,7 +11,10 @@ recorded with its method, path, form parameters exactly as sent (flat bracket ke
         assert fake.requests[0].params["mode"] == "payment"
 
 Objects it creates are kept, so a retrieve returns what was created; ``fake.set_intent`` sets the
-PaymentIntent a session reports (for the webhook's re-fetch).
+PaymentIntent a session reports (for the webhook's re-fetch). For Connect it creates Express
+accounts, Account Links, login links and Transfers; ``fake.set_account`` changes what an account
+reports and ``fake.reverse_transfer`` reverses a transfer. A POST repeated with the same
+``Idempotency-Key`` gets the first answer again (and creates nothing), as Stripe does.
 """
 
 from __future__ import annotations
@@ -42,6 +45,9 @@ class FakeStripe:
     sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
     intents: dict[str, dict[str, Any]] = field(default_factory=dict)
     charges: dict[str, str] = field(default_factory=dict)  # charge id -> payment intent id
+    accounts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    transfers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _idempotent: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
     _failures: deque[tuple[int, str]] = field(default_factory=deque)
     _path_failures: list[tuple[str, int, str]] = field(default_factory=list)  # (path pattern, status, code)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -70,6 +76,25 @@ class FakeStripe:
         self.sessions[session_id]["status"] = "complete"
         return self.intents[intent_id]
 
+    def set_account(self, account_id: str, *, enabled: bool, due: list[str] | None = None) -> dict[str, Any]:
+        """What the account reports from now on: onboarding finished (payouts enabled) or not."""
+        account = self.accounts[account_id]
+        due = list(due or [])
+        account.update(details_submitted=True, charges_enabled=enabled, payouts_enabled=enabled)
+        account["capabilities"] = {"transfers": "active" if enabled else "inactive"}
+        account["requirements"] = {"currently_due": due, "eventually_due": due, "past_due": [],
+                                   "disabled_reason": None if enabled else "requirements.past_due"}  # fmt: skip
+        return account
+
+    def reverse_transfer(self, transfer_id: str, amount: int | None = None) -> dict[str, Any]:
+        transfer = self.transfers[transfer_id]
+        transfer["amount_reversed"] = amount if amount is not None else transfer["amount"]
+        transfer["reversed"] = transfer["amount_reversed"] >= transfer["amount"]
+        return transfer
+
+    def posts_to(self, path: str) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.method == "POST" and r.path == path]
+
     def __enter__(self) -> FakeStripe:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
@@ -82,28 +107,46 @@ class FakeStripe:
 
     # Routing.
 
-    def handle(self, method: str, path: str, params: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    def handle(
+        self, method: str, path: str, params: dict[str, str], idempotency_key: str | None = None
+    ) -> tuple[int, dict[str, Any]]:
         with self._lock:
-            if self._failures:
-                status, code = self._failures.popleft()
-                return status, {"error": {"type": "api_error", "code": code, "message": f"fake {status}"}}
-            for index, (pattern, status, code) in enumerate(self._path_failures):
-                if re.fullmatch(pattern, path):
-                    del self._path_failures[index]
-                    return status, {"error": {"type": _error_type(status), "code": code, "message": f"fake {status}"}}
-            routes = [
-                ("POST", r"/v1/checkout/sessions", self._create_session),
-                ("GET", r"/v1/checkout/sessions/(?P<id>[^/]+)", self._get_session),
-                ("POST", r"/v1/payment_intents/(?P<id>[^/]+)/(?P<action>capture|cancel)", self._move_intent),
-                ("GET", r"/v1/payment_intents/(?P<id>[^/]+)", lambda p, id: self._found(self.intents.get(id))),
-                ("POST", r"/v1/refunds", self._refund),
-                ("GET", r"/v1/charges/(?P<id>[^/]+)", self._get_charge),
-            ]
-            for route_method, pattern, action in routes:
-                match = re.fullmatch(pattern, path)
-                if match and method == route_method:
-                    return action(params, **match.groupdict())
-            return 404, {"error": {"type": "invalid_request_error", "message": f"Unrecognized request URL {path}"}}
+            remembered = self._idempotent.get(f"{path}:{idempotency_key}") if idempotency_key else None
+            if method == "POST" and remembered is not None:
+                return remembered
+            answer = self._route(method, path, params)
+            # Only successes are remembered here, so a fault injected for one attempt does not stick.
+            if method == "POST" and idempotency_key and answer[0] == 200:
+                self._idempotent[f"{path}:{idempotency_key}"] = answer
+            return answer
+
+    def _route(self, method: str, path: str, params: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        if self._failures:
+            status, code = self._failures.popleft()
+            return status, {"error": {"type": "api_error", "code": code, "message": f"fake {status}"}}
+        for index, (pattern, status, code) in enumerate(self._path_failures):
+            if re.fullmatch(pattern, path):
+                del self._path_failures[index]
+                return status, {"error": {"type": _error_type(status), "code": code, "message": f"fake {status}"}}
+        routes = [
+            ("POST", r"/v1/checkout/sessions", self._create_session),
+            ("GET", r"/v1/checkout/sessions/(?P<id>[^/]+)", self._get_session),
+            ("POST", r"/v1/payment_intents/(?P<id>[^/]+)/(?P<action>capture|cancel)", self._move_intent),
+            ("GET", r"/v1/payment_intents/(?P<id>[^/]+)", lambda p, id: self._found(self.intents.get(id))),
+            ("POST", r"/v1/refunds", self._refund),
+            ("GET", r"/v1/charges/(?P<id>[^/]+)", self._get_charge),
+            ("POST", r"/v1/accounts", self._create_account),
+            ("GET", r"/v1/accounts/(?P<id>[^/]+)", lambda p, id: self._found(self.accounts.get(id))),
+            ("POST", r"/v1/accounts/(?P<id>[^/]+)/login_links", self._login_link),
+            ("POST", r"/v1/account_links", self._account_link),
+            ("POST", r"/v1/transfers", self._create_transfer),
+            ("GET", r"/v1/transfers/(?P<id>[^/]+)", lambda p, id: self._found(self.transfers.get(id))),
+        ]
+        for route_method, pattern, action in routes:
+            match = re.fullmatch(pattern, path)
+            if match and method == route_method:
+                return action(params, **match.groupdict())
+        return 404, {"error": {"type": "invalid_request_error", "message": f"Unrecognized request URL {path}"}}
 
     def _create_session(self, params: dict[str, str]) -> tuple[int, dict[str, Any]]:
         session_id = f"cs_test_fake_{len(self.sessions) + 1}"
@@ -146,12 +189,53 @@ class FakeStripe:
             return self._found(None)
         return 200, {"id": id, "object": "charge", "payment_intent": self.charges[id]}
 
+    def _create_account(self, params: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        account_id = f"acct_fake_{len(self.accounts) + 1}"
+        self.accounts[account_id] = {
+            "id": account_id, "object": "account", "type": params.get("type"), "country": params.get("country"),
+            "email": params.get("email"), "details_submitted": False, "charges_enabled": False,
+            "payouts_enabled": False, "capabilities": {"transfers": "inactive"},
+            "requirements": {"currently_due": ["external_account"], "eventually_due": [], "past_due": [],
+                             "disabled_reason": "requirements.past_due"},
+            "metadata": _metadata(params),
+        }  # fmt: skip
+        return 200, self.accounts[account_id]
+
+    def _account_link(self, params: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        if params.get("account") not in self.accounts:
+            return self._found(None)
+        url = f"https://connect.stripe.test/setup/e/{params['account']}/{len(self.requests)}"
+        return 200, {"object": "account_link", "url": url, "expires_at": 4102444800, "created": 0}
+
+    def _login_link(self, params: dict[str, str], id: str) -> tuple[int, dict[str, Any]]:
+        if id not in self.accounts:
+            return self._found(None)
+        return 200, {"object": "login_link", "url": f"https://connect.stripe.test/express/{id}/{len(self.requests)}"}
+
+    def _create_transfer(self, params: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        destination = self.accounts.get(params.get("destination", ""))
+        if destination is None or destination["capabilities"].get("transfers") != "active":
+            error = {"type": "invalid_request_error", "code": "insufficient_capabilities_for_transfer",
+                     "message": "Your destination account needs to have the transfers capability enabled."}  # fmt: skip
+            return 400, {"error": error}
+        transfer_id = f"tr_fake_{len(self.transfers) + 1}"
+        self.transfers[transfer_id] = {
+            "id": transfer_id, "object": "transfer", "amount": int(params["amount"]), "amount_reversed": 0,
+            "currency": params.get("currency"), "destination": params.get("destination"),
+            "transfer_group": params.get("transfer_group"), "metadata": _metadata(params), "reversed": False,
+        }  # fmt: skip
+        return 200, self.transfers[transfer_id]
+
     @staticmethod
     def _found(obj: dict[str, Any] | None) -> tuple[int, dict[str, Any]]:
         if obj is None:
             error = {"type": "invalid_request_error", "code": "resource_missing", "message": "No such object"}
             return 404, {"error": error}
         return 200, obj
+
+
+def _metadata(params: dict[str, str]) -> dict[str, str]:
+    return {key[9:-1]: value for key, value in params.items() if key.startswith("metadata[")}
 
 
 def _error_type(status: int) -> str:
@@ -178,7 +262,7 @@ def _handler(fake: FakeStripe) -> type[BaseHTTPRequestHandler]:
                 headers={key: value for key, value in self.headers.items()},
             )
             fake.requests.append(recorded)
-            status, payload = fake.handle(self.command, parts.path, {**query, **form})
+            status, payload = fake.handle(self.command, parts.path, {**query, **form}, recorded.idempotency_key)
             data = json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")

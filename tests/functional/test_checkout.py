@@ -311,7 +311,7 @@ class TestBuyerStatus:
         body = client.get("/api/requests/status?session_id=cs_test_status").get_json()
         assert body["status"] == "pending"
         assert body["requestId"] == str(request.id)
-        assert body["expiresAt"].endswith("+00:00")
+        assert body["expiresAt"].endswith("Z")
         html = client.get("/success?session_id=cs_test_status").get_data(as_text=True)
         assert "Waiting for Grace Hopper" in html
         assert "You are charged only if Grace Hopper accepts" in html

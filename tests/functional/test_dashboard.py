@@ -96,7 +96,7 @@ class TestSections:
         page = dashboard(client)
         assert waiting.buyer_email in page and stranger.buyer_email not in page
         assert "&lt;b&gt;Hi&lt;/b&gt;\nsecond line" in page
-        assert "$25 · you get $20" in page
+        assert "$25.00 · you get $20.00" in page
         assert f'datetime="{waiting.expires_at.isoformat()}"' in page
         tags = parse_tags(page)
         actions = [(a["data-action"], a["data-id"]) for t, a in tags if t == "button" and "data-action" in a]

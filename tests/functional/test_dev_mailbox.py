@@ -142,8 +142,8 @@ class TestMailboxJson:
             "status": "sent",
             "textBody": newer.text_body,
             "htmlBody": "<p>Hello 2</p>",
-            "createdAt": "2026-11-25T09:02:00+00:00",
-            "sentAt": "2026-11-25T09:02:01+00:00",
+            "createdAt": "2026-11-25T09:02:00Z",
+            "sentAt": "2026-11-25T09:02:01Z",
         }
 
     def test_filters_by_recipient_and_limits(self, client, db_session: Session) -> None:  # type: ignore[no-untyped-def]

@@ -209,7 +209,45 @@ def delete_profile_photos(world: World) -> tuple[Any, ...]:
     return (str(profile.id),), 2  # the photo and its thumbnail
 
 
+def _connect_seller(world: World, *, balance: int) -> uuid.UUID:
+    """A seller onboarded on the built-in Connect twin, with ``balance`` cents earned."""
+    from app.integrations.builtin_connect import builtin_connect
+    from tests.connect_support import connected_seller
+
+    twin = builtin_connect(world.app.extensions["settings"], world.app.extensions["redis"], notify=world.events.append)
+    seller, _ = connected_seller(world.session, twin, balance=balance)
+    world.session.commit()
+    return seller.id
+
+
+def send_transfer(world: World) -> tuple[Any, ...]:
+    from app.services import payouts
+
+    seller_id = _connect_seller(world, balance=3000)
+    payout = payouts.request_payout(world.session, seller_id, 2500, currency="usd", now=utcnow())
+    world.session.commit()
+    return (str(payout.id),), "sent"
+
+
+def run_automatic_payouts(world: World) -> tuple[Any, ...]:
+    from app.services import connect
+
+    seller_id = _connect_seller(world, balance=3000)
+    connect.set_schedule(world.session, seller_id, "weekly", now=utcnow())
+    world.session.commit()
+    return (), 1
+
+
+def deliver_builtin_connect_event(world: World) -> tuple[Any, ...]:
+    """The ``account.updated`` the twin sends when onboarding completes, to the app's own webhook."""
+    _connect_seller(world, balance=0)
+    (event,) = [e for e in world.events if e["type"] == "account.updated"]
+    return (event,), 200
+
+
 SCENARIOS: dict[str, Callable[[World], tuple[Any, ...]]] = {
+    "tasks.automatic_payouts.run_automatic_payouts": run_automatic_payouts,
+    "tasks.builtin_connect.deliver_builtin_connect_event": deliver_builtin_connect_event,
     "tasks.builtin_payments.deliver_builtin_webhook": deliver_builtin_webhook,
     "tasks.call_endings.end_call": end_call,
     "tasks.call_endings.refund_no_show": refund_no_show,
@@ -223,6 +261,7 @@ SCENARIOS: dict[str, Callable[[World], tuple[Any, ...]]] = {
     "tasks.request_payments.capture_accepted": capture_accepted,
     "tasks.request_payments.release_hold": release_hold,
     "tasks.stripe_events.process_stripe_event": process_stripe_event,
+    "tasks.transfers.send_transfer": send_transfer,
 }
 
 

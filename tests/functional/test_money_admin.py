@@ -174,7 +174,7 @@ class TestProcessApi:
         assert response.status_code == 200
         body = response.get_json()["payout"]
         assert (body["id"], body["status"], body["reference"]) == (str(payout.id), "PROCESSED", "SEPA-123")
-        assert body["processedAt"].endswith("+00:00")
+        assert body["processedAt"].endswith("Z")
         emails = db_session.scalars(select(OutboxEmail).where(OutboxEmail.template == "payout_processed")).all()
         assert [e.context["reference"] for e in emails] == ["SEPA-123"]
         event = db_session.scalar(select(EventLog).where(EventLog.type == "admin.payout_processed"))

@@ -80,7 +80,7 @@ class TestRequestPayout:
         body = response.get_json()["payout"]
         assert (body["status"], body["amountCents"], body["currency"]) == ("REQUESTED", 2500, "usd")
         assert body["reference"] is None and body["rejectReason"] is None and body["processedAt"] is None
-        assert body["createdAt"].endswith("+00:00")
+        assert body["createdAt"].endswith("Z")
         assert db_session.get(PayoutRequest, uuid.UUID(body["id"])).seller_id == seller.id
         assert client.get("/api/balance").get_json()["availableCents"] == 500
         rows = db_session.scalars(select(LedgerEntry.kind).where(LedgerEntry.seller_id == seller.id)).all()

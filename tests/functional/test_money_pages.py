@@ -51,7 +51,7 @@ class TestBalancePage:
         html = client.get("/balance").get_data(as_text=True)
 
         assert 'data-balance="available">$25.50<' in html
-        assert 'data-balance="pending">$0<' in html
+        assert 'data-balance="pending">$0.00<' in html
         assert "+$25.50" in html and "Call completed" in html
         assert 'action="/payouts/request"' in html and 'name="csrf_token"' in html
         assert 'max="25.50"' in html and 'min="10.00"' in html
@@ -63,7 +63,7 @@ class TestBalancePage:
         login(client, seller)
         html = client.get("/balance").get_data(as_text=True)
         assert 'action="/payouts/request"' not in html
-        assert "once at least $10 is available" in html
+        assert "once at least $10.00 is available" in html
 
     def test_lists_payouts_with_their_outcome(self, client, db_session, seller) -> None:  # type: ignore[no-untyped-def]
         db_session.add_all(
@@ -154,7 +154,7 @@ class TestSellerCsv:
         assert rows[0] == list(ledger.SELLER_CSV_COLUMNS)
         assert rows[1:] == [
             [
-                "2026-04-02T09:00:00+00:00",
+                "2026-04-02T09:00:00Z",
                 rows[1][1],
                 "earning",
                 "1250",

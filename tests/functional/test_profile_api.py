@@ -46,7 +46,7 @@ class TestGetProfile:
         assert body["status"] == "live"
         assert body["paywallUrl"] == f"{app_url}/u/jane"
         assert body["photoUrl"] is None and body["thumbnailUrl"] is None
-        assert body["updatedAt"].endswith("+00:00")
+        assert body["updatedAt"].endswith("Z")
 
 
 class TestPostProfile:

@@ -10,9 +10,10 @@ import pytest
 from sqlalchemy import select
 
 from app.db import utcnow
+from app.errors import refusal_status
 from app.models import CallRequest, CancelReason, EventLog, OutboxEmail, PaymentState, RequestStatus, User
+from app.refusals import Refusal
 from app.services import admin
-from app.services.admin import AdminError
 from app.services.audit import record_event
 from app.services.checkout import CheckoutRefused, start_checkout
 from app.services.profiles import load_paywall
@@ -85,26 +86,26 @@ class TestSuspend:
         seller, staff = ProfileFactory().user, AdminFactory()
         first = utcnow() - timedelta(hours=1)
         admin.suspend_seller(db_session, seller.id, admin_id=staff.id, note="", now=first)
-        with pytest.raises(AdminError) as again:
+        with pytest.raises(Refusal) as again:
             admin.suspend_seller(db_session, seller.id, admin_id=staff.id, note="", now=utcnow())
-        assert (again.value.status, again.value.code) == (409, "already_suspended")
+        assert (refusal_status(again.value), again.value.code) == (409, "already_suspended")
         db_session.refresh(seller)
         assert seller.suspended_at == first
 
     def test_only_sellers_can_be_suspended(self, db_session) -> None:
         staff, other_admin = AdminFactory(), AdminFactory()
         for target in (other_admin.id, uuid.uuid4()):
-            with pytest.raises(AdminError) as refused:
+            with pytest.raises(Refusal) as refused:
                 admin.suspend_seller(db_session, target, admin_id=staff.id, note="", now=utcnow())
-            assert refused.value.status == 404
+            assert refusal_status(refused.value) == 404
         db_session.refresh(other_admin)
         assert other_admin.suspended_at is None
 
     def test_a_long_note_is_refused(self, db_session) -> None:
         seller, staff = ProfileFactory().user, AdminFactory()
-        with pytest.raises(AdminError) as refused:
+        with pytest.raises(Refusal) as refused:
             admin.suspend_seller(db_session, seller.id, admin_id=staff.id, note="x" * 501, now=utcnow())
-        assert refused.value.status == 422
+        assert refusal_status(refused.value) == 422
 
 
 class TestUnsuspend:
@@ -121,9 +122,9 @@ class TestUnsuspend:
 
     def test_a_seller_not_suspended_is_a_conflict(self, db_session) -> None:
         seller, staff = ProfileFactory().user, AdminFactory()
-        with pytest.raises(AdminError) as refused:
+        with pytest.raises(Refusal) as refused:
             admin.unsuspend_seller(db_session, seller.id, admin_id=staff.id, now=utcnow())
-        assert (refused.value.status, refused.value.code) == (409, "not_suspended")
+        assert (refusal_status(refused.value), refused.value.code) == (409, "not_suspended")
 
 
 class TestReadModels:

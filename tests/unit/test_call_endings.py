@@ -440,3 +440,17 @@ class TestSweeps:
         call.cancelled_at = utcnow() - call_endings.REFUND_WINDOW + timedelta(minutes=1)
         db_session.flush()
         assert call_endings.recover_call_work(db_session, utcnow(), settings)["refunds_requeued"] == 1
+
+
+class TestEndCallTask:
+    def test_an_eta_task_that_wakes_early_comes_back_at_the_end(self, app, db_session, enqueued) -> None:  # type: ignore[no-untyped-def]
+        """The clocks of two machines disagree: the task runs before ``ends_at``, changes nothing,
+        and publishes itself again for ``ends_at``."""
+        from tasks.call_endings import end_call
+
+        call = started_call(db_session, started_at=utcnow() - timedelta(seconds=10))
+        with app.app_context():
+            assert end_call.apply(args=(str(call.id),)).get() == "not_due"
+
+        assert reload(db_session, call).status == RequestStatus.ACCEPTED
+        assert enqueued == [(end_call.name, (str(call.id), "timer"), {"eta": call.ends_at})]

@@ -167,7 +167,7 @@ class TestCsvRows:
         assert rows[0] == list(ledger.SELLER_CSV_COLUMNS)
         assert len(rows) == 3
         earning_row, payout_row = rows[1], rows[2]
-        assert earning_row[0] == "2026-03-01T12:00:00+00:00"
+        assert earning_row[0] == "2026-03-01T12:00:00Z"
         assert earning_row[2:5] == ["earning", 800, "usd"]
         assert earning_row[5] == str(completed.id)
         assert payout_row[2:5] == ["payout", -500, "usd"]

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from app.db import utcnow
+from app.errors import refusal_status
 from app.integrations.storage import FileNotStored, Storage
 from app.models import (
     Block,
@@ -30,12 +31,12 @@ from app.models import (
     StripeEvent,
     User,
 )
+from app.refusals import Refusal
 from app.services import privacy, safety
 from app.services.accounts import password_matches
 from app.services.audit import record_event
 from app.services.blocks import erased_email, is_blocked
 from app.services.photos import photo_variant_key, profile_photo_prefix
-from app.services.privacy import PrivacyError
 from app.services.safety import ReportDraft
 from tasks import photos as photo_tasks
 from tests.factories import PASSWORD, AdminFactory, CallRequestFactory, ProfileFactory, TransactionFactory
@@ -110,9 +111,9 @@ class TestExport:
         assert all("joinKey" not in r for r in data["requests"]) and done.join_key not in text
 
     def test_an_unknown_account_is_404(self, db_session) -> None:
-        with pytest.raises(PrivacyError) as refused:
+        with pytest.raises(Refusal) as refused:
             privacy.export_seller_data(db_session, uuid.uuid4(), now=utcnow())
-        assert refused.value.status == 404
+        assert refusal_status(refused.value) == 404
 
 
 class TestDeleteAccount:
@@ -170,23 +171,23 @@ class TestDeleteAccount:
 
     def test_a_wrong_password_changes_nothing(self, db_session, storage) -> None:
         profile = ProfileFactory(user__email=SELLER_EMAIL)
-        with pytest.raises(PrivacyError) as refused:
+        with pytest.raises(Refusal) as refused:
             privacy.delete_account(db_session, profile.user_id, password="wrong", now=utcnow())
-        assert (refused.value.status, refused.value.field) == (403, "password")
+        assert (refusal_status(refused.value), next(iter(refused.value.fields), None)) == (403, "password")
         assert db_session.get(User, profile.user_id).deleted_at is None
 
     def test_refused_while_an_accepted_call_has_not_happened(self, db_session, storage) -> None:
         call = finished_call(status=RequestStatus.ACCEPTED)
-        with pytest.raises(PrivacyError) as refused:
+        with pytest.raises(Refusal) as refused:
             privacy.delete_account(db_session, call.seller_id, password=PASSWORD, now=utcnow())
-        assert (refused.value.status, refused.value.code) == (409, "call_in_progress")
+        assert (refusal_status(refused.value), refused.value.code) == (409, "call_in_progress")
 
     def test_a_deleted_account_cannot_be_deleted_again(self, db_session, storage) -> None:
         profile = ProfileFactory()
         privacy.delete_account(db_session, profile.user_id, password=PASSWORD, now=utcnow())
-        with pytest.raises(PrivacyError) as again:
+        with pytest.raises(Refusal) as again:
             privacy.delete_account(db_session, profile.user_id, password=PASSWORD, now=utcnow())
-        assert again.value.status == 404
+        assert refusal_status(again.value) == 404
 
 
 def seed_buyer_everywhere(session) -> CallRequest:  # type: ignore[no-untyped-def]
@@ -288,12 +289,12 @@ class TestEraseBuyer:
     def test_an_account_address_is_not_a_buyer_to_erase(self, db_session) -> None:
         staff = AdminFactory()
         seller = ProfileFactory().user
-        with pytest.raises(PrivacyError) as refused:
+        with pytest.raises(Refusal) as refused:
             privacy.erase_buyer_email(db_session, seller.email.upper(), admin_id=staff.id, now=utcnow())
-        assert (refused.value.status, refused.value.code) == (409, "is_account")
+        assert (refusal_status(refused.value), refused.value.code) == (409, "is_account")
 
     @pytest.mark.parametrize("bad", ["", "no-at-sign", "a b@example.org"])
     def test_a_malformed_address_is_refused(self, db_session, bad: str) -> None:
-        with pytest.raises(PrivacyError) as refused:
+        with pytest.raises(Refusal) as refused:
             privacy.erase_buyer_email(db_session, bad, admin_id=AdminFactory().id, now=utcnow())
-        assert refused.value.status == 422
+        assert refusal_status(refused.value) == 422

@@ -9,7 +9,6 @@ from app.services.profiles import (
     ProfileChanges,
     ProfileError,
     call_length_label,
-    format_price,
     generate_slug,
     load_dashboard,
     load_paywall,
@@ -258,20 +257,6 @@ class TestLoadDashboard:
 
 
 class TestWording:
-    @pytest.mark.parametrize(
-        ("cents", "currency", "text"),
-        [
-            (1000, "usd", "$10"),
-            (1050, "usd", "$10.50"),
-            (100000, "eur", "€1,000"),
-            (5, "usd", "$0.05"),
-            (1500, "jpy", "¥1,500"),
-            (1999, "sek", "19.99 SEK"),
-        ],
-    )
-    def test_format_price(self, cents: int, currency: str, text: str) -> None:
-        assert format_price(cents, currency) == text
-
     def test_call_length(self) -> None:
         assert call_length_label(300) == "5-minute"
         assert call_length_label(90) == "90-second"

@@ -6,10 +6,11 @@ import pytest
 from sqlalchemy import func, select
 
 from app.db import utcnow
+from app.errors import refusal_status
 from app.models import CancelReason, EventLog, Rating, RequestStatus
+from app.refusals import Refusal
 from app.services import ratings
 from app.services.profiles import load_paywall
-from app.services.ratings import RatingError
 from tests.factories import ProfileFactory
 from tests.trust_support import finished_call
 
@@ -21,9 +22,9 @@ class TestParseStars:
 
     @pytest.mark.parametrize("value", [None, "", "0", "6", "-1", "4.5", 4.0, True, "five", [4], "05"])
     def test_anything_else_is_refused(self, value: object) -> None:
-        with pytest.raises(RatingError) as refused:
+        with pytest.raises(Refusal) as refused:
             ratings.parse_stars(value)
-        assert refused.value.status == 422
+        assert refusal_status(refused.value) == 422
 
 
 class TestRateCall:
@@ -39,9 +40,9 @@ class TestRateCall:
     def test_only_once_per_call(self, db_session) -> None:
         call = finished_call()
         ratings.rate_call(db_session, call, 5, now=utcnow())
-        with pytest.raises(RatingError) as again:
+        with pytest.raises(Refusal) as again:
             ratings.rate_call(db_session, call, 1, now=utcnow())
-        assert (again.value.status, again.value.code) == (409, "already_rated")
+        assert (refusal_status(again.value), again.value.code) == (409, "already_rated")
         assert db_session.scalars(select(Rating.stars)).all() == [5]
 
     @pytest.mark.parametrize(
@@ -55,14 +56,14 @@ class TestRateCall:
     )
     def test_only_a_call_that_took_place(self, db_session, status, reason) -> None:
         call = finished_call(status=status, cancel_reason=reason)
-        with pytest.raises(RatingError) as refused:
+        with pytest.raises(Refusal) as refused:
             ratings.rate_call(db_session, call, 5, now=utcnow())
         assert refused.value.code == "not_completed"
         assert db_session.scalar(select(func.count(Rating.id))) == 0
 
     @pytest.mark.parametrize("stars", [0, 6])
     def test_out_of_range_never_reaches_the_database(self, db_session, stars: int) -> None:
-        with pytest.raises(RatingError):
+        with pytest.raises(Refusal):
             ratings.rate_call(db_session, finished_call(), stars, now=utcnow())
 
 

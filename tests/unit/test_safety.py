@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app.db import utcnow
+from app.errors import refusal_status
 from app.models import (
     Block,
     CallRequest,
@@ -19,9 +20,9 @@ from app.models import (
     ReportStatus,
     RequestStatus,
 )
+from app.refusals import Refusal
 from app.services import safety
 from app.services.blocks import (
-    BlockError,
     block_buyer_of_request,
     block_email,
     erased_email,
@@ -29,7 +30,7 @@ from app.services.blocks import (
     list_blocks,
     unblock,
 )
-from app.services.safety import ReportDraft, ReportError
+from app.services.safety import ReportDraft
 from tests.factories import AdminFactory, CallRequestFactory, ProfileFactory, TransactionFactory
 from tests.trust_support import SECRET_KEY, buyer_token, finished_call, seller_token
 
@@ -63,7 +64,7 @@ class TestBlockEmail:
     @pytest.mark.parametrize("bad", ["", "not-an-email", "a@", "@example.org", "two words@example.org"])
     def test_a_malformed_address_is_refused(self, db_session, bad: str) -> None:
         seller = ProfileFactory().user
-        with pytest.raises(BlockError):
+        with pytest.raises(Refusal):
             block_email(db_session, seller.id, bad, now=utcnow())
         assert db_session.scalar(select(func.count(Block.id))) == 0
 
@@ -160,23 +161,23 @@ class TestFileReport:
     @pytest.mark.parametrize("token", ["", "nonsense", "x" * 500])
     def test_a_wrong_token_is_a_404_like_an_unknown_call(self, db_session, token: str) -> None:
         call = finished_call()
-        with pytest.raises(ReportError) as refused:
+        with pytest.raises(Refusal) as refused:
             safety.buyer_call(db_session, call.id, token, secret_key=SECRET_KEY)
-        assert refused.value.status == 404
-        with pytest.raises(ReportError):
+        assert refusal_status(refused.value) == 404
+        with pytest.raises(Refusal):
             safety.buyer_call(db_session, uuid.uuid4(), buyer_token(call), secret_key=SECRET_KEY)
 
     def test_the_sellers_token_does_not_open_the_buyers_report(self, db_session) -> None:
         call = finished_call()
-        with pytest.raises(ReportError):
+        with pytest.raises(Refusal):
             safety.buyer_call(db_session, call.id, seller_token(call), secret_key=SECRET_KEY)
 
     def test_once_per_side_and_each_side_once(self, db_session) -> None:
         call = finished_call()
         safety.file_report(db_session, call, ReporterRole.BUYER, DRAFT, now=utcnow())
-        with pytest.raises(ReportError) as again:
+        with pytest.raises(Refusal) as again:
             safety.file_report(db_session, call, ReporterRole.BUYER, DRAFT, now=utcnow())
-        assert (again.value.status, again.value.code) == (409, "already_reported")
+        assert (refusal_status(again.value), again.value.code) == (409, "already_reported")
 
         safety.file_report(db_session, call, ReporterRole.SELLER, DRAFT, now=utcnow())
         assert db_session.scalar(select(func.count(Report.id))) == 2
@@ -199,7 +200,7 @@ class TestFileReport:
         if allowed:
             safety.file_report(db_session, call, ReporterRole.SELLER, DRAFT, now=utcnow())
         else:
-            with pytest.raises(ReportError) as refused:
+            with pytest.raises(Refusal) as refused:
                 safety.file_report(db_session, call, ReporterRole.SELLER, DRAFT, now=utcnow())
             assert refused.value.code == "not_reportable"
         assert db_session.scalar(select(func.count(Report.id))) == (1 if allowed else 0)
@@ -224,9 +225,9 @@ class TestCleanDraft:
         ("reason", "text", "field"), [("", "", "reason"), ("bad", "", "reason"), ("spam", "x" * 2001, "text")]
     )
     def test_refuses(self, reason: str, text: str, field: str) -> None:
-        with pytest.raises(ReportError) as refused:
+        with pytest.raises(Refusal) as refused:
             safety.clean_draft(reason, text)
-        assert (refused.value.status, refused.value.field) == (422, field)
+        assert (refusal_status(refused.value), next(iter(refused.value.fields), None)) == (422, field)
 
     def test_2000_characters_are_fine(self) -> None:
         assert len(safety.clean_draft("other", "x" * 2000).text) == 2000
@@ -246,20 +247,20 @@ class TestResolveReport:
         [event] = events(db_session, "admin.report_resolved")
         assert (event.ref_id, event.actor) == (str(report.id), f"user:{admin.id}")
 
-        with pytest.raises(ReportError) as again:
+        with pytest.raises(Refusal) as again:
             safety.resolve_report(db_session, report.id, admin_id=admin.id, note="Again", now=utcnow())
-        assert (again.value.status, again.value.code) == (409, "already_resolved")
+        assert (refusal_status(again.value), again.value.code) == (409, "already_resolved")
 
     def test_a_note_is_required_and_an_unknown_report_is_404(self, db_session) -> None:
         admin = AdminFactory()
         report = safety.file_report(db_session, finished_call(), ReporterRole.BUYER, DRAFT, now=utcnow())
-        with pytest.raises(ReportError) as empty:
+        with pytest.raises(Refusal) as empty:
             safety.resolve_report(db_session, report.id, admin_id=admin.id, note="  ", now=utcnow())
-        assert empty.value.status == 422
+        assert refusal_status(empty.value) == 422
         assert db_session.get(Report, report.id).status == ReportStatus.OPEN
-        with pytest.raises(ReportError) as unknown:
+        with pytest.raises(Refusal) as unknown:
             safety.resolve_report(db_session, uuid.uuid4(), admin_id=admin.id, note="x", now=utcnow())
-        assert unknown.value.status == 404
+        assert refusal_status(unknown.value) == 404
 
     def test_the_queue_is_open_reports_oldest_first(self, db_session) -> None:
         admin = AdminFactory()

@@ -8,11 +8,11 @@ import uuid
 import pytest
 import redis as redis_lib
 
+from app.refusals import Refusal
 from app.services.signaling import (
     MAX_MESSAGES,
     PresenceSlots,
     Signaling,
-    SignalingError,
     other_party,
     validate_message,
 )
@@ -105,7 +105,7 @@ class TestMailbox:
         assert signaling.poll(call_id, "buyer", cursor)[0] == []
 
     def test_a_cursor_must_look_like_a_message_id(self, signaling, call_id) -> None:
-        with pytest.raises(SignalingError):
+        with pytest.raises(Refusal):
             signaling.poll(call_id, "buyer", "0) OR 1")
 
     def test_clear_removes_both_mailboxes(self, signaling, call_id) -> None:
@@ -134,7 +134,7 @@ class TestValidation:
         ],
     )
     def test_refuses_anything_else(self, message) -> None:
-        with pytest.raises(SignalingError):
+        with pytest.raises(Refusal):
             validate_message(message)
 
     def test_the_largest_real_sdp_fits(self) -> None:

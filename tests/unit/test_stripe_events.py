@@ -127,7 +127,7 @@ class TestCheckoutCompleted:
         assert emails["request_created_seller"].recipient == seller.user.email
         assert emails["payment_received_buyer"].recipient == "buyer@example.org"
         assert emails["payment_received_buyer"].context["session_id"] == session["id"]
-        assert emails["request_created_seller"].context["net_amount"] == "$8"
+        assert emails["request_created_seller"].context["net_amount"] == "$8.00"
         checkout = db_session.scalar(select(Checkout))
         assert checkout.status == CheckoutStatus.COMPLETE
         assert db_session.scalar(select(EventLog).where(EventLog.type == "payment.received")) is not None
@@ -381,7 +381,7 @@ class TestEmails:
         emails = self.render_all(app, db_session)
 
         seller_email, buyer_email = emails["request_created_seller"], emails["payment_received_buyer"]
-        assert seller_email.subject == "New call request: $10 from buyer@example.org"
+        assert seller_email.subject == "New call request: $10.00 from buyer@example.org"
         assert "https://chatlink.example/dashboard" in seller_email.text_body
         assert "About COBOL" in seller_email.html_body
         assert "you earn $8" in seller_email.text_body

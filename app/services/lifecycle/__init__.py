@@ -14,3 +14,7 @@ and its clock.
 Other services ask these functions to move a request; they never write ``status`` or
 ``payment_state`` themselves (a test checks).
 """
+
+from app.services.lifecycle._moves import load_request, require_request
+
+__all__ = ["load_request", "require_request"]

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, select, update
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import InstrumentedAttribute, Session, joinedload
 
 from app.models import CallRequest, Transaction
 from app.services.lifecycle.table import PAYMENT_MOVES, REQUEST_MOVES
@@ -93,10 +93,20 @@ def load_request(session: Session, request_id: uuid.UUID | None) -> CallRequest 
     ).scalar_one_or_none()
 
 
-def follow_up_due(since: ColumnElement[datetime], now: datetime, grace: timedelta) -> ColumnElement[bool]:
+def follow_up_due(
+    since: ColumnElement[Any] | InstrumentedAttribute[Any], now: datetime, grace: timedelta
+) -> ColumnElement[bool]:
     """A sweep may re-publish a request's work ``grace`` after the transition that first published
     it (``since``), and then once per lease (``lease_rows``): the work has had its chance to run."""
     return func.coalesce(CallRequest.sweep_lease_until, since + grace) <= now
+
+
+def require_request(session: Session, request_id: uuid.UUID) -> CallRequest:
+    """``load_request`` for a row known to exist (it just moved, or its credential was checked)."""
+    call_request = load_request(session, request_id)
+    if call_request is None:
+        raise LookupError(f"call request {request_id} vanished")
+    return call_request
 
 
 def claim(session: Session, *conditions: ColumnElement[bool]) -> list[uuid.UUID]:

@@ -14,6 +14,7 @@ import uuid
 from datetime import datetime, timedelta
 from functools import partial
 
+from sqlalchemy import ColumnElement
 from sqlalchemy.orm import Session
 
 from app import metrics
@@ -25,7 +26,7 @@ from app.queue import enqueue_after_commit, enqueue_now
 from app.services import ledger
 from app.services.audit import record_event
 from app.services.calls import CallConfig, rate_url
-from app.services.lifecycle._moves import due_batch, load_request, move_request, move_requests
+from app.services.lifecycle._moves import due_batch, move_request, move_requests, require_request
 from app.services.lifecycle.notices import email_context, notify
 from tasks import call_endings as call_ending_tasks
 from tasks import request_payments as payment_tasks
@@ -74,7 +75,7 @@ def complete_call(
     has passed), ``seller`` or ``admin`` (any time after the start). The room is deleted by a task
     after commit unless the caller (the timer task) deletes it itself. False when the call was not
     one that could end now (already ended, not started, or not yet due)."""
-    conditions = [CallRequest.started_at.is_not(None)]
+    conditions: list[ColumnElement[bool]] = [CallRequest.started_at.is_not(None)]
     if ended_by in TIMER_ENDS:
         conditions.append(CallRequest.ends_at <= now)
     ended = move_request(
@@ -138,12 +139,12 @@ def mark_payment_failed(session: Session, request_id: uuid.UUID, *, now: datetim
         return False
     record_event(session, "request.payment_failed", ref_id=request_id, actor=SYSTEM, payload={"code": code})
     enqueue_after_commit(session, payment_tasks.release_hold, str(request_id))
-    notify(session, _loaded(session, request_id), "payment_failed")
+    notify(session, require_request(session, request_id), "payment_failed")
     return True
 
 
 def _completed(session: Session, call_id: uuid.UUID, *, ended_by: str, config: CallConfig, now: datetime) -> None:
-    call = _loaded(session, call_id)
+    call = require_request(session, call_id)
     _earn(session, call, now=now)
     record_event(session, "call.ended", ref_id=call.id, actor=SYSTEM, payload={"ended_by": ended_by})
     on_commit(session, partial(metrics.call_ended, ended_by, ends_at=call.ends_at, ended_at=call.ended_at))
@@ -155,7 +156,7 @@ def _completed(session: Session, call_id: uuid.UUID, *, ended_by: str, config: C
 
 
 def _no_show(session: Session, call_id: uuid.UUID, reason: CancelReason, *, now: datetime) -> None:
-    call = _loaded(session, call_id)
+    call = require_request(session, call_id)
     record_event(session, f"call.{reason.value}", ref_id=call.id, actor=SYSTEM)
     enqueue_after_commit(session, call_ending_tasks.release_room, str(call.id))
     if reason == CancelReason.BUYER_NO_SHOW:
@@ -173,9 +174,3 @@ def _earn(session: Session, call: CallRequest, *, now: datetime) -> None:
         log.warning("no earning for this call", extra={"request_id": str(call.id), "state": state})
         return
     ledger.record_earning(session, call, now=now)
-
-
-def _loaded(session: Session, request_id: uuid.UUID) -> CallRequest:
-    call_request = load_request(session, request_id)
-    assert call_request is not None, "a request that just moved exists"
-    return call_request

@@ -22,7 +22,7 @@ from app.models import CallRequest, CancelReason, RequestStatus, User
 from app.queue import enqueue_after_commit
 from app.refusals import Conflict, Forbidden, NotFound
 from app.services.audit import record_event, user_actor
-from app.services.lifecycle._moves import due_batch, load_request, move_request, move_requests
+from app.services.lifecycle._moves import due_batch, move_request, move_requests, require_request
 from app.services.lifecycle.notices import notify
 from tasks import request_payments as payment_tasks
 
@@ -81,7 +81,7 @@ def accept_request(
     record_event(session, "request.accepted", ref_id=request_id, actor=user_actor(seller_id))
     on_commit(session, metrics.request_accepted)
     enqueue_after_commit(session, payment_tasks.capture_accepted, str(request_id))
-    return _loaded(session, request_id)
+    return require_request(session, request_id)
 
 
 def decline_request(session: Session, request_id: uuid.UUID, *, seller_id: uuid.UUID, now: datetime) -> CallRequest:
@@ -89,7 +89,7 @@ def decline_request(session: Session, request_id: uuid.UUID, *, seller_id: uuid.
     _decide(session, "decline", request_id, seller_id, now, declined_at=now)
     _after_decline(session, request_id, actor=user_actor(seller_id))
     on_commit(session, metrics.request_declined)
-    return _loaded(session, request_id)
+    return require_request(session, request_id)
 
 
 def decline_all_pending(session: Session, seller_id: uuid.UUID, *, now: datetime, actor: str) -> list[uuid.UUID]:
@@ -120,7 +120,7 @@ def cancel_pending_from(
     for request_id in cancelled:
         record_event(session, "request.cancelled", ref_id=request_id, actor=actor, payload={"reason": "blocked"})
         enqueue_after_commit(session, payment_tasks.release_hold, str(request_id))
-        notify(session, _loaded(session, request_id), "request_declined", parties=("buyer",))
+        notify(session, require_request(session, request_id), "request_declined", parties=("buyer",))
     return cancelled
 
 
@@ -141,7 +141,7 @@ def expire_pending_requests(session: Session, now: datetime, settings: Settings)
     for request_id in expired:
         record_event(session, "request.expired", ref_id=request_id, actor=SYSTEM)
         enqueue_after_commit(session, payment_tasks.release_hold, str(request_id))
-        notify(session, _loaded(session, request_id), "request_expired")
+        notify(session, require_request(session, request_id), "request_expired")
     on_commit(session, lambda: metrics.requests_expired(len(expired)))
     return {"requests_expired": len(expired)}
 
@@ -171,7 +171,7 @@ def _suspended(seller_id: uuid.UUID) -> ColumnElement[bool]:
 def _after_decline(session: Session, request_id: uuid.UUID, *, actor: str) -> None:
     record_event(session, "request.declined", ref_id=request_id, actor=actor)
     enqueue_after_commit(session, payment_tasks.release_hold, str(request_id))
-    notify(session, _loaded(session, request_id), "request_declined", parties=("buyer",))
+    notify(session, require_request(session, request_id), "request_declined", parties=("buyer",))
 
 
 def _refusal(session: Session, request_id: uuid.UUID, seller_id: uuid.UUID) -> Exception:
@@ -192,9 +192,3 @@ def _refusal(session: Session, request_id: uuid.UUID, seller_id: uuid.UUID) -> E
         RequestStatus.COMPLETED: ("completed", "This call has already taken place."),
     }
     return Conflict(*messages[current.status])
-
-
-def _loaded(session: Session, request_id: uuid.UUID) -> CallRequest:
-    call_request = load_request(session, request_id)
-    assert call_request is not None, "a request that just moved exists"
-    return call_request

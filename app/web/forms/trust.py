@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from wtforms import EmailField, HiddenField, PasswordField, RadioField, TextAreaField
-from wtforms.fields.choices import SelectChoice
+from wtforms.fields.choices import SelectChoice  # type: ignore[attr-defined]  # types-WTForms predates it
 from wtforms.validators import DataRequired, Length, Optional
 
 from app.services.safety import NOTE_MAX, REASONS, TEXT_MAX

@@ -16,6 +16,8 @@ ADMIN_PAGES = (
     "/admin",
     "/admin/reports",
     "/admin/payouts",
+    "/admin/transfers",
+    "/admin/payout-accounts",
     "/admin/disputes",
     "/admin/sellers",
     "/admin/events",
@@ -81,7 +83,7 @@ def test_every_page_passes_axe(live, settings, new_context, artifacts) -> None:
     pages.log_in(seller, live.url, seller_email)
     seller.locator("#request-list li.pending").first.wait_for()
     audit(seller, "dashboard")
-    for path in ("/profile", "/requests", "/balance", "/account"):
+    for path in ("/profile", "/requests", "/balance", "/payouts/setup", "/account"):
         seller.goto(live.url + path)
         audit(seller, path.strip("/"))
 
@@ -91,7 +93,7 @@ def test_every_page_passes_axe(live, settings, new_context, artifacts) -> None:
         audit(admin, path.strip("/").replace("/", "-"))
 
     assert audit.findings == {}
-    assert len(audit.checked) == 22
+    assert len(audit.checked) == 25
 
 
 def test_a_buyer_pays_with_the_keyboard_alone(live, new_context, artifacts) -> None:

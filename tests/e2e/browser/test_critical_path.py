@@ -18,9 +18,9 @@ from typing import Any
 from sqlalchemy import select
 
 from app.db import db
+from app.formats import format_money
 from app.models import CallRequest, LedgerEntry, PaymentState, Rating, RequestStatus
 from app.services.fees import split_fee
-from app.services.profiles import format_price
 from tests.e2e.browser import pages
 from tests.e2e.browser.conftest import ARTIFACTS
 
@@ -79,7 +79,7 @@ def buyer_pays(s: Scenario) -> str:
     Returns the Checkout Session id."""
     s.buyer.goto(f"{s.url}/u/{s.slug}")
     assert s.buyer.get_by_role("img", name="Photo of Ada Lovelace").evaluate("img => img.naturalWidth") > 0
-    assert s.buyer.locator(".price").inner_text() == format_price(PRICE_CENTS, "usd")
+    assert s.buyer.locator(".price").inner_text() == format_money(PRICE_CENTS, "usd")
     s.shot(s.buyer, "buyer-paywall")
     pages.request_call(s.buyer, s.url, s.slug, email=s.buyer_email, note=NOTE)
     assert s.buyer.get_by_text("Test mode").is_visible()
@@ -155,7 +155,7 @@ def buyer_rates_and_seller_is_paid(s: Scenario, call_id: uuid.UUID, fee_bps: int
     assert fee + net == PRICE_CENTS and fee > 0
     s.mailbox.wait_for(s.seller_email, "call_completed_seller")
     s.seller.goto(f"{s.url}/balance")
-    assert s.seller.locator('[data-balance="available"]').inner_text() == format_price(net, "usd")
+    assert s.seller.locator('[data-balance="available"]').inner_text() == format_money(net, "usd")
     s.shot(s.seller, "seller-balance")
     with db.session_scope() as session:
         earnings = session.scalars(select(LedgerEntry.amount_cents).where(LedgerEntry.call_request_id == call_id))

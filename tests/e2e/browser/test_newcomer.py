@@ -8,9 +8,9 @@ Calls last 8 seconds here instead of the default 300; nothing else is set."""
 from __future__ import annotations
 
 from app.config import Settings
+from app.formats import format_money
 from app.services.demo import DEMO_PRICE_CENTS
 from app.services.fees import split_fee
-from app.services.profiles import format_price
 from tests.e2e.browser import pages
 from tests.e2e.make_run import make_run
 
@@ -27,7 +27,7 @@ def whole_paid_call(url: str, pages_of, seller_login, admin_login, shot, *, dura
 
     # The buyer pays on the printed paywall; the card is only held.
     buyer.goto(f"{url}/u/demo")
-    assert buyer.locator(".price").inner_text() == format_price(DEMO_PRICE_CENTS, "usd")
+    assert buyer.locator(".price").inner_text() == format_money(DEMO_PRICE_CENTS, "usd")
     pages.request_call(buyer, url, "demo", email=BUYER, note="First call!")
     pages.pay(buyer)
     pages.status_says(buyer, "pending")
@@ -58,17 +58,17 @@ def whole_paid_call(url: str, pages_of, seller_login, admin_login, shot, *, dura
     _, net = split_fee(DEMO_PRICE_CENTS, Settings.from_env({}, dotenv=False).platform_fee_bps)
     mailbox.wait_for(seller_email, "call_completed_seller")
     seller.goto(f"{url}/balance")
-    assert seller.locator('[data-balance="available"]').inner_text() == format_price(net, "usd")
+    assert seller.locator('[data-balance="available"]').inner_text() == format_money(net, "usd")
     seller.get_by_role("button", name="Request payout").click()
-    seller.locator(".flash", has_text=f"Payout of {format_price(net, 'usd')} requested.").wait_for()
-    assert seller.locator('[data-balance="available"]').inner_text() == format_price(0, "usd")
+    seller.locator(".flash", has_text=f"Payout of {format_money(net, 'usd')} requested.").wait_for()
+    assert seller.locator('[data-balance="available"]').inner_text() == format_money(0, "usd")
     shot(seller, "payout-requested")
 
     # The printed admin finds it in the payout queue.
     pages.log_in(admin, url, *admin_login)
     admin.goto(f"{url}/admin/payouts")
     queued = admin.locator(".payout-item", has_text=seller_email)
-    assert format_price(net, "usd") in queued.inner_text() and "Requested" in queued.inner_text()
+    assert format_money(net, "usd") in queued.inner_text() and "Requested" in queued.inner_text()
     shot(admin, "admin-payout-queue")
 
 
