@@ -1,6 +1,6 @@
 """Cost as data grows: a year of a busy platform against a near-empty database, in one run.
 
-    .venv/bin/python bench/scale.py [--factor 1.0] [--rounds 2] [--requests 120] [--no-admin-export]
+    .venv/bin/python bench/scale.py [--factor 1.0] [--rounds 4] [--requests 60] [--no-admin-export]
                                     [--keep | --reuse NAME]
 
 Two databases on one PostgreSQL (DATABASE_URL's server, else an embedded one in a temporary
@@ -51,6 +51,7 @@ from sqlalchemy.engine import make_url  # noqa: E402
 from app.config import Settings  # noqa: E402
 from app.engines import ScratchEngines, create_database, drop_database  # noqa: E402
 from tests.conftest import alembic_config  # noqa: E402
+from tests.e2e.drills.flow import completed_event  # noqa: E402
 from tests.scale_seed import PRICE_CENTS, Scale, Seeded, seed  # noqa: E402
 
 RATIO_GOAL = 1.5
@@ -83,8 +84,8 @@ class Database:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--factor", type=float, default=1.0, help="size of the busy year (1.0 = the full year)")
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--requests", type=int, default=120, help="timed requests per page per round")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--requests", type=int, default=60, help="timed requests per page per round")
     parser.add_argument("--no-admin-export", action="store_true", help="skip the whole-ledger export")
     parser.add_argument("--keep", action="store_true", help="keep the seeded databases (needs DATABASE_URL)")
     parser.add_argument("--reuse", metavar="NAME", help="measure the databases a --keep run left")
@@ -358,15 +359,7 @@ def paid_checkouts(app: Any, settings: Settings, count: int) -> list[uuid.UUID]:
                 "metadata": metadata,
             }
             gateway.seed_session(paid, intent)
-            event = {
-                "id": f"evt_fulfil_{tag}_{n}",
-                "object": "event",
-                "type": "checkout.session.completed",
-                "livemode": False,
-                "created": int(time.time()),
-                "data": {"object": paid},
-            }
-            rows.append(record_event(session, event))
+            rows.append(record_event(session, completed_event(paid)))
     return rows
 
 

@@ -6,6 +6,8 @@ transactions and call requests (mostly completed, some declined, expired or no-s
 pending or accepted right now), the ledger (an earning per paid call, payouts and the reversals
 of rejected ones), the email outbox, the Stripe inbox, the audit log, ratings and reports. One
 seller, the *focus* seller, has ``focus_calls`` of the calls; the benchmarks look at their pages.
+What waits right now (the live calls, each admin queue full) is the same at every size, so a page
+shows as many rows on the near-empty twin as on the busy year and only the history differs.
 Nothing is due when the seed ends (no pending request past its expiry, no call past its end, no
 email or event waiting), so a sweep measured afterwards is a steady-state one.
 
@@ -29,6 +31,29 @@ from typing import Any
 import psycopg
 
 from app.services.accounts import hash_password
+from tests.scale_rows import (
+    AUDIT_COLUMNS,
+    CALL_COLUMNS,
+    CHECKOUT_COLUMNS,
+    EVENT_COLUMNS,
+    LEDGER_COLUMNS,
+    OUTBOX_COLUMNS,
+    OUTCOMES,
+    PAYOUT_COLUMNS,
+    PROFILE_COLUMNS,
+    RATING_COLUMNS,
+    REPORT_COLUMNS,
+    TEMPLATES,
+    TRANSACTION_COLUMNS,
+    USER_COLUMNS,
+    CallPlan,
+    Clock,
+    N,
+    PayoutPlan,
+    copy_rows,
+    drop_indexes,
+    uuid4_from,
+)
 
 PASSWORD = "scale-password-5b1e"
 PRICE_CENTS = 2500
@@ -105,10 +130,10 @@ def seed(
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute("SET synchronous_commit = off")
         conn.execute("SET maintenance_work_mem = '256MB'")
-        rebuild = _drop_indexes(conn)
+        rebuild = drop_indexes(conn, TABLES)
         for table, columns, rows in writer.tables():
             began = time.perf_counter()
-            count = _copy(conn, table, columns, rows)
+            count = copy_rows(conn, table, columns, rows)
             writer.seeded.counts[table] = count
             progress(f"{table}: {count:,} rows in {time.perf_counter() - began:.1f} s")
         began = time.perf_counter()
@@ -122,128 +147,47 @@ def seed(
     return writer.seeded
 
 
-def _copy(conn: psycopg.Connection[Any], table: str, columns: tuple[str, ...], rows: Iterator[str]) -> int:
-    count = 0
-    with conn.cursor() as cursor, cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-        chunk: list[str] = []
-        for line in rows:
-            chunk.append(line)
-            if len(chunk) == 5000:
-                copy.write("".join(chunk))
-                count += len(chunk)
-                chunk.clear()
-        copy.write("".join(chunk))
-        count += len(chunk)
-    return count
-
-
-def _drop_indexes(conn: psycopg.Connection[Any]) -> list[str]:
-    """Drop the seeded tables' foreign keys, unique and primary keys and indexes; return the
-    statements that put them back, in an order that works (keys before the foreign keys)."""
-    names = list(TABLES)
-    # Foreign keys from other tables too: a primary key cannot go while one points at it.
-    constraints = conn.execute(
-        "SELECT c.conrelid::regclass::text, c.conname, pg_get_constraintdef(c.oid), c.contype FROM pg_constraint c"
-        " WHERE (c.conrelid::regclass::text = ANY(%s) AND c.contype IN ('f', 'u', 'p'))"
-        " OR (c.confrelid::regclass::text = ANY(%s) AND c.contype = 'f')",
-        (names, names),
-    ).fetchall()
-    indexes = conn.execute(
-        "SELECT indexdef, schemaname || '.' || indexname FROM pg_indexes WHERE tablename = ANY(%s)"
-        " AND indexname NOT IN (SELECT conname FROM pg_constraint WHERE contype IN ('u', 'p'))",
-        (names,),
-    ).fetchall()
-    order = {"f": 0, "u": 1, "p": 2}
-    for table, name, _definition, _kind in sorted(constraints, key=lambda row: order[row[3]]):
-        conn.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
-    for _definition, name in indexes:
-        conn.execute(f"DROP INDEX {name}")
-    rebuild = [f'ALTER TABLE {t} ADD CONSTRAINT "{n}" {d}' for t, n, d, k in constraints if k in "pu"]
-    rebuild += [definition for definition, _name in indexes]
-    rebuild += [f'ALTER TABLE {t} ADD CONSTRAINT "{n}" {d}' for t, n, d, k in constraints if k == "f"]
-    return rebuild
-
-
-def _uuid(rng: random.Random) -> uuid.UUID:
-    return uuid.UUID(int=rng.getrandbits(128), version=4)
-
-
-class _Clock:
-    """Timestamps as COPY text, cheaply: minute strings are made once and seconds appended."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-        self.epoch = int(now.timestamp())
-        self._minutes: dict[int, str] = {}
-
-    def at(self, epoch: float) -> str:
-        seconds = int(epoch)
-        minute = seconds - seconds % 60
-        prefix = self._minutes.get(minute)
-        if prefix is None:
-            prefix = datetime.fromtimestamp(minute, UTC).strftime("%Y-%m-%d %H:%M")
-            self._minutes[minute] = prefix
-        return f"{prefix}:{seconds % 60:02d}+00"
-
-    def ago(self, seconds: float) -> str:
-        return self.at(self.epoch - seconds)
-
-
-# Outcomes of finished calls, with their share: (status, cancel reason, payment state, earns).
-_OUTCOMES = (
-    (0.80, "COMPLETED", None, "captured", True),
-    (0.08, "DECLINED", None, "voided", False),
-    (0.06, "CANCELLED", "expired", "voided", False),
-    (0.02, "CANCELLED", "buyer_no_show", "captured", True),
-    (0.02, "CANCELLED", "seller_no_show", "refunded", False),
-    (0.01, "CANCELLED", "payment_failed", "voided", False),
-    (0.01, "CANCELLED", "blocked", "voided", False),
-)
-_TEMPLATES = ("request_created_seller", "request_created_buyer", "call_ready_buyer", "request_declined_buyer")
-N = "\\N"
-
-
 class _Writer:
     def __init__(self, rng: random.Random, scale: Scale, now: datetime) -> None:
-        self.rng, self.scale, self.clock = rng, scale, _Clock(now)
-        self.sellers = [_uuid(rng) for _ in range(max(scale.sellers, 1))]
+        self.rng, self.scale, self.clock = rng, scale, Clock(now)
+        self.sellers = [uuid4_from(rng) for _ in range(max(scale.sellers, 1))]
         self.focus = self.sellers[0]
-        self.admin = _uuid(rng)
+        self.admin = uuid4_from(rng)
         self.seeded = Seeded(focus_id=self.focus, focus_slug="focus-seller", admin_id=self.admin)
         # Filled while the calls are written; the ledger needs them.
         self.earning_calls: list[tuple[uuid.UUID, uuid.UUID, float]] = []
         self.open_cases: set[int] = set()
         self.cumulative: list[tuple[float, tuple[Any, ...]]] = []
         total = 0.0
-        for share, *outcome in _OUTCOMES:
+        for share, *outcome in OUTCOMES:
             total += share
             self.cumulative.append((total, tuple(outcome)))
 
     def tables(self) -> Iterator[tuple[str, tuple[str, ...], Iterator[str]]]:
-        yield "users", _USER_COLUMNS, self.users()
-        yield "profiles", _PROFILE_COLUMNS, self.profiles()
+        yield "users", USER_COLUMNS, self.users()
+        yield "profiles", PROFILE_COLUMNS, self.profiles()
         # Oldest first, as a production table fills: recent rows sit together at the heap's end.
         calls = sorted(self.call_plan(), key=lambda c: -c.age)
         # The admin's queues: the latest completed calls are disputed and reported, still open.
         latest = [c.n for c in reversed(calls) if c.status == "COMPLETED"][: self.scale.queue]
         self.open_cases = set(latest)
-        yield "checkouts", _CHECKOUT_COLUMNS, (self.checkout(c) for c in calls)
-        yield "transactions", _TRANSACTION_COLUMNS, (self.transaction(c) for c in calls)
-        yield "call_requests", _CALL_COLUMNS, (self.call(c) for c in calls)
+        yield "checkouts", CHECKOUT_COLUMNS, (self.checkout(c) for c in calls)
+        yield "transactions", TRANSACTION_COLUMNS, (self.transaction(c) for c in calls)
+        yield "call_requests", CALL_COLUMNS, (self.call(c) for c in calls)
         self.earning_calls = [(c.id, c.seller, c.age) for c in calls if c.earns]
-        yield "ratings", _RATING_COLUMNS, self.ratings(calls)
-        yield "reports", _REPORT_COLUMNS, self.reports(calls)
+        yield "ratings", RATING_COLUMNS, self.ratings(calls)
+        yield "reports", REPORT_COLUMNS, self.reports(calls)
         del calls
         payouts = sorted(self.payout_plan(), key=lambda p: -p.age)
         # The latest ones still wait for an admin.
         waiting = [n for n in range(len(payouts) - 1, -1, -1) if payouts[n].status == "PROCESSED"]
         for n in waiting[: self.scale.queue]:
             payouts[n] = dataclasses.replace(payouts[n], status="REQUESTED")
-        yield "payout_requests", _PAYOUT_COLUMNS, (self.payout(p) for p in payouts)
-        yield "ledger_entries", _LEDGER_COLUMNS, self.ledger(payouts)
-        yield "email_outbox", _OUTBOX_COLUMNS, self.outbox()
-        yield "stripe_events", _EVENT_COLUMNS, self.stripe_events()
-        yield "event_log", _AUDIT_COLUMNS, self.audit_events()
+        yield "payout_requests", PAYOUT_COLUMNS, (self.payout(p) for p in payouts)
+        yield "ledger_entries", LEDGER_COLUMNS, self.ledger(payouts)
+        yield "email_outbox", OUTBOX_COLUMNS, self.outbox()
+        yield "stripe_events", EVENT_COLUMNS, self.stripe_events()
+        yield "event_log", AUDIT_COLUMNS, self.audit_events()
 
     # --- People --------------------------------------------------------------------------
 
@@ -260,11 +204,12 @@ class _Writer:
             slug = self.seeded.focus_slug if seller == self.focus else f"seller-{n}"
             joined = self.clock.ago(self.rng.uniform(30 * DAY, 400 * DAY))
             bio = "Ask me about product design, careers and portfolios."
-            yield f"{_uuid(self.rng)}\t{seller}\t{slug}\tSeller {n}\t{bio}\t{PRICE_CENTS}\tusd\t{joined}\t{joined}\n"
+            row = f"{seller}\t{slug}\tSeller {n}\t{bio}\t{PRICE_CENTS}\tusd\t{joined}\t{joined}"
+            yield f"{uuid4_from(self.rng)}\t{row}\n"
 
     # --- Calls and their money -----------------------------------------------------------
 
-    def call_plan(self) -> Iterator[_Call]:
+    def call_plan(self) -> Iterator[CallPlan]:
         """The live calls (pending or accepted in the last hours) first, then the finished ones
         of the past year; the focus seller has ``focus_calls`` of them, ``focus_live`` live."""
         scale, others = self.scale, self.sellers[1:] or self.sellers
@@ -273,11 +218,13 @@ class _Writer:
             if n < scale.live:
                 seller = self.focus if n < scale.focus_live else self.rng.choice(others)
                 state = "PENDING" if n % 2 == 0 else "ACCEPTED"
-                yield _Call(n, seller, _uuid(self.rng), _uuid(self.rng), self.rng.uniform(60, 3 * 3600), state)
+                yield CallPlan(
+                    n, seller, uuid4_from(self.rng), uuid4_from(self.rng), self.rng.uniform(60, 3 * 3600), state
+                )
             else:
                 seller = self.focus if n < focus_history_end else self.rng.choice(others)
                 age = self.rng.uniform(2 * 3600, 365 * DAY)
-                yield _Call(n, seller, _uuid(self.rng), _uuid(self.rng), age, self._outcome())
+                yield CallPlan(n, seller, uuid4_from(self.rng), uuid4_from(self.rng), age, self._outcome())
 
     def _outcome(self) -> tuple[Any, ...]:
         draw = self.rng.random()
@@ -286,14 +233,14 @@ class _Writer:
                 return outcome
         return self.cumulative[-1][1]
 
-    def checkout(self, c: _Call) -> str:
+    def checkout(self, c: CallPlan) -> str:
         created = self.clock.ago(c.age + 120)
         return (
-            f"{_uuid(self.rng)}\t{c.seller}\tbuyer{c.n}@buyers.example.org\t\t{PRICE_CENTS}\tusd\tsub-{c.n}"
+            f"{uuid4_from(self.rng)}\t{c.seller}\tbuyer{c.n}@buyers.example.org\t\t{PRICE_CENTS}\tusd\tsub-{c.n}"
             f"\tcs_test_{c.n:08d}\tcomplete\t{self.clock.ago(c.age - 1800)}\t{created}\n"
         )
 
-    def transaction(self, c: _Call) -> str:
+    def transaction(self, c: CallPlan) -> str:
         state = {"PENDING": "held", "ACCEPTED": "captured"}.get(c.status, c.payment)
         if c.status == "COMPLETED" and (c.n in self.open_cases or c.n % 1000 == 7):
             state = "disputed"
@@ -309,7 +256,7 @@ class _Writer:
             f"\t{captured}\t{voided}\t{refunded}\t{disputed}\t{created}\t{created}\n"
         )
 
-    def call(self, c: _Call) -> str:
+    def call(self, c: CallPlan) -> str:
         at = self.clock.ago
         created, expires = at(c.age), at(c.age - DAY)
         accepted = declined = cancelled = deadline = join_key = provider = room = room_url = N
@@ -359,13 +306,13 @@ class _Writer:
             + "\n"
         )
 
-    def ratings(self, calls: list[_Call]) -> Iterator[str]:
+    def ratings(self, calls: list[CallPlan]) -> Iterator[str]:
         for c in calls:
             if c.status == "COMPLETED" and c.n % 10 < 3:
                 stars = 5 if c.n % 7 else 4
-                yield f"{_uuid(self.rng)}\t{c.id}\t{c.seller}\t{stars}\t{self.clock.ago(c.age - 3600)}\n"
+                yield f"{uuid4_from(self.rng)}\t{c.id}\t{c.seller}\t{stars}\t{self.clock.ago(c.age - 3600)}\n"
 
-    def reports(self, calls: list[_Call]) -> Iterator[str]:
+    def reports(self, calls: list[CallPlan]) -> Iterator[str]:
         for c in calls:
             if c.status == "COMPLETED" and (c.n in self.open_cases or c.n % 200 == 3):
                 resolved = c.n not in self.open_cases
@@ -373,14 +320,14 @@ class _Writer:
                 resolved_at = self.clock.ago(c.age - 2 * DAY) if resolved else N
                 resolved_by = str(self.admin) if resolved else N
                 yield (
-                    f"{_uuid(self.rng)}\t{c.seller}\t{c.id}\tbuyer{c.n}@buyers.example.org\tbuyer\tno_show"
+                    f"{uuid4_from(self.rng)}\t{c.seller}\t{c.id}\tbuyer{c.n}@buyers.example.org\tbuyer\tno_show"
                     f"\tThe seller left early.\t{status}\t{note}\t{resolved_by}\t{resolved_at}"
                     f"\t{self.clock.ago(c.age - 3 * DAY)}\n"
                 )
 
     # --- Ledger ----------------------------------------------------------------------------
 
-    def payout_plan(self) -> Iterator[_Payout]:
+    def payout_plan(self) -> Iterator[PayoutPlan]:
         """Payouts fill the ledger up to ``ledger_rows`` (a rejected one adds its reversal); the
         focus seller asks for one every twenty calls or so."""
         remaining = max(0, self.scale.ledger_rows - len(self.earning_calls))
@@ -392,9 +339,9 @@ class _Writer:
             # Exactly remaining - payouts of them rejected, spread evenly; a few still waiting.
             rejected = (n * (remaining - payouts)) // payouts != ((n + 1) * (remaining - payouts)) // payouts
             status = "REJECTED" if rejected else "PROCESSED"
-            yield _Payout(_uuid(self.rng), seller, self.rng.uniform(3600, 365 * DAY), status)
+            yield PayoutPlan(uuid4_from(self.rng), seller, self.rng.uniform(3600, 365 * DAY), status)
 
-    def payout(self, p: _Payout) -> str:
+    def payout(self, p: PayoutPlan) -> str:
         processed = self.clock.ago(p.age - DAY) if p.status != "REQUESTED" else N
         reference = "wire ok" if p.status == "PROCESSED" else N
         reason = "Details did not match." if p.status == "REJECTED" else N
@@ -404,7 +351,7 @@ class _Writer:
             f"\t{processed}\t{self.clock.ago(p.age)}\n"
         )
 
-    def ledger(self, payouts: list[_Payout]) -> Iterator[str]:
+    def ledger(self, payouts: list[PayoutPlan]) -> Iterator[str]:
         """Earnings, payouts and reversals merged in time order, as they were appended."""
         net = PRICE_CENTS - FEE_CENTS
         earnings = (
@@ -418,7 +365,7 @@ class _Writer:
             if p.status == "REJECTED"
         )
         for age, row in heapq.merge(earnings, requested, returned, key=lambda entry: -entry[0]):
-            yield f"{_uuid(self.rng)}\t{row}\t{self.clock.ago(age)}\n"
+            yield f"{uuid4_from(self.rng)}\t{row}\t{self.clock.ago(age)}\n"
 
     def ages(self, count: int) -> list[float]:
         """``count`` moments of the past year, oldest first."""
@@ -428,10 +375,10 @@ class _Writer:
 
     def outbox(self) -> Iterator[str]:
         for n, age in enumerate(self.ages(self.scale.outbox_rows)):
-            template = _TEMPLATES[n % len(_TEMPLATES)]
+            template = TEMPLATES[n % len(TEMPLATES)]
             created, sent = self.clock.ago(age), self.clock.ago(age - 2)
             yield (
-                f"{_uuid(self.rng)}\tbuyer{n}@buyers.example.org\t{template}\t{{}}\t{template}:{n}\tsent\t1\t{N}"
+                f"{uuid4_from(self.rng)}\tbuyer{n}@buyers.example.org\t{template}\t{{}}\t{template}:{n}\tsent\t1\t{N}"
                 f"\t{N}\tpm-{n:010d}\tYour call request\tHello, your request is in.\t<p>Hello, your request is in.</p>"
                 f"\t{sent}\t{created}\n"
             )
@@ -442,7 +389,7 @@ class _Writer:
             payload = '{"type": "checkout.session.completed"}'
             received, processed = self.clock.ago(age), self.clock.ago(age - 1)
             yield (
-                f"{_uuid(self.rng)}\tevt_{n:012d}\tcheckout.session.completed\tf\t{payload}\tprocessed\t1\t{N}"
+                f"{uuid4_from(self.rng)}\tevt_{n:012d}\tcheckout.session.completed\tf\t{payload}\tprocessed\t1\t{N}"
                 f"\t{received}\t{processed}\n"
             )
 
@@ -452,89 +399,4 @@ class _Writer:
         for n, age in enumerate(self.ages(count)):
             kind = types[n % len(types)]
             at = self.clock.ago(age)
-            yield f"{_uuid(self.rng)}\t{kind}\t{_uuid(self.rng)}\tsystem\t{{}}\t{at}\n"
-
-
-@dataclass(frozen=True)
-class _Call:
-    n: int
-    seller: uuid.UUID
-    id: uuid.UUID
-    transaction: uuid.UUID
-    age: float  # seconds before now that it was created
-    outcome: tuple[Any, ...] | str
-
-    @property
-    def status(self) -> str:
-        return self.outcome if isinstance(self.outcome, str) else self.outcome[0]
-
-    @property
-    def reason(self) -> str | None:
-        return None if isinstance(self.outcome, str) else self.outcome[1]
-
-    @property
-    def payment(self) -> str:
-        return "held" if isinstance(self.outcome, str) else self.outcome[2]
-
-    @property
-    def earns(self) -> bool:
-        return not isinstance(self.outcome, str) and bool(self.outcome[3])
-
-
-@dataclass(frozen=True)
-class _Payout:
-    id: uuid.UUID
-    seller: uuid.UUID
-    age: float
-    status: str
-
-
-_USER_COLUMNS = ("id", "email", "password_hash", "role", "email_verified_at", "created_at", "updated_at")
-_PROFILE_COLUMNS = (
-    "id",
-    "user_id",
-    "slug",
-    "display_name",
-    "bio",
-    "price_cents",
-    "currency",
-    "created_at",
-    "updated_at",
-)
-_CHECKOUT_COLUMNS = (
-    *("id", "seller_id", "buyer_email", "note", "amount_cents", "currency", "submission_key"),
-    *("stripe_checkout_session_id", "status", "expires_at", "created_at"),
-)
-_TRANSACTION_COLUMNS = (
-    *("id", "seller_id", "buyer_email", "stripe_checkout_session_id", "stripe_payment_intent_id"),
-    *("gross_cents", "platform_fee_cents", "net_cents", "currency", "payment_state", "refunded_cents"),
-    *("captured_at", "voided_at", "refunded_at", "disputed_at", "created_at", "updated_at"),
-)
-_CALL_COLUMNS = (
-    *("id", "seller_id", "transaction_id", "buyer_email", "note", "status", "cancel_reason", "created_at"),
-    *("updated_at", "expires_at", "accepted_at", "declined_at", "cancelled_at", "join_deadline", "join_key"),
-    *("video_provider", "room_name", "room_url", "room_ready_at", "room_deleted_at", "buyer_joined_at"),
-    *("seller_joined_at", "buyer_present", "seller_present", "started_at", "ends_at", "ended_at", "ended_by"),
-)
-_RATING_COLUMNS = ("id", "call_request_id", "seller_id", "stars", "created_at")
-_REPORT_COLUMNS = (
-    *("id", "seller_id", "call_request_id", "buyer_email", "reporter_role", "reason", "text", "status"),
-    *("resolution_note", "resolved_by_id", "resolved_at", "created_at"),
-)
-_PAYOUT_COLUMNS = (
-    *("id", "seller_id", "amount_cents", "currency", "status", "reference", "reject_reason"),
-    *("processed_by_id", "processed_at", "created_at"),
-)
-_LEDGER_COLUMNS = (
-    *("id", "seller_id", "kind", "amount_cents", "currency", "call_request_id", "payout_request_id", "memo"),
-    "created_at",
-)
-_OUTBOX_COLUMNS = (
-    *("id", "recipient", "template", "context", "dedupe_key", "status", "attempts", "next_attempt_at"),
-    *("last_error", "provider_message_id", "subject", "text_body", "html_body", "sent_at", "created_at"),
-)
-_EVENT_COLUMNS = (
-    *("id", "stripe_event_id", "type", "livemode", "payload", "status", "attempts", "error", "received_at"),
-    "processed_at",
-)
-_AUDIT_COLUMNS = ("id", "type", "ref_id", "actor", "payload", "created_at")
+            yield f"{uuid4_from(self.rng)}\t{kind}\t{uuid4_from(self.rng)}\tsystem\t{{}}\t{at}\n"
