@@ -22,8 +22,9 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.db import on_commit
-from app.integrations.storage import Storage
+from app.integrations.storage import Storage, StorageError
 from app.models import Profile
+from app.refusals import Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -164,8 +165,12 @@ def set_profile_photo(session: Session, *, profile_id: uuid.UUID, data: bytes, s
     the previous photo's files are deleted only once the new key is committed."""
     processed = process_photo(data)
     key = profile_photo_prefix(profile_id) + processed.digest
-    storage.save(photo_variant_key(key, "512"), processed.photo, content_type="image/jpeg")
-    storage.save(photo_variant_key(key, "thumb"), processed.thumbnail, content_type="image/jpeg")
+    try:
+        storage.save(photo_variant_key(key, "512"), processed.photo, content_type="image/jpeg")
+        storage.save(photo_variant_key(key, "thumb"), processed.thumbnail, content_type="image/jpeg")
+    except StorageError:
+        # The bucket is unreachable: nothing changed for the seller, who may simply try again.
+        raise Unavailable("storage_unavailable", "Photos cannot be saved right now; try again shortly.") from None
     previous = _swap_photo_key(session, profile_id, key)
     if previous and previous != key:
         on_commit(session, lambda: delete_photo_files(storage, previous))

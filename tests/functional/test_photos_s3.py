@@ -71,7 +71,7 @@ def test_a_new_photo_replaces_the_old_objects(client, seller, bucket, s3_server)
     assert client.get(f"/media/{first}").status_code == 404
 
 
-def test_an_unreachable_bucket_is_a_503_not_a_missing_photo(app, client, seller, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_an_unreachable_bucket_is_a_503_not_a_missing_photo(app, client, seller, db_session, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from tests.fakes.s3 import ACCESS_KEY_ID, SECRET_ACCESS_KEY
 
     down = S3Storage(
@@ -81,8 +81,14 @@ def test_an_unreachable_bucket_is_a_503_not_a_missing_photo(app, client, seller,
         secret_access_key=SECRET_ACCESS_KEY,
     )
     monkeypatch.setitem(app.extensions, "storage", down)
-    response = client.get(f"/media/photos/{seller.id.hex}/{'a' * 20}/512.jpg")
-    assert response.status_code == 503
+    assert client.get(f"/media/photos/{seller.id.hex}/{'a' * 20}/512.jpg").status_code == 503
+    refused = client.post(
+        "/api/profile/photo", headers={"X-CSRFToken": csrf_token(client)}, **multipart(make_image("PNG"), "me.png")
+    )
+    assert refused.status_code == 503
+    assert refused.get_json()["error"]["code"] == "storage_unavailable"
+    db_session.expire_all()
+    assert db_session.get(type(seller), seller.id).photo_key is None  # the profile still has no photo
 
 
 def test_deleting_the_account_deletes_its_objects(client, seller, bucket, s3_server, enqueued) -> None:  # type: ignore[no-untyped-def]
