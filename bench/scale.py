@@ -7,66 +7,54 @@ Two databases on one PostgreSQL (DATABASE_URL's server, else an embedded one in 
 directory), both migrated, then seeded with COPY by ``tests/scale_seed.py``: the *busy year*
 (100,000 sellers, 1,000,000 call requests with their checkouts and transactions, 3,000,000 ledger
 rows, 1,000,000 outbox rows, 1,000,000 inbox events and audit rows; ``--factor`` scales it) and the
-*near-empty* twin (three sellers, twenty calls). In both, one seller is the focus: 10,000 of the
-calls are theirs in the busy year (ten in the twin). Redis is REDIS_URL or an embedded one.
+*near-empty* twin (three sellers, 400 calls). Both hold the same work waiting today (40 live
+calls, 200 items in each admin queue), so each page shows as many rows in both and only the
+history differs. One seller is the focus: 10,000 of the calls are theirs in the busy year (twenty
+in the twin), ten of them live. Redis is REDIS_URL or an embedded one.
 
-Then, in rounds that alternate the two databases (so both see the same machine), the app is built
-on each and the same work is timed in-process through the Flask test client: the focus seller's
-paywall, dashboard and balance, the admin queues, the seller's CSV export (streamed: time to the
-first row, rows per second and the process's RSS through the stream), one beat sweep, and one
-webhook fulfilment (``process_stripe_event`` on a fresh paid checkout). Each figure is printed
-beside its near-empty twin with the ratio. Goals: every p95 within 1.5x of its twin, a sweep under
-20 ms, memory flat during the export. With ``--admin-export`` left on, the admin's export of the
-whole ledger runs once on the busy year, the strongest check that memory stays flat.
+Then each database gets its own process with the app built on it (the app's database handle is
+process-wide), and the two take turns every few requests, round after round, so a busy moment of
+a shared machine lands on both alike. Each times the same work in-process through the Flask test
+client (``bench/scale_probe.py``): the focus seller's paywall, dashboard and balance, the admin
+queues, the seller's CSV export (streamed: time to the first row and to the last), one beat sweep,
+and one webhook fulfilment (``process_stripe_event`` on a fresh paid checkout). Each figure is
+printed beside its near-empty twin with the ratio. Goals: every p95 within 1.5x of its twin, a
+sweep under 20 ms, memory flat during the export. With ``--admin-export`` left on, the admin's
+export of the whole ledger (3,000,000 rows) runs once on the busy year with the process's RSS
+sampled through the stream: the check that memory stays flat.
 
 Seeding takes about five minutes on two cores (most of it building the indexes after the COPY).
 ``--keep`` leaves both databases on DATABASE_URL's server and prints their name; ``--reuse NAME``
-measures them again without seeding (each measured round adds a few dozen fulfilled checkouts).
+measures them again without seeding (each run adds its fulfilled checkouts to both).
+``bench/scale.py --factor 0.05 --rounds 1`` is a two-minute check that the whole run works.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import sys
 import tempfile
-import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import psutil  # noqa: E402
 from alembic import command  # noqa: E402
 from paywall import percentile  # noqa: E402 (the benchmarks share it)
+from scale_probe import ADMIN_PAGES, PAGES, STEP, Probe, admin_export  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from app.config import Settings  # noqa: E402
 from app.engines import ScratchEngines, create_database, drop_database  # noqa: E402
 from tests.conftest import alembic_config  # noqa: E402
-from tests.e2e.drills.flow import completed_event  # noqa: E402
-from tests.scale_seed import PRICE_CENTS, Scale, Seeded, seed  # noqa: E402
+from tests.scale_seed import Scale, Seeded, seed  # noqa: E402
 
 RATIO_GOAL = 1.5
 SWEEP_GOAL_MS = 20.0
-PAGES = {
-    "paywall": "/u/{slug}",
-    "dashboard": "/dashboard",
-    "balance (API)": "/api/balance",
-}
-ADMIN_PAGES = {
-    "admin index": "/admin",
-    "admin reports queue": "/admin/reports",
-    "admin payouts queue": "/admin/payouts",
-    "admin disputes": "/admin/disputes",
-}
 
 
 @dataclass
@@ -110,13 +98,10 @@ def main() -> None:
                 create_database(engines.admin_url, small_name)
                 databases = prepare(big_url, small_url, args.factor)
             settings = {db.name: settings_for(db.url, redis_url) for db in databases}
-            for round_number in range(args.rounds):
-                for database in databases:
-                    print(f"round {round_number + 1}: {database.name}", flush=True)
-                    measure(database, settings[database.name], args.requests)
+            measure_rounds(databases, settings, args.rounds, args.requests)
             if not args.no_admin_export:
                 print("the admin's export of the whole busy-year ledger", flush=True)
-                admin_export(databases[0], settings[databases[0].name])
+                databases[0].export.update(admin_export(settings[databases[0].name], databases[0].seeded.admin_id))
             report(*databases)
         finally:
             if args.keep or args.reuse:
@@ -187,180 +172,28 @@ def reuse(big_url: str, small_url: str) -> list[Database]:
 # --- Measuring --------------------------------------------------------------------------------
 
 
-def build_app(settings: Settings) -> Any:
-    from app import create_app
-
-    return create_app(settings)
-
-
-def logged_in(app: Any, user_id: uuid.UUID) -> Any:
-    client = app.test_client()
-    with client.session_transaction() as session:
-        session["_user_id"], session["_fresh"] = f"{user_id}:1", True
-    return client
+def plan(requests: int) -> list[tuple[str, int]]:
+    """What each round times, and how many times."""
+    pages = [(label, requests) for label in PAGES]
+    admin = [(label, max(STEP, requests // 3)) for label in ADMIN_PAGES]
+    rest = [("seller export", STEP), ("beat sweep", requests // 2), ("webhook fulfilment", requests // 4)]
+    return [*pages, *admin, *rest]
 
 
-def timed(what: Callable[[], Any]) -> float:
-    started = time.perf_counter()
-    what()
-    return time.perf_counter() - started
-
-
-def measure(database: Database, settings: Settings, requests: int) -> None:
-    from app.db import db
-
-    app = build_app(settings)
-    seeded = database.seeded
-    seller, admin = logged_in(app, seeded.focus_id), logged_in(app, seeded.admin_id)
-    for label, path in PAGES.items():
-        url = path.format(slug=seeded.focus_slug)
-        get(seller, url)  # warm: the first request compiles templates and queries
-        for _ in range(requests):
-            database.add(label, timed(lambda url=url: get(seller, url)))
-    for label, path in ADMIN_PAGES.items():
-        get(admin, path)
-        for _ in range(max(20, requests // 3)):
-            database.add(label, timed(lambda path=path: get(admin, path)))
-    for _ in range(3):
-        seller_export(database, seller)
-    measure_sweep(database, app, max(20, requests // 2))
-    measure_fulfilment(database, app, settings, max(20, requests // 4))
-    release(db)
-
-
-def release(db: Any) -> None:
-    """Close the run's connections before the next app (or the drop) replaces its database: a
-    finished streamed response may still hold one until it is collected."""
-    gc.collect()
-    db.engine.dispose()
-
-
-def get(client: Any, path: str) -> None:
-    response = client.get(path)
-    if response.status_code != 200:
-        raise RuntimeError(f"GET {path} answered {response.status_code}")
-
-
-def seller_export(database: Database, client: Any) -> None:
-    """The focus seller's ledger CSV, read as a browser would (streamed)."""
-    started = time.perf_counter()
-    response = client.get("/ledger.csv", buffered=False)
-    rows, first = 0, None
-    for _chunk in response.response:
-        rows += 1
-        first = first or time.perf_counter() - started
-    response.close()
-    database.add("seller export: first row", first or 0.0)
-    database.add("seller export: whole", time.perf_counter() - started)
-    database.export["seller rows"] = rows - 1
-
-
-def admin_export(database: Database, settings: Settings) -> None:
-    """The admin's CSV of every ledger row, with the process's RSS sampled through the stream."""
-    from app.db import db
-
-    app = build_app(settings)
-    client = logged_in(app, database.seeded.admin_id)
-    process = psutil.Process()
-    started = time.perf_counter()
-    response = client.get("/admin/ledger.csv", buffered=False)
-    samples, rows = [], 0
-    for _chunk in response.response:
-        rows += 1
-        if rows % 50_000 == 0:
-            samples.append(process.memory_info().rss)
-    response.close()
-    elapsed = time.perf_counter() - started
-    release(db)
-    database.export.update(
-        {
-            "admin rows": rows - 1,
-            "admin seconds": elapsed,
-            "rss first MB": samples[0] / 2**20 if samples else 0.0,
-            "rss last MB": samples[-1] / 2**20 if samples else 0.0,
-            "rss max MB": max(samples) / 2**20 if samples else 0.0,
-        }
-    )
-
-
-def measure_sweep(database: Database, app: Any, runs: int) -> None:
-    from tasks.maintenance import sweep
-
-    with app.app_context():
-        sweep()  # warm
-        for _ in range(runs):
-            database.add("beat sweep", timed(sweep))
-
-
-def measure_fulfilment(database: Database, app: Any, settings: Settings, runs: int) -> None:
-    """``checkout.session.completed`` processed for fresh paid checkouts of another seller (so the
-    focus seller's pages stay as seeded): the task's whole unit of work, gateway re-fetch included."""
-    from tasks.stripe_events import process_stripe_event
-
-    with app.app_context():
-        rows = paid_checkouts(app, settings, runs + 1)
-        process_stripe_event(str(rows[0]))  # warm
-        for row in rows[1:]:
-            database.add("webhook fulfilment", timed(lambda row=row: process_stripe_event(str(row))))
-
-
-def paid_checkouts(app: Any, settings: Settings, count: int) -> list[uuid.UUID]:
-    """Open checkouts, paid on the built-in gateway, their events in the inbox: the inbox rows' ids."""
-    from app.db import db, utcnow
-    from app.extensions import redis_client
-    from app.integrations.builtin_payments import builtin_gateway
-    from app.models import Checkout, CheckoutStatus, Profile
-    from app.services.stripe_events import record_event
-
-    gateway = builtin_gateway(settings, redis_client(app))
-    tag = uuid.uuid4().hex[:10]
-    rows = []
-    with db.session_scope() as session:
-        seller_id = session.scalar(select(Profile.user_id).where(Profile.slug != "focus-seller").limit(1))
-        for n in range(count):
-            checkout = Checkout(
-                seller_id=seller_id,
-                buyer_email=f"fulfil{n}@buyers.example.org",
-                amount_cents=PRICE_CENTS,
-                currency="usd",
-                submission_key=f"fulfil-{tag}-{n}",
-                stripe_checkout_session_id=f"cs_test_fulfil_{tag}_{n}",
-                status=CheckoutStatus.OPEN,
-                expires_at=utcnow() + timedelta(minutes=31),
-            )
-            session.add(checkout)
-            session.flush()
-            metadata = {
-                "app": "chatlink",
-                "env": settings.app_env,
-                "seller_id": str(seller_id),
-                "checkout_id": str(checkout.id),
-            }
-            paid = {
-                "id": checkout.stripe_checkout_session_id,
-                "object": "checkout.session",
-                "mode": "payment",
-                "status": "complete",
-                "payment_status": "unpaid",
-                "amount_total": PRICE_CENTS,
-                "currency": "usd",
-                "customer_email": checkout.buyer_email,
-                "customer_details": {"email": checkout.buyer_email},
-                "metadata": metadata,
-                "payment_intent": f"pi_test_fulfil_{tag}_{n}",
-                "livemode": False,
-            }
-            intent = {
-                "id": paid["payment_intent"],
-                "object": "payment_intent",
-                "status": "requires_capture",
-                "amount": PRICE_CENTS,
-                "currency": "usd",
-                "metadata": metadata,
-            }
-            gateway.seed_session(paid, intent)
-            rows.append(record_event(session, completed_event(paid)))
-    return rows
+def measure_rounds(databases: list[Database], settings: dict[str, Settings], rounds: int, requests: int) -> None:
+    probes = [Probe(settings[database.name], database.seeded) for database in databases]
+    try:
+        for round_number in range(rounds):
+            print(f"round {round_number + 1} of {rounds}", flush=True)
+            for what, count in plan(requests):
+                for _ in range(max(1, count // STEP)):
+                    for database, probe in zip(databases, probes, strict=True):
+                        for label, seconds in probe.ask(what, STEP):
+                            database.add(label, seconds)
+        databases[0].export["seller rows"] = int(probes[0].ask("seller rows", 1)[0][1])
+    finally:
+        for probe in probes:
+            probe.close()
 
 
 # --- Report -----------------------------------------------------------------------------------
