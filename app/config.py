@@ -24,6 +24,7 @@ DEV_WEBHOOK_SECRET = "whsec_chatlink_dev_only"  # noqa: S105 (refused in product
 DEV_CONNECT_WEBHOOK_SECRET = "whsec_chatlink_connect_dev_only"  # noqa: S105 (never used in production)
 
 APP_ENVS = ("development", "test", "production")
+METRICS_TOKEN_MIN = 24
 CAPTURE_MODES = ("manual", "immediate")
 
 # Celery redelivers an unacknowledged Redis message after this many seconds. Every ETA we schedule
@@ -199,6 +200,12 @@ class Settings:
                 )
         if not self.app_url.startswith("https://"):
             raise ConfigError("APP_URL: must be an https:// address when APP_ENV=production")
+        # Without a token /metrics would tell anyone the platform's volumes and error rates.
+        if not self.metrics_token or len(self.metrics_token) < METRICS_TOKEN_MIN:
+            raise ConfigError(
+                f"METRICS_TOKEN: must be set when APP_ENV=production, at least {METRICS_TOKEN_MIN} characters "
+                "(GET /metrics then answers only with Authorization: Bearer <token>)"
+            )
 
     def check_storage(self) -> None:
         """With a bucket, the keys come as a pair (or neither: boto3 then finds an instance role).

@@ -41,6 +41,9 @@ class Checkout(Base):
     submission_key: Mapped[str] = mapped_column(String(64), unique=True)
     stripe_checkout_session_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     checkout_url: Mapped[str | None] = mapped_column(Text)
+    # SHA-256 of the secret in the cookie of the browser that started the checkout: only that
+    # browser sees the buyer's join link on the status page (the session id is no credential).
+    browser_key_hash: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[CheckoutStatus] = enum_column(CheckoutStatus, default=CheckoutStatus.OPEN)
     expires_at: Mapped[UTCDateTime]
     created_at: Mapped[datetime] = created_at_column()

@@ -60,10 +60,6 @@ class InvalidInput(AccountError):
     code = "invalid"
 
 
-class EmailTaken(AccountError):
-    code = "email_taken"
-
-
 class LoginFailed(AccountError):
     code = "invalid_credentials"
 
@@ -144,22 +140,30 @@ def validated_email(email: str) -> str:
 # --- Sign-up and log-in ---------------------------------------------------------------------
 
 
-def sign_up(session: Session, email: str, password: str, *, now: datetime, app_url: str, secret_key: str) -> User:
-    """Create a seller and queue the verification email. Refusals name the field at fault."""
+def sign_up(session: Session, email: str, password: str, *, now: datetime, app_url: str, secret_key: str) -> None:
+    """Start a seller's account: the confirmation link goes to the address, and opening it
+    confirms the address and logs the seller in. Refusals (a malformed address, a weak password)
+    name the field at fault.
+
+    A registered address gets the same answer (the caller cannot tell the difference, so sign-up
+    reveals no account) and, instead of a link, a note that someone tried to sign up with it.
+    Both paths hash the password once, so they also take about as long."""
     address = validated_email(email)
     problem = password_problem(password, email=address)
     if problem:
         raise InvalidInput(problem, field="password")
-    taken = EmailTaken("An account with this email already exists. Log in or reset your password.", field="email")
-    if find_user_by_email(session, address) is not None:
-        raise taken
-    # ON CONFLICT: two sign-ups racing for one address get one account and one clean refusal.
+    password_hash = hash_password(password)
+    existing = find_user_by_email(session, address)
+    if existing is not None:
+        _tell_owner_of_sign_up_attempt(session, existing, now=now)
+        return
+    # ON CONFLICT: of two sign-ups racing for one address, one makes the account, the other nothing.
     statement = (
         insert(User)
         .values(
             id=uuid.uuid4(),
             email=address,
-            password_hash=hash_password(password),
+            password_hash=password_hash,
             role=Role.SELLER,
             created_at=now,
             updated_at=now,
@@ -169,13 +173,24 @@ def sign_up(session: Session, email: str, password: str, *, now: datetime, app_u
     )
     user_id = session.execute(statement).scalar_one_or_none()
     if user_id is None:
-        raise taken
+        return
     user = session.get_one(User, user_id)
     record_event(session, "auth.signup", ref_id=user.id, actor=user_actor(user.id))
     send_verification_email(
         session, user, app_url=app_url, secret_key=secret_key, dedupe_key=f"verify_email:signup:{user.id}"
     )
-    return user
+
+
+def _tell_owner_of_sign_up_attempt(session: Session, user: User, *, now: datetime) -> None:
+    """At most one note an hour, so sign-ups cannot be used to flood someone's inbox."""
+    queue_email(
+        session,
+        recipient=user.email,
+        template="signup_attempt",
+        context={},
+        dedupe_key=f"signup_attempt:{user.id}:{now:%Y%m%d%H}",
+    )
+    record_event(session, "auth.signup_attempt", ref_id=user.id, actor="anonymous")
 
 
 def log_in(
@@ -225,10 +240,6 @@ def _refuse_wrong_password(session: Session, user: User, *, now: datetime) -> No
     raise AccountLocked(locked_until, now=now)
 
 
-def record_logout(session: Session, user_id: uuid.UUID) -> None:
-    record_event(session, "auth.logout", ref_id=user_id, actor=user_actor(user_id))
-
-
 # --- Email verification ---------------------------------------------------------------------
 
 
@@ -268,6 +279,15 @@ def verify_email(
 ) -> User:
     """Mark the token's user verified (repeat-safe). ``current_user_id`` is whoever is logged in:
     a link for another account is refused rather than silently verifying someone else."""
+    return confirm_email(session, token, secret_key=secret_key, now=now, current_user_id=current_user_id)[0]
+
+
+def confirm_email(
+    session: Session, token: str, *, secret_key: str, now: datetime, current_user_id: uuid.UUID | None = None
+) -> tuple[User, bool]:
+    """``verify_email``, also saying whether this very call confirmed the address (True once per
+    account): the link from sign-up logs the new seller in that one time only, so a link that
+    leaks later opens nothing."""
     try:
         payload = _verify_serializer(secret_key).loads(token, max_age=VERIFY_MAX_AGE_SECONDS)
     except SignatureExpired:
@@ -289,9 +309,10 @@ def verify_email(
         .values(email_verified_at=now)
         .execution_options(synchronize_session="fetch")
     )
-    if affected_rows(session.execute(statement)):
+    first_time = bool(affected_rows(session.execute(statement)))
+    if first_time:
         record_event(session, "auth.email_verified", ref_id=user.id, actor=user_actor(user.id))
-    return user
+    return user, first_time
 
 
 # --- Password reset -------------------------------------------------------------------------

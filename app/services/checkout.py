@@ -8,13 +8,13 @@ same session instead of opening a second one.
 
 The paid request is created only by the verified webhook (``stripe_events`` calls
 ``fulfil_checkout``), never by the buyer's return to the success page.
+What the buyer sees afterwards is in ``app/services/buyer_status.py``.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,7 +33,6 @@ from app.models import (
     CheckoutStatus,
     PaymentState,
     Profile,
-    Transaction,
     User,
 )
 from app.observability import mask_email
@@ -43,7 +42,6 @@ from app.services.fees import split_fee
 from app.services.lifecycle.decisions import open_request
 from app.services.outbox import queue_email
 from app.services.profiles import seller_unavailable_reason
-from app.services.requests import accepted_join_url
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +81,13 @@ def start_checkout(
     app_env: str,
     capture_manually: bool,
     now: datetime,
+    browser_key_hash: str | None = None,
 ) -> Checkout:
     """Open (or, for a repeated ``submission_key``, find again) the checkout for this buyer.
+
+    ``browser_key_hash`` is the hash of the key the caller gives the submitting browser; a
+    repeated submission rebinds the checkout to the newest key (the same form is only ever in
+    one browser, whose cookie the repeat's answer overwrites).
 
     Raises ``CheckoutRefused``: 404 unknown seller, 409 seller not taking calls, 403 blocked
     email, 503 the gateway failed (the caller rolls back, so nothing is kept).
@@ -94,7 +97,7 @@ def start_checkout(
     _check_seller(session, user, profile, email)
     existing = _by_submission_key(session, submission_key)
     if existing is not None:
-        return _same_attempt(existing, user.id)
+        return _rebind(session, _same_attempt(existing, user.id), browser_key_hash)
     checkout_id = uuid.uuid4()
     inserted = session.execute(
         insert(Checkout)
@@ -106,6 +109,7 @@ def start_checkout(
             amount_cents=profile.price_cents,
             currency=profile.currency,
             submission_key=submission_key,
+            browser_key_hash=browser_key_hash,
             status=CheckoutStatus.OPEN,
             expires_at=now + CHECKOUT_TTL,
         )
@@ -114,7 +118,7 @@ def start_checkout(
     ).scalar_one_or_none()
     if inserted is None:
         # A concurrent submit of the same form won the insert; it has committed by now.
-        return _same_attempt(_by_submission_key(session, submission_key), user.id)
+        return _rebind(session, _same_attempt(_by_submission_key(session, submission_key), user.id), browser_key_hash)
     request = CheckoutRequest(
         seller_id=str(user.id),
         seller_name=profile.display_name,
@@ -180,6 +184,19 @@ def _same_attempt(existing: Checkout | None, seller_id: uuid.UUID) -> Checkout:
     if existing.status != CheckoutStatus.OPEN:
         raise CheckoutRefused(409, "checkout_closed", "This checkout has ended. Please reload the page to start again.")
     return existing
+
+
+def _rebind(session: Session, checkout: Checkout, browser_key_hash: str | None) -> Checkout:
+    if browser_key_hash is None:
+        return checkout
+    session.execute(
+        update(Checkout)
+        .where(Checkout.id == checkout.id)
+        .values(browser_key_hash=browser_key_hash)
+        .execution_options(synchronize_session=False)
+    )
+    checkout.browser_key_hash = browser_key_hash
+    return checkout
 
 
 # --- Fulfilment: the webhook's half ------------------------------------------------------------
@@ -335,83 +352,3 @@ def _queue_emails(session: Session, call_request: CallRequest, context: dict[str
         context=context,
         dedupe_key=f"payment_received:buyer:{key}",
     )
-
-
-# --- What the buyer sees after checkout ----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BuyerStatus:
-    """The buyer's status page and ``GET /api/requests/status``, read in one query."""
-
-    session_id: str
-    status: str  # processing | pending | accepted | declined | cancelled | completed
-    seller_name: str
-    seller_slug: str | None
-    request_id: uuid.UUID | None
-    expires_at: datetime | None
-    cancel_reason: str | None
-    amount_cents: int
-    currency: str
-    join_url: str | None = None  # the buyer's link to the call, once accepted
-
-    @property
-    def is_final(self) -> bool:
-        return self.status in ("declined", "cancelled", "completed")
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "status": self.status,
-            "requestId": str(self.request_id) if self.request_id else None,
-            "sellerName": self.seller_name,
-            "expiresAt": iso(self.expires_at),
-            "cancelReason": self.cancel_reason,
-            "joinUrl": self.join_url,
-        }
-
-
-def buyer_status(session: Session, session_id: str, *, app_url: str, secret_key: str) -> BuyerStatus | None:
-    """Where the paid request of Checkout Session ``session_id`` stands; None if unknown.
-    ``processing`` until the webhook has created the request. The session id is the buyer's
-    credential here (it is only in their browser's address and their email), so the answer
-    carries their join link once the seller has accepted."""
-    row = session.execute(
-        select(Checkout, Profile.display_name, Profile.slug, CallRequest)
-        .outerjoin(Profile, Profile.user_id == Checkout.seller_id)
-        .outerjoin(Transaction, Transaction.stripe_checkout_session_id == Checkout.stripe_checkout_session_id)
-        .outerjoin(CallRequest, CallRequest.transaction_id == Transaction.id)
-        .where(Checkout.stripe_checkout_session_id == session_id)
-    ).one_or_none()
-    if row is None:
-        return None
-    checkout, name, slug, call_request = row
-    return BuyerStatus(
-        session_id=session_id,
-        status=call_request.status.value.lower() if call_request else "processing",
-        seller_name=name or "The seller",
-        seller_slug=slug,
-        request_id=call_request.id if call_request else None,
-        expires_at=call_request.expires_at if call_request else None,
-        cancel_reason=call_request.cancel_reason.value if call_request and call_request.cancel_reason else None,
-        amount_cents=checkout.amount_cents,
-        currency=checkout.currency,
-        join_url=accepted_join_url(call_request, "buyer", app_url=app_url, secret_key=secret_key)
-        if call_request
-        else None,
-    )
-
-
-@dataclass(frozen=True)
-class AbandonedCheckout:
-    seller_name: str
-    seller_slug: str
-
-
-def abandoned_checkout(session: Session, checkout_id: uuid.UUID) -> AbandonedCheckout | None:
-    """The seller of a checkout the buyer walked away from, for the link back to the paywall."""
-    row = session.execute(
-        select(Profile.display_name, Profile.slug)
-        .join(Checkout, Checkout.seller_id == Profile.user_id)
-        .where(Checkout.id == checkout_id)
-    ).one_or_none()
-    return AbandonedCheckout(seller_name=row.display_name, seller_slug=row.slug) if row else None

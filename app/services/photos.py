@@ -1,6 +1,14 @@
 """Profile photos: check an upload by decoding it, strip everything but the pixels, cut it to a
 square, store it, and point the profile at it.
 
+Decoding is bounded before it starts. A small file can describe a huge canvas (a flat
+6300x6300 PNG is 130 KB and used to cost about 320 MB and a second to decode), so the size in
+the header is checked before any pixel is decoded: a JPEG is decoded at reduced scale through
+its DCT (``draft``), which costs little whatever the camera, and any other image may not
+decode to more than ``MAX_DECODED_PIXELS``. The decoded picture is then box-reduced to about
+twice the stored size before the slower filters run, so an upload costs tens of milliseconds
+and tens of megabytes at most, in the request thread (``bench/photos.py`` measures it).
+
 The upload is never stored as sent. It is sniffed by its first bytes (the file name and the
 browser's content type are the sender's claims, not facts), decoded in full by Pillow, then
 re-encoded from the pixels alone, so EXIF (GPS position, camera serial), XMP, comments and text
@@ -29,9 +37,13 @@ from app.refusals import Unavailable
 log = logging.getLogger(__name__)
 
 MAX_PHOTO_BYTES = 5 * 1024 * 1024
-# Pixels, checked from the header before decoding: a small file can claim a huge canvas
-# (a "decompression bomb") and exhaust memory once decoded.
-MAX_PHOTO_PIXELS = 40_000_000
+# The canvas a header may claim: any camera's JPEG (a 61 MP one included), which ``draft``
+# decodes at 1/8 scale at most. Pillow's own bomb check uses the same number.
+MAX_HEADER_PIXELS = 64_000_000
+# What may actually be decoded into memory: 8 megapixels (4K UHD screenshots fit), about
+# 32 MB as RGBA. A PNG or WebP above it is refused; a JPEG is drafted below it.
+MAX_DECODED_PIXELS = 4096 * 2048
+Image.MAX_IMAGE_PIXELS = MAX_HEADER_PIXELS
 MIN_PHOTO_SIDE = 64
 PHOTO_SIDE = 512
 THUMB_SIDE = 128
@@ -102,27 +114,44 @@ def process_photo(data: bytes) -> ProcessedPhoto:
     )
 
 
+_TOO_MANY_PIXELS = "The photo is {width} by {height} pixels; use one of at most 8 megapixels."
+
+
 def _decode(data: bytes, kind: str) -> Image.Image:
-    """Decode the first frame fully; any failure is the sender's problem, not a 500."""
+    """Decode the first frame, within the pixel bounds above; any failure is the sender's
+    problem, not a 500."""
     try:
         with warnings.catch_warnings():
             # Pillow only warns below twice its pixel limit; we refuse outright.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data), formats=[kind]) as probe:
-                if probe.width * probe.height > MAX_PHOTO_PIXELS:
-                    raise PhotoError("The photo has too many pixels; use one under 40 megapixels.")
                 probe.verify()  # checks structure and checksums without decoding pixels
-            image = Image.open(io.BytesIO(data), formats=[kind])
+            image = Image.open(io.BytesIO(data), formats=[kind])  # lazy: reads the header only
             image.seek(0)  # animated WebP/PNG: the first frame is the photo
+            if kind == "JPEG":
+                # Let the JPEG decoder scale by 1/2, 1/4 or 1/8 while keeping both sides at
+                # least the stored size: a 12 MP phone photo decodes as under 1 MP.
+                image.draft(None, (PHOTO_SIDE, PHOTO_SIDE))  # None keeps the mode
+            if image.width * image.height > MAX_DECODED_PIXELS:
+                raise PhotoError(_TOO_MANY_PIXELS.format(width=image.width, height=image.height))
             image.load()
             # Orientation lives in EXIF, which is about to be dropped: apply it to the pixels.
-            return ImageOps.exif_transpose(image)
+            return ImageOps.exif_transpose(_reduce(image))
     except PhotoError:
         raise
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
-        raise PhotoError("The photo has too many pixels; use one under 40 megapixels.") from None
+        raise PhotoError("The photo has far too many pixels; use one of at most 8 megapixels.") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError):
         raise PhotoError("That file is damaged or not really an image. " + _ACCEPTED_HINT) from None
+
+
+def _reduce(image: Image.Image) -> Image.Image:
+    """Box-average by a whole factor down to no less than twice the stored side: cheap, and it
+    leaves the slow filters (colour profile, Lanczos) a small picture to work on."""
+    factor = min(image.size) // (2 * PHOTO_SIDE)
+    if factor < 2 or image.mode not in ("RGB", "RGBA", "L", "LA", "CMYK"):
+        return image
+    return image.reduce(factor)
 
 
 def _to_srgb(image: Image.Image) -> Image.Image:

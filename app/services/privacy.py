@@ -59,14 +59,19 @@ from tasks import photos as photo_tasks
 
 FAREWELL_TEMPLATE = "account_deleted"
 EXPORT_EVENTS_LIMIT = 5000
-# Secrets and one-time keys that an export must not hand out (a join key opens a call).
+# Secrets and one-time keys that an export must not hand out (a join key opens a call), and the
+# buyer's Checkout Session id: it is the buyer's, appears in their status page's address, and a
+# seller has no use for it (the PaymentIntent id stays, for matching payouts and disputes).
 _NOT_EXPORTED = {
     "password_hash",
     "join_key",
     "submission_key",
     "checkout_url",
+    "browser_key_hash",
     "failed_logins",
     "lockouts",
+    "session_version",
+    "stripe_checkout_session_id",
     # The payout method is exported by its last four characters only, like everywhere else.
     "method_ciphertext",
 }

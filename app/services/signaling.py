@@ -25,7 +25,8 @@ from app.refusals import Invalid
 PARTIES = ("buyer", "seller")
 MESSAGE_TYPES = ("hello", "offer", "answer", "candidate", "bye")
 CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
-STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+# Two unsigned 64-bit numbers; 19 digits always fit, so Redis never refuses a cursor we let through.
+STREAM_ID = re.compile(r"\d{1,19}-\d{1,19}")
 MAX_MESSAGE_BYTES = 32_768  # an SDP with many codecs is ~10 KB; anything far larger is not signaling
 MAX_MESSAGES = 200  # per mailbox; a call needs a few dozen
 POLL_BATCH = 100
@@ -80,7 +81,7 @@ class Signaling:
         first, and the cursor to send next time."""
         if not after:
             after = None
-        elif not isinstance(after, str) or not STREAM_ID.match(after):
+        elif not isinstance(after, str) or not STREAM_ID.fullmatch(after):
             raise Invalid("invalid", "after must be a message id", field="after")
         start = f"({after}" if after else "-"
         entries = cast(

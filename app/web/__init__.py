@@ -6,9 +6,10 @@ from flask import Flask
 
 
 def register_blueprints(app: Flask) -> None:
-    from app.web import auth, health, pages, security
+    from app.web import auth, health, input_guard, pages, security
 
     security.init_security_headers(app)
+    input_guard.init_input_guard(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(auth.bp)
@@ -46,8 +47,13 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(admin_transfers.bp)
     app.register_blueprint(metrics.bp)
 
-    from app.web import admin, privacy, safety
+    from app.web import admin, privacy, safety, sessions
 
     app.register_blueprint(safety.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(privacy.bp)
+    app.register_blueprint(sessions.bp)
+
+    from app.web import api_docs
+
+    app.register_blueprint(api_docs.bp)

@@ -165,13 +165,16 @@ def events() -> ResponseReturnValue:
 @bp.get("/admin/summary")
 def summary() -> ResponseReturnValue:
     days = request.args.get("days", "30")
-    days_count = int(days) if days.isdigit() else 30
+    # ASCII digits only: "²".isdigit() is true but int("²") fails; and a huge number is clamped
+    # before it reaches the date arithmetic.
+    days_count = int(days) if days.isascii() and days.isdigit() and len(days) <= 4 else 30
+    days_count = min(max(days_count, 1), admin.SUMMARY_DAYS_MAX)
     rows = admin.daily_summary(db.session, now=utcnow(), days=days_count)
     return _page(
         "admin/summary.html",
         rows=rows,
         totals=admin.summary_totals(rows),
-        days=min(max(days_count, 1), admin.SUMMARY_DAYS_MAX),
+        days=days_count,
         currency=current_app.extensions["settings"].currency,
     )
 

@@ -25,7 +25,7 @@ from app.db import db, utcnow
 from app.errors import ApiError, wants_json
 from app.extensions import limiter, login_manager, redis_client
 from app.models import User
-from app.services import accounts
+from app.services import accounts, sessions
 from app.services.lockouts import UnknownEmailLockouts
 from app.web.forms.auth import ForgotForm, LoginForm, ResetForm, SignupForm
 
@@ -38,6 +38,9 @@ AFTER_LOGIN = "/dashboard"
 FORGOT_ANSWER = (
     "If an account exists for that email, we sent it a link to choose a new password. It works for one hour."
 )
+# Sign-up says the same whether or not the address has an account (issue 16): the difference is
+# only in what that address receives.
+SIGNUP_ANSWER = "Check your inbox: we sent a link to that address. Open it to confirm your email and finish signing up."
 TOO_MANY = "Too many attempts from your network. Please wait a little and try again."
 
 
@@ -222,17 +225,13 @@ def signup() -> ResponseReturnValue:
     form = SignupForm()
     if form.validate_on_submit():
         try:
-            user = accounts.sign_up(
-                db.session, form.email.data or "", form.password.data or "", now=utcnow(), **_links()
-            )
+            accounts.sign_up(db.session, form.email.data or "", form.password.data or "", now=utcnow(), **_links())
         except accounts.AccountError as error:
             _show_error(form, error)
-            return _page("auth/signup.html", form, status=409 if isinstance(error, accounts.EmailTaken) else 422)
+            return _page("auth/signup.html", form, status=422)
         db.session.commit()
-        _start_session(user)
-        flash("Welcome to ChatLink! Check your inbox for a link to confirm your email.", "success")
-        return redirect(AFTER_SIGNUP, 303)
-    return _page("auth/signup.html", form)
+        return redirect(url_for("auth.signup", sent=1), 303)
+    return _page("auth/signup.html", form, sent=request.args.get("sent") == "1", answer=SIGNUP_ANSWER)
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -263,7 +262,7 @@ def login() -> ResponseReturnValue:
 @bp.post("/logout")
 def logout() -> ResponseReturnValue:
     if current_user.is_authenticated:
-        accounts.record_logout(db.session, current_user.id)
+        sessions.log_out(db.session, current_user.id)
         db.session.commit()
     _end_session()
     flash("You are logged out.", "success")
@@ -308,15 +307,21 @@ def reset(token: str) -> ResponseReturnValue:
 
 @bp.get("/verify-email/<token>")
 def verify_email(token: str) -> ResponseReturnValue:
+    viewer_id = _viewer_id()
     try:
-        accounts.verify_email(
-            db.session, token, secret_key=_settings().secret_key, now=utcnow(), current_user_id=_viewer_id()
+        user, first_time = accounts.confirm_email(
+            db.session, token, secret_key=_settings().secret_key, now=utcnow(), current_user_id=viewer_id
         )
     except accounts.WrongAccount as error:
         return render_template("auth/verify_result.html", ok=False, message=error.message), 403
     except accounts.InvalidToken as error:
         return render_template("auth/verify_result.html", ok=False, message=error.message), 400
     db.session.commit()
+    if first_time and viewer_id is None:
+        # The link from sign-up finishes the sign-up: the address is proven, the seller is in.
+        _start_session(user)
+        flash("Welcome to ChatLink! Your email is confirmed. Set up your page.", "success")
+        return redirect(AFTER_SIGNUP, 303)
     return render_template("auth/verify_result.html", ok=True, message="Your email is confirmed. Thank you!")
 
 
@@ -336,7 +341,6 @@ def resend_verification() -> ResponseReturnValue:
 
 _API_STATUS: dict[type[accounts.AccountError], int] = {
     accounts.InvalidInput: 422,
-    accounts.EmailTaken: 409,
     accounts.LoginFailed: 401,
     accounts.AccountLocked: 429,
     accounts.InvalidToken: 400,
@@ -381,12 +385,11 @@ def api_csrf() -> ResponseReturnValue:
 def api_signup() -> ResponseReturnValue:
     email, password = _json_fields("email", "password")
     try:
-        user = accounts.sign_up(db.session, email, password, now=utcnow(), **_links())
+        accounts.sign_up(db.session, email, password, now=utcnow(), **_links())
     except accounts.AccountError as error:
         raise _api_error(error) from None
     db.session.commit()
-    _start_session(user)
-    return {"user": user_json(user), "csrfToken": generate_csrf()}, 201
+    return {"message": SIGNUP_ANSWER}, 202
 
 
 @bp.post("/api/auth/login")
@@ -405,7 +408,7 @@ def api_login() -> ResponseReturnValue:
 @bp.post("/api/auth/logout")
 def api_logout() -> ResponseReturnValue:
     if current_user.is_authenticated:
-        accounts.record_logout(db.session, current_user.id)
+        sessions.log_out(db.session, current_user.id)
         db.session.commit()
     _end_session()
     return {"loggedOut": True}

@@ -129,12 +129,14 @@ def poll() -> Response:
     After the end it answers the final state with no messages: that is how a page learns the
     seller ended the call."""
     access = _access()
+    after = _body().get("after")
     if access.ended:
-        return jsonify(messages=[], cursor=_body().get("after"), **calls.call_state(access.call, utcnow()))
+        cursor = after if isinstance(after, str) else None
+        return jsonify(messages=[], cursor=cursor, **calls.call_state(access.call, utcnow()))
     access = _live_builtin(access)
     if not _slots().claim(str(access.call.id), access.party, _client_id()):
         raise ApiError(409, "This link is now open in another window.", code="in_use")
-    messages, cursor = _signaling().poll(str(access.call.id), access.party, _body().get("after"))
+    messages, cursor = _signaling().poll(str(access.call.id), access.party, after)
     return jsonify(messages=messages, cursor=cursor, **calls.call_state(access.call, utcnow()))
 
 

@@ -55,7 +55,8 @@ def mailbox() -> ResponseReturnValue:
 
 @bp.get("/mailbox.json")
 def mailbox_json() -> ResponseReturnValue:
-    limit = request.args.get("limit", default=50, type=int) or 50
+    raw_limit = request.args.get("limit", "50")
+    limit = int(raw_limit) if raw_limit.isascii() and raw_limit.isdigit() and len(raw_limit) <= 6 else 50
     recipient = request.args.get("recipient") or None
     emails = list_emails(db.session, limit=max(1, min(limit, JSON_LIMIT_MAX)), recipient=recipient)
     return jsonify({"emails": [_as_json(email) for email in emails]})

@@ -4,10 +4,16 @@
 there (303 / ``checkoutUrl``). ``/success`` is the buyer's status page (it updates itself through
 ``GET /api/requests/status`` and, without JavaScript, by refreshing); ``/cancel`` is where an
 abandoned checkout lands. Nothing here fulfils a payment: only the verified webhook does.
+
+Whoever starts a checkout gets a cookie holding a random key for it (HttpOnly, SameSite=Lax so
+that it comes back on Stripe's redirect to ``/success``, Secure over HTTPS); the status page and
+its API show the buyer's join link only to a browser that presents it. See
+``app/services/buyer_status.py``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import uuid
 from datetime import datetime
@@ -16,6 +22,7 @@ from typing import cast
 from email_validator import EmailNotValidError, validate_email
 from flask import Blueprint, Response, abort, current_app, jsonify, redirect, render_template, request
 from flask.typing import ResponseReturnValue
+from werkzeug.wrappers import Response as BaseResponse
 
 from app.db import db, utcnow
 from app.errors import ApiError
@@ -23,7 +30,8 @@ from app.extensions import limiter, redis_client
 from app.formats import format_money
 from app.integrations.payments import payment_gateway
 from app.models import Checkout
-from app.services.checkout import CheckoutRefused, abandoned_checkout, buyer_status, start_checkout
+from app.services.buyer_status import abandoned_checkout, buyer_status, hash_browser_key
+from app.services.checkout import CHECKOUT_TTL, CheckoutRefused, start_checkout
 from app.services.profiles import call_length_label, load_paywall
 from app.web.forms.paywall import NOTE_MAX, PaywallForm
 from app.web.paywall import render_paywall
@@ -34,9 +42,36 @@ bp = Blueprint("payments", __name__)
 checkout_limit = limiter.shared_limit("20/minute;200/hour", scope="checkout", methods=["POST"])
 POLL_SECONDS = 3  # the status page's script
 REFRESH_SECONDS = 5  # the same page without JavaScript
+BROWSER_KEY_COOKIE = "chatlink_checkout_"
 
 
-def _start(slug: str, email: str, note: str, submission_key: str) -> Checkout:
+def _browser_key_cookie(session_id: str) -> str:
+    """One cookie per checkout, so a browser that buys twice keeps both links. The name carries
+    a digest of the session id rather than the id itself."""
+    return BROWSER_KEY_COOKIE + hashlib.sha256(session_id.encode()).hexdigest()[:16]
+
+
+def _browser_key(session_id: str) -> str | None:
+    return request.cookies.get(_browser_key_cookie(session_id))
+
+
+def _give_browser_key(response: BaseResponse, checkout: Checkout, key: str) -> BaseResponse:
+    settings = current_app.extensions["settings"]
+    # Long enough for the seller to answer and for the call to happen; then the link is moot.
+    lifetime = CHECKOUT_TTL.total_seconds() + settings.request_ttl_seconds + settings.join_window_seconds
+    response.set_cookie(
+        _browser_key_cookie(checkout.stripe_checkout_session_id or ""),
+        key,
+        max_age=int(lifetime + settings.call_duration_seconds),
+        path="/",
+        secure=request.is_secure or settings.app_url.startswith("https://"),
+        httponly=True,
+        samesite="Lax",
+    )
+    return response
+
+
+def _start(slug: str, email: str, note: str, submission_key: str, browser_key: str) -> Checkout:
     settings = current_app.extensions["settings"]
     return start_checkout(
         db.session,
@@ -44,6 +79,7 @@ def _start(slug: str, email: str, note: str, submission_key: str) -> Checkout:
         buyer_email=email,
         note=note,
         submission_key=submission_key,
+        browser_key_hash=hash_browser_key(browser_key),
         gateway=payment_gateway(settings, redis_client()),
         app_url=settings.app_url,
         app_env=settings.app_env,
@@ -57,13 +93,16 @@ def _start(slug: str, email: str, note: str, submission_key: str) -> Checkout:
 def paywall_checkout(slug: str) -> ResponseReturnValue:
     form = PaywallForm()
     if form.validate_on_submit():
+        key = secrets.token_urlsafe(32)
         try:
-            checkout = _start(slug, form.buyer_email.data or "", form.note.data or "", form.submission_key.data or "")
+            checkout = _start(
+                slug, form.buyer_email.data or "", form.note.data or "", form.submission_key.data or "", key
+            )
         except CheckoutRefused as refusal:
             db.session.rollback()
             return _paywall_again(slug, form, refusal.status, refusal.message)
         db.session.commit()
-        return redirect(checkout.checkout_url or "/", 303)
+        return _give_browser_key(redirect(checkout.checkout_url or "/", 303), checkout, key)
     return _paywall_again(slug, form, 422, None)
 
 
@@ -92,14 +131,18 @@ def api_checkout() -> ResponseReturnValue:
         raise ApiError(422, "Some fields need attention.", fields=fields)
     # A client retrying the same purchase sends the same key and gets the same session back.
     key = request.headers.get("Idempotency-Key") or body.get("submissionKey") or secrets.token_urlsafe(24)
-    if not isinstance(key, str) or not 16 <= len(key) <= 64:
+    # Printable ASCII only: a header is not checked by the input guard, and the key is stored.
+    if not isinstance(key, str) or not 16 <= len(key) <= 64 or not (key.isascii() and key.isprintable()):
         raise ApiError(422, "The idempotency key must be 16 to 64 characters.", fields={"submissionKey": "16-64"})
+    browser_key = secrets.token_urlsafe(32)
     try:
-        checkout = _start(cast(str, slug), cast(str, email), cast(str, note), key)  # the checks above
+        checkout = _start(cast(str, slug), cast(str, email), cast(str, note), key, browser_key)  # the checks above
     except CheckoutRefused as refusal:
         raise ApiError(refusal.status, refusal.message, code=refusal.code) from None
     db.session.commit()
-    return jsonify(checkoutUrl=checkout.checkout_url, sessionId=checkout.stripe_checkout_session_id), 201
+    response = jsonify(checkoutUrl=checkout.checkout_url, sessionId=checkout.stripe_checkout_session_id)
+    response.status_code = 201
+    return _give_browser_key(response, checkout, browser_key)
 
 
 def _valid_email(value: str) -> bool:
@@ -115,9 +158,11 @@ def _valid_email(value: str) -> bool:
 @bp.get("/success")
 def success() -> ResponseReturnValue:
     settings = current_app.extensions["settings"]
+    session_id = request.args.get("session_id", "")[:255]
     status = buyer_status(
         db.session,
-        request.args.get("session_id", "")[:255],
+        session_id,
+        browser_key=_browser_key(session_id),
         app_url=settings.app_url,
         secret_key=settings.secret_key,
     )
@@ -170,7 +215,14 @@ def api_status() -> ResponseReturnValue:
     if not session_id:
         raise ApiError(400, "Pass session_id, the id in your status page's address.")
     settings = current_app.extensions["settings"]
-    status = buyer_status(db.session, session_id[:255], app_url=settings.app_url, secret_key=settings.secret_key)
+    session_id = session_id[:255]
+    status = buyer_status(
+        db.session,
+        session_id,
+        browser_key=_browser_key(session_id),
+        app_url=settings.app_url,
+        secret_key=settings.secret_key,
+    )
     if status is None:
         raise ApiError(404, "No payment has this session id.")
     response = jsonify(status.to_json())

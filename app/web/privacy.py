@@ -17,6 +17,7 @@ from app.errors import ApiError, refusal_status
 from app.extensions import limiter
 from app.refusals import Refusal
 from app.services import privacy
+from app.web.forms.auth import ChangePasswordForm
 from app.web.forms.trust import DeleteAccountForm
 
 bp = Blueprint("privacy", __name__)
@@ -34,11 +35,20 @@ def no_store(response: Response) -> Response:
 @bp.get("/account")
 @login_required
 def account() -> ResponseReturnValue:
-    return _account_page(DeleteAccountForm(formdata=None))
+    return account_page(DeleteAccountForm(formdata=None))
 
 
-def _account_page(form: DeleteAccountForm, status: int = 200) -> Response:
-    return make_response(render_template("account.html", form=form, user=current_user), status)
+def account_page(
+    form: DeleteAccountForm, status: int = 200, *, password_form: ChangePasswordForm | None = None
+) -> Response:
+    """The account page; ``app.web.sessions`` renders it again with its password form's errors."""
+    html = render_template(
+        "account.html",
+        form=form,
+        user=current_user,
+        password_form=password_form or ChangePasswordForm(formdata=None),
+    )
+    return make_response(html, status)
 
 
 @bp.get("/account/export.json")
@@ -58,13 +68,13 @@ def export() -> ResponseReturnValue:
 def delete_form() -> ResponseReturnValue:
     form = DeleteAccountForm()
     if not form.validate_on_submit():
-        return _account_page(form, 422)
+        return account_page(form, 422)
     try:
         _delete(form.password.data or "")
     except Refusal as refusal:
         db.session.rollback()
         form.password.errors = [refusal.message]
-        return _account_page(form, refusal_status(refusal))
+        return account_page(form, refusal_status(refusal))
     flash("Your account has been deleted. We sent a confirmation to your email address.", "success")
     return redirect("/", 303)
 

@@ -28,6 +28,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from app.db import db
 from app.errors import ApiError, error_response
+from app.extensions import limiter
 from app.formats import currency_exponent, iso
 from app.integrations.storage import FileNotStored, Storage, StorageError
 from app.models import Profile, User
@@ -52,6 +53,19 @@ _TOO_LARGE = "The photo is larger than 5 MB. Choose a smaller one."
 # Service field names → the JSON API's camelCase keys and the page form's fields.
 _API_FIELDS = {"display_name": "displayName", "slug": "slug", "bio": "bio", "price_cents": "priceCents"}
 _FORM_FIELDS = {"display_name": "display_name", "slug": "slug", "bio": "bio", "price_cents": "price"}
+
+
+def _uploader() -> str:
+    """The seller, whichever address they upload from (anonymous posts are refused anyway)."""
+    return f"user:{current_user.id}" if current_user.is_authenticated else request.remote_addr or "unknown"
+
+
+# Each upload decodes an image: a few a minute is plenty for a person choosing a photo. The page
+# and the API share both budgets; the per-address one stops many accounts on one machine.
+photo_limit_per_seller = limiter.shared_limit(
+    "5/minute;30/hour", scope="photo-seller", key_func=_uploader, methods=["POST"]
+)
+photo_limit_per_address = limiter.shared_limit("10/minute;60/hour", scope="photo-address", methods=["POST"])
 
 
 @bp.after_request
@@ -150,6 +164,8 @@ def _render_profile(
 
 @bp.post("/profile/photo")
 @login_required
+@photo_limit_per_seller
+@photo_limit_per_address
 def upload_photo_page() -> ResponseReturnValue:
     profile = get_profile(db.session, _user().id)
     photo_form = PhotoForm()
@@ -285,6 +301,8 @@ def _parse_profile_json(body: object) -> ProfileChanges:
 
 @bp.post("/api/profile/photo")
 @api_login_required
+@photo_limit_per_seller
+@photo_limit_per_address
 def api_upload_photo() -> ResponseReturnValue:
     profile = get_profile(db.session, _user().id)
     if profile is None:

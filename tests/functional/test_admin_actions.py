@@ -194,9 +194,7 @@ class TestNoSecretInTheEventLog:
             json={"email": "new.seller@example.com", "password": password},
             headers={"X-CSRFToken": csrf_token(client)},
         )
-        assert signup.status_code == 201
-        headers = {"X-CSRFToken": signup.get_json()["csrfToken"]}
-        client.post("/api/auth/logout", headers=headers)
+        assert signup.status_code == 202
         bad = client.post(
             "/api/auth/login",
             json={"email": "new.seller@example.com", "password": password + "x"},

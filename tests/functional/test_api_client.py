@@ -60,7 +60,7 @@ class TestOneTokenForTheWholeSession:
     def test_sign_up_then_log_out_and_in_again_with_the_same_token(self, script, db_session) -> None:  # type: ignore[no-untyped-def]
         token = script.get("/api/auth/csrf").get_json()["csrfToken"]
         credentials = {"email": "new@example.com", "password": "a fine long password"}
-        assert api(script, "/api/auth/signup", token=token, body=credentials).status_code == 201
+        assert api(script, "/api/auth/signup", token=token, body=credentials).status_code == 202
         assert api(script, "/api/auth/logout", token=token).status_code == 200
         assert api(script, "/api/auth/login", token=token, body=credentials).status_code == 200
         assert script.get("/api/requests").get_json() == {"requests": []}

@@ -68,20 +68,14 @@ class TestCsrf:
 
 
 class TestSignUp:
-    def test_201_with_the_user_and_a_session(self, client, db_session) -> None:
+    def test_202_and_the_confirmation_link_by_email_no_session_yet(self, client, db_session) -> None:
         response = api(client, "/api/auth/signup", {"email": " New@Example.com", "password": "a fine long password"})
-        assert response.status_code == 201
-        body = response.get_json()
+        assert response.status_code == 202
+        assert set(response.get_json()) == {"message"}
         user = db_session.scalar(select(User).where(User.email == "new@example.com"))
-        assert body["user"] == {
-            "id": str(user.id),
-            "email": "new@example.com",
-            "role": "SELLER",
-            "emailVerified": False,
-        }
-        assert whoami(client) == 200
-        # The new session's CSRF token is handed back, and it works.
-        assert api(client, "/api/auth/logout", token=body["csrfToken"]).status_code == 200
+        assert user is not None and user.email_verified_at is None
+        # The link logs the seller in; until then this client is not (tests/functional/test_signup_privacy.py).
+        assert whoami(client) == 401
 
     @pytest.mark.parametrize(
         ("password", "message"), [("short", "at least 10 characters"), ("1234567890", "most commonly used")]
@@ -96,10 +90,10 @@ class TestSignUp:
         response = api(client, "/api/auth/signup", {"email": "nope", "password": "a fine long password"})
         assert response.status_code == 422 and "email" in response.get_json()["error"]["fields"]
 
-    def test_a_taken_email_is_a_409(self, client, db_session) -> None:
+    def test_a_taken_email_gets_the_same_202(self, client, db_session) -> None:
         UserFactory(email="taken@example.com")
         response = api(client, "/api/auth/signup", {"email": "TAKEN@example.com", "password": "a fine long password"})
-        assert response.status_code == 409 and response.get_json()["error"]["code"] == "email_taken"
+        assert response.status_code == 202
 
     def test_missing_fields_and_non_json_bodies_are_refused(self, client, db_session) -> None:
         missing = api(client, "/api/auth/signup", {"email": "new@example.com"})

@@ -16,6 +16,8 @@ from app.db import utcnow
 from app.integrations.builtin_payments import builtin_gateway
 from app.integrations.payments import CheckoutRequest, sign_payload
 from app.models import Block, CallRequest, CancelReason, Checkout, Profile, RequestStatus
+from app.services.buyer_status import hash_browser_key
+from app.web.payments import _browser_key_cookie
 from tasks.builtin_payments import expire_builtin_checkouts
 from tasks.maintenance import SWEEP_STEPS
 from tasks.stripe_events import process_stripe_event
@@ -23,6 +25,7 @@ from tests.conftest import csrf_token
 from tests.factories import CallRequestFactory, ProfileFactory, TransactionFactory, UserFactory
 from tests.fakes.stripe_api import FakeStripe
 
+BROWSER_KEY = "the-key-of-the-browser-that-paid"
 SESSION_URL = re.compile(r"^http://127\.0\.0\.1:5000/dev/checkout/(cs_test_[0-9a-f]+)$")
 
 
@@ -269,6 +272,7 @@ class TestBuyerStatus:
                 currency="usd",
                 submission_key=secrets.token_urlsafe(24),
                 stripe_checkout_session_id="cs_test_status",
+                browser_key_hash=hash_browser_key(BROWSER_KEY),
                 expires_at=utcnow(),
             )
         )
@@ -345,6 +349,8 @@ class TestBuyerStatus:
         request = self.paid_request(
             db_session, seller, status=RequestStatus.ACCEPTED, accepted_at=utcnow(), join_key="k" * 43
         )
+        # The browser that paid holds the key (tests/functional/test_buyer_credential.py has the rest).
+        client.set_cookie(_browser_key_cookie("cs_test_status"), BROWSER_KEY)
         body = client.get("/api/requests/status?session_id=cs_test_status").get_json()
         settings = app.extensions["settings"]
         assert body["joinUrl"].startswith(f"{settings.app_url}/call/{request.id}?t=")

@@ -16,6 +16,13 @@ from tests.functional.test_profile_page import page_csrf
 from tests.unit.test_photos import exif_with_secrets, make_image
 
 
+@pytest.fixture(autouse=True)
+def _fresh_limits(redis, settings):  # type: ignore[no-untyped-def]
+    """Uploads are rate limited (tests/functional/test_photo_limits.py): each test starts afresh."""
+    for key in redis.scan_iter(f"LIMITS:LIMITER/chatlink:{settings.celery_queue}:*"):
+        redis.delete(key)
+
+
 @pytest.fixture
 def profile(db_session):  # type: ignore[no-untyped-def]
     return ProfileFactory()

@@ -156,3 +156,23 @@ class TestInbox:
         payload = raw()
         assert post(client, payload, sign_payload(payload, secret)).status_code == 200
         assert db_session.scalar(fixture_events(StripeEvent.status)) == StripeEventStatus.RECEIVED
+
+
+class TestSignatureDates:
+    """Issue 16, finding 8: the same 300 s tolerance into the past and into the future."""
+
+    def signed_at(self, secret: str, payload: bytes, timestamp: int) -> str:
+        return f"t={timestamp},v1={hmac_hex(secret, timestamp, payload)}"
+
+    @pytest.mark.parametrize("offset", [-301, 301, 3600, 10**9])
+    def test_a_signature_dated_outside_the_tolerance_is_refused(self, client, db_session, secret, offset) -> None:
+        payload = raw()
+        response = post(client, payload, self.signed_at(secret, payload, int(time.time()) + offset))
+        assert response.status_code == 400
+        assert stored(db_session) == 0
+
+    @pytest.mark.parametrize("offset", [-290, 0, 290])
+    def test_a_signature_dated_within_it_is_accepted(self, client, db_session, secret, offset) -> None:
+        payload = raw()
+        response = post(client, payload, self.signed_at(secret, payload, int(time.time()) + offset))
+        assert response.status_code == 200

@@ -108,6 +108,7 @@ class TestProduction:
         "DAILY_API_KEY": "daily-key",
         "POSTMARK_SERVER_TOKEN": "pm-token",
         "S3_BUCKET": "chatlink-photos",
+        "METRICS_TOKEN": "m" * 32,
     }
 
     def test_fully_configured_production_starts(self) -> None:
@@ -133,6 +134,16 @@ class TestProduction:
     def test_refuses_the_development_secret_key(self) -> None:
         with pytest.raises(ConfigError, match=r"^SECRET_KEY:"):
             settings(**{**self.REAL, "SECRET_KEY": DEV_SECRET_KEY})
+
+    def test_refuses_to_start_with_public_metrics(self) -> None:
+        # Issue 16, finding 8: /metrics is public unless METRICS_TOKEN is set.
+        env = {k: v for k, v in self.REAL.items() if k != "METRICS_TOKEN"}
+        with pytest.raises(ConfigError, match=r"^METRICS_TOKEN: must be set"):
+            settings(**env)
+
+    def test_refuses_a_short_metrics_token(self) -> None:
+        with pytest.raises(ConfigError, match=r"^METRICS_TOKEN:"):
+            settings(**{**self.REAL, "METRICS_TOKEN": "short"})
 
     def test_refuses_plain_http(self) -> None:
         with pytest.raises(ConfigError, match=r"^APP_URL:"):

@@ -245,3 +245,43 @@ class TestDeleteRemovedProfilePhotos:
         assert delete_removed_profile_photos(db_session, profile.id, storage=storage) == 2
         assert not (tmp_path / profile_photo_prefix(profile.id)).exists()
         assert storage.open(photo_variant_key(kept, "512"))
+
+
+class TestDecodingIsBounded:
+    """Issue 16, finding 4: the size in the header is checked before a pixel is decoded."""
+
+    @staticmethod
+    def flat_png(width: int, height: int) -> bytes:
+        out = io.BytesIO()
+        Image.new("RGB", (width, height), (200, 120, 40)).save(out, format="PNG", optimize=True)
+        return out.getvalue()
+
+    def test_a_flat_6300_square_png_is_refused_before_decoding(self, monkeypatch) -> None:
+        from PIL import ImageFile
+
+        loads: list[tuple[int, int]] = []
+        real_load = ImageFile.ImageFile.load
+        monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: loads.append(self.size) or real_load(self))
+        data = self.flat_png(6300, 6300)
+        assert len(data) < 200_000
+        with pytest.raises(PhotoError, match="6300 by 6300 pixels"):
+            process_photo(data)
+        assert loads == []
+
+    def test_a_png_just_inside_the_bound_is_accepted(self) -> None:
+        assert process_photo(self.flat_png(4096, 2048)).photo
+
+    def test_a_large_jpeg_is_decoded_at_reduced_scale(self, monkeypatch) -> None:
+        from PIL import ImageFile
+
+        loaded: list[tuple[int, int]] = []
+        real_load = ImageFile.ImageFile.load
+        monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: loaded.append(self.size) or real_load(self))
+        photo = process_photo(make_image("JPEG", size=(4032, 3024)))
+        assert Image.open(io.BytesIO(photo.photo)).size == (512, 512)
+        assert loaded and all(w * h <= 1_000_000 for w, h in loaded)  # 1/4 scale: 1008 x 756
+
+    def test_pillows_own_limit_matches(self) -> None:
+        from app.services.photos import MAX_HEADER_PIXELS
+
+        assert Image.MAX_IMAGE_PIXELS == MAX_HEADER_PIXELS

@@ -44,3 +44,15 @@ class ResetForm(FlaskForm):
         "Repeat the new password",
         validators=[DataRequired("Repeat the new password."), EqualTo("password", "The two passwords differ.")],
     )
+
+
+class ChangePasswordForm(FlaskForm):
+    # Named apart from the delete form's ``password`` on the same page, so every id is unique.
+    current_password = PasswordField("Current password", validators=[DataRequired("Enter your current password.")])
+    new_password = PasswordField(
+        "New password", validators=[DataRequired("Choose a new password.")], description=PASSWORD_HINT
+    )
+    confirm_password = PasswordField(
+        "Repeat the new password",
+        validators=[DataRequired("Repeat the new password."), EqualTo("new_password", "The two passwords differ.")],
+    )

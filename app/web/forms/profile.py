@@ -6,10 +6,17 @@ from decimal import Decimal
 
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
-from wtforms import BooleanField, DecimalField, HiddenField, StringField, TextAreaField
-from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
+from wtforms import BooleanField, DecimalField, Field, HiddenField, StringField, TextAreaField
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, StopValidation
 
 from app.services.profiles import BIO_MAX, DISPLAY_NAME_MAX, PRICE_MAX_CENTS, PRICE_MIN_CENTS, SLUG_MAX
+
+
+def finite_price(form: FlaskForm, field: Field) -> None:
+    """``Decimal`` reads "NaN", "sNaN" and "Infinity" too, and comparing a NaN raises: stop
+    before the range check."""
+    if isinstance(field.data, Decimal) and not field.data.is_finite():
+        raise StopValidation("Enter the price as a number, like 25.00.")
 
 
 class ProfileForm(FlaskForm):
@@ -34,6 +41,7 @@ class ProfileForm(FlaskForm):
         places=2,
         validators=[
             InputRequired("Enter a price."),
+            finite_price,
             NumberRange(
                 min=Decimal(PRICE_MIN_CENTS) / 100,
                 max=Decimal(PRICE_MAX_CENTS) / 100,

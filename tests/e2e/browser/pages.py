@@ -113,11 +113,27 @@ def watch_errors(page, problems: list[str]) -> None:  # type: ignore[no-untyped-
 
 
 def sign_up(page, url: str, email: str, password: str = PASSWORD) -> None:  # type: ignore[no-untyped-def]
+    """Sign up, then open the confirmation link from the dev mailbox, which logs the seller in."""
     page.goto(f"{url}/signup")
     page.get_by_label("Email").fill(email)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Create account").click()
+    page.wait_for_url(re.compile(r"/signup\?sent=1$"))
+    page.goto(confirmation_link(page, url, email))
     page.wait_for_url(re.compile(r"/profile$"))
+
+
+def confirmation_link(page, url: str, email: str, timeout: float = 30) -> str:  # type: ignore[no-untyped-def]
+    """The verify-email link of ``email``'s newest confirmation, once the worker has sent it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        emails = page.request.get(f"{url}/dev/mailbox.json?recipient={email}").json()["emails"]
+        for message in emails:
+            found = re.search(r"https?://\S+/verify-email/\S+", message.get("textBody") or "")
+            if message["template"] == "verify_email" and found:
+                return found.group(0)
+        time.sleep(0.25)
+    raise AssertionError(f"no confirmation email for {email} within {timeout} s")
 
 
 def log_in(page, url: str, email: str, password: str = PASSWORD) -> None:  # type: ignore[no-untyped-def]

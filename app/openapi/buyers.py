@@ -1,0 +1,116 @@
+"""What a buyer calls: the checkout, the status of a paid request, and the rating and report of
+a call (authorised by the buyer's call credential)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.openapi._build import (
+    EMAIL,
+    OPTIONAL_TIME,
+    STRING,
+    TIME,
+    UUID,
+    Schema,
+    nullable,
+    obj,
+    operation,
+    path_param,
+    query_param,
+)
+
+TAG = ("Buyers", "Paying for a call and following it. No account needed.")
+
+_STATUS = {"type": "string", "enum": ["processing", "pending", "accepted", "declined", "cancelled", "completed"]}
+SCHEMAS: dict[str, Schema] = {
+    "BuyerStatus": obj(
+        ("status", "requestId", "sellerName", "expiresAt", "cancelReason", "joinUrl"),
+        status=_STATUS,
+        requestId=nullable(UUID),
+        sellerName=STRING,
+        expiresAt=OPTIONAL_TIME,
+        cancelReason=nullable(STRING),
+        joinUrl={
+            "type": ["string", "null"],
+            "description": "The buyer's call link, once accepted, and only for the browser that started the "
+            "checkout (it holds that checkout's cookie). Everyone else gets null: the session id is no credential.",
+        },
+    ),
+}
+_REQUEST_ID = path_param("request_id", UUID, "The call request.")
+
+
+def _op(summary: str, **kwargs: Any) -> dict[str, Any]:
+    return operation(summary, tag=TAG[0], **kwargs)
+
+
+PATHS: dict[str, dict[str, Any]] = {
+    "/api/payments/checkout": {
+        "post": _op(
+            "Start a checkout",
+            auth="public",
+            changes=True,
+            description="Opens a Checkout Session for the seller's call and sets a cookie (HttpOnly, SameSite=Lax) "
+            "that lets this client see the buyer's join link on the status page. Send an `Idempotency-Key` header "
+            "(16-64 printable characters) to get the same session back on a retry.",
+            parameters=[
+                {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": False,
+                    "schema": {"type": "string", "minLength": 16, "maxLength": 64},
+                }
+            ],
+            body=obj(
+                ("slug", "buyerEmail"),
+                slug={"type": "string", "maxLength": 40, "examples": ["demo"]},
+                buyerEmail=EMAIL,
+                note={"type": "string", "maxLength": 280},
+                submissionKey={"type": "string", "minLength": 16, "maxLength": 64},
+            ),
+            ok={201: obj(("checkoutUrl", "sessionId"), checkoutUrl=STRING, sessionId=STRING)},
+            errors=(403, 404, 409),
+        )
+    },
+    "/api/requests/status": {
+        "get": _op(
+            "The status of a paid request",
+            auth="public",
+            description="Polled by the buyer's status page. `processing` until the payment's webhook arrived.",
+            parameters=[
+                {
+                    **query_param("session_id", {"type": "string", "maxLength": 255}, "The Checkout Session id."),
+                    "required": True,
+                }
+            ],
+            ok={200: {"$ref": "#/components/schemas/BuyerStatus"}},
+            errors=(404,),
+        )
+    },
+    "/api/calls/{request_id}/rating": {
+        "post": _op(
+            "Rate a call (buyer)",
+            auth="call",
+            parameters=[_REQUEST_ID],
+            body=obj(("token", "stars"), token=STRING, stars={"type": "integer", "minimum": 1, "maximum": 5}),
+            ok={201: obj(("rating",), rating=obj(("stars", "createdAt"), stars={"type": "integer"}, createdAt=TIME))},
+            errors=(409,),
+        )
+    },
+    "/api/calls/{request_id}/report": {
+        "post": _op(
+            "Report a problem with a call (buyer)",
+            auth="call",
+            description="One report per party per call, within 48 hours of its end.",
+            parameters=[_REQUEST_ID],
+            body=obj(
+                ("token", "reason"),
+                token=STRING,
+                reason={"type": "string", "enum": ["harassment", "inappropriate", "no_show", "spam", "other"]},
+                text={"type": "string", "maxLength": 2000},
+            ),
+            ok={201: {"$ref": "#/components/schemas/ReportCreated"}},
+            errors=(409,),
+        )
+    },
+}
