@@ -91,7 +91,7 @@ def test_an_unreachable_bucket_is_a_503_not_a_missing_photo(app, client, seller,
     assert db_session.get(type(seller), seller.id).photo_key is None  # the profile still has no photo
 
 
-def test_deleting_the_account_deletes_its_objects(client, seller, bucket, s3_server, enqueued) -> None:  # type: ignore[no-untyped-def]
+def test_deleting_the_account_deletes_its_objects(app, client, seller, bucket, s3_server, enqueued) -> None:  # type: ignore[no-untyped-def]
     upload(client, make_image("PNG"))
     other = ProfileFactory()
     S3Storage(bucket, **s3_server.storage_options).save(
@@ -102,6 +102,7 @@ def test_deleting_the_account_deletes_its_objects(client, seller, bucket, s3_ser
     )
     assert response.status_code == 200, response.get_data(as_text=True)
     (task,) = [args for name, args, _ in enqueued if name == "tasks.photos.delete_profile_photos"]
-    assert photo_tasks.delete_profile_photos(*task) == 2
-    assert s3_server.keys(bucket) == [f"photos/{other.id.hex}/{'c' * 20}/512.jpg"]
-    assert photo_tasks.delete_profile_photos(*task) == 0  # a repeat finds nothing left
+    with app.app_context():  # the task runs with this app's storage, as a worker of this app would
+        assert photo_tasks.delete_profile_photos(*task) == 2
+        assert s3_server.keys(bucket) == [f"photos/{other.id.hex}/{'c' * 20}/512.jpg"]
+        assert photo_tasks.delete_profile_photos(*task) == 0  # a repeat finds nothing left

@@ -118,7 +118,7 @@ class TestExport:
 
 class TestDeleteAccount:
     def test_leaves_no_trace_of_the_sellers_email_and_keeps_the_money_trail(
-        self, db_session, storage, settings, enqueued
+        self, app, db_session, storage, settings, enqueued
     ) -> None:
         profile, seller, done, pending = seller_with_history(db_session, storage)
         photo_key, version = profile.photo_key, seller.session_version
@@ -127,7 +127,8 @@ class TestDeleteAccount:
         db_session.commit()
         # Every photo the profile had goes, by a task (retried while the bucket is unreachable).
         assert ("tasks.photos.delete_profile_photos", (str(profile.id),), {}) in enqueued
-        assert photo_tasks.delete_profile_photos(str(profile.id)) == 4
+        with app.app_context():  # the task runs with this app's storage, as a worker of this app would
+            assert photo_tasks.delete_profile_photos(str(profile.id)) == 4
 
         assert tombstone == f"deleted-{seller.id}@invalid"
         db_session.refresh(seller)
