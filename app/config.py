@@ -68,6 +68,11 @@ class Settings:
     call_duration_seconds: int = 300
     request_ttl_seconds: int = 86400
     join_window_seconds: int = 900
+    # Scheduled calls (calls at a time the buyer proposed and the seller confirmed).
+    join_opens_before_seconds: int = 300
+    cancel_notice_seconds: int = 86400
+    hold_window_seconds: int = 518400
+    available_now_idle_seconds: int = 1800
     sweep_interval_seconds: int = 5
     celery_queue: str = "chatlink"
     webrtc_ice_servers: tuple[dict[str, Any], ...] = ()
@@ -153,6 +158,11 @@ class Settings:
             ),
             request_ttl_seconds=reader.integer("REQUEST_TTL_SECONDS", 86400, low=1),
             join_window_seconds=reader.integer("JOIN_WINDOW_SECONDS", 900, low=1),
+            join_opens_before_seconds=reader.integer("JOIN_OPENS_BEFORE_SECONDS", 300, low=0, high=3600),
+            cancel_notice_seconds=reader.integer("CANCEL_NOTICE_SECONDS", 86400, low=0),
+            # Stripe keeps an online card hold about 7 days; proposals must fall inside it.
+            hold_window_seconds=reader.integer("HOLD_WINDOW_SECONDS", 518400, low=3600, high=7 * 86400),
+            available_now_idle_seconds=reader.integer("AVAILABLE_NOW_IDLE_SECONDS", 1800, low=60),
             sweep_interval_seconds=reader.integer("SWEEP_INTERVAL_SECONDS", 5, low=1, high=3600),
             celery_queue=reader.text("CELERY_QUEUE", "chatlink"),
             webrtc_ice_servers=_parse_ice_servers(reader.optional("WEBRTC_ICE_SERVERS")),

@@ -16,7 +16,17 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
-from app.refusals import Conflict, Forbidden, Invalid, NotFound, Refusal, TooMany, Unavailable
+from app.refusals import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    Invalid,
+    NotFound,
+    Refusal,
+    TooMany,
+    Unauthenticated,
+    Unavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +53,8 @@ CSRF_HINT_PAGE = "This form has expired or came from another site. Go back, relo
 
 # The one place where a domain refusal becomes an HTTP status (app/refusals.py).
 REFUSAL_STATUS: dict[type[Refusal], int] = {
+    BadRequest: 400,
+    Unauthenticated: 401,
     NotFound: 404,
     Forbidden: 403,
     Conflict: 409,

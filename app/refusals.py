@@ -5,7 +5,8 @@ not see or that does not exist (both look the same, so an id reveals nothing), `
 what this caller may never do, ``Conflict`` for what the current state does not allow (someone
 else's transition won, the call has ended), ``Invalid`` for input that breaks a rule (``fields``
 names the inputs), ``Unavailable`` for a vendor that failed while the caller waited, and
-``TooMany`` for a limit reached. ``app.errors`` maps each kind to its status in one table and
+``TooMany`` for a limit reached; ``Unauthenticated`` and ``BadRequest`` for wrong credentials and
+links that cannot be used. ``app.errors`` maps each kind to its status in one table and
 answers every one of them the same way, so views do not catch refusals to translate them.
 """
 
@@ -31,6 +32,14 @@ class NotFound(Refusal):
 
 class Forbidden(Refusal):
     """The caller is known but may not do this."""
+
+
+class Unauthenticated(Refusal):
+    """Who the caller is could not be established (wrong email or password)."""
+
+
+class BadRequest(Refusal):
+    """The request cannot be used at all (a broken, used or expired link)."""
 
 
 class Conflict(Refusal):

@@ -24,7 +24,7 @@ from app.services import (
     stripe_events,
     transfers,
 )
-from app.services.lifecycle import clock, decisions
+from app.services.lifecycle import clock, decisions, schedule
 from tasks import _runtime, builtin_payments
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,7 @@ SWEEP_STEPS: tuple[SweepStep, ...] = (
     maintenance.pending_work,
     email_delivery.requeue_due_emails,
     decisions.expire_pending_requests,
+    schedule.send_due_reminders,
     request_payments.payment_followups,
     stripe_events.requeue_stuck_events,
     transfers.resend_stuck_transfers,

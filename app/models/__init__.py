@@ -24,7 +24,7 @@ from app.models.payments import (
     Transaction,
 )
 from app.models.safety import Block, Report, ReporterRole, ReportStatus
-from app.models.users import PasswordResetToken, Profile, Role, User
+from app.models.users import PasswordResetToken, Profile, Role, SellerAvailability, User
 
 __all__ = [
     "AutomaticPayout",
@@ -54,6 +54,7 @@ __all__ = [
     "ReporterRole",
     "RequestStatus",
     "Role",
+    "SellerAvailability",
     "StripeEvent",
     "StripeEventStatus",
     "Transaction",

@@ -6,7 +6,8 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, String, text
+from sqlalchemy import Boolean, CheckConstraint, DateTime, ForeignKey, Index, Integer, String, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base
@@ -30,6 +31,7 @@ class CancelReason(enum.StrEnum):
     PAYMENT_FAILED = "payment_failed"
     ADMIN = "admin"
     SUSPENDED = "suspended"  # the seller was suspended before the call could happen
+    BUYER_CANCELLED = "buyer_cancelled"  # the buyer cancelled a scheduled call with enough notice
 
 
 class CallRequest(Base):
@@ -54,6 +56,14 @@ class CallRequest(Base):
         ),
         Index("ix_call_requests_declined", "declined_at", postgresql_where=text("status = 'DECLINED'")),
         Index("ix_call_requests_cancelled", "cancelled_at", postgresql_where=text("cancel_reason IS NOT NULL")),
+        # The reminder sweep: only scheduled calls with a reminder still to send.
+        Index(
+            "ix_call_requests_reminders_due",
+            "next_reminder_at",
+            postgresql_where=text("next_reminder_at IS NOT NULL"),
+        ),
+        CheckConstraint("cardinality(proposed_starts) <= 3", name="at_most_three_proposals"),
+        CheckConstraint("reschedule_by IN ('buyer', 'seller')", name="reschedule_party"),
     )
 
     id: Mapped[UUIDPk]
@@ -69,7 +79,25 @@ class CallRequest(Base):
     accepted_at: Mapped[UTCDateTime | None]
     declined_at: Mapped[UTCDateTime | None]
     cancelled_at: Mapped[UTCDateTime | None]
-    join_deadline: Mapped[UTCDateTime | None]  # both must have joined by then (accepted_at + join window)
+    join_deadline: Mapped[UTCDateTime | None]  # both must have joined by then (start + join window)
+    # Scheduling. The buyer's proposed start times (none: as soon as possible) and their time zone
+    # (an IANA name, for the times we show and send them); the start the seller accepted (None:
+    # a call for right away); when the room opens (accepted_at for a call right away).
+    proposed_starts: Mapped[list[datetime]] = mapped_column(
+        ARRAY(DateTime(timezone=True)), default=list, server_default="{}"
+    )
+    buyer_time_zone: Mapped[str | None] = mapped_column(String(64))
+    scheduled_start: Mapped[UTCDateTime | None]
+    join_opens_at: Mapped[UTCDateTime | None]
+    # The calendar invitation's SEQUENCE: bumped by a reschedule and by a cancellation.
+    schedule_sequence: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The next reminder the sweep sends (24 h, then 10 min before the start); None: none left.
+    next_reminder_at: Mapped[UTCDateTime | None]
+    # One reschedule per call: a party asks (once), the other confirms or keeps the time.
+    reschedule_start: Mapped[UTCDateTime | None]
+    reschedule_by: Mapped[str | None] = mapped_column(String(10))
+    reschedule_asked_at: Mapped[UTCDateTime | None]
+    reschedule_answered_at: Mapped[UTCDateTime | None]
     # Random per-request key from which each party's join credential is derived; rotating it
     # revokes both links.
     join_key: Mapped[str | None] = mapped_column(String(64))

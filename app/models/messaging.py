@@ -18,6 +18,7 @@ class EmailStatus(enum.StrEnum):
     PENDING = "pending"
     SENT = "sent"
     FAILED = "failed"  # permanent: the provider refused it and a retry cannot help
+    WITHDRAWN = "withdrawn"  # never sent: its cause stopped holding first (a reminder of a cancelled call)
 
 
 class OutboxEmail(Base):

@@ -11,8 +11,19 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base
@@ -35,6 +46,12 @@ class Checkout(Base):
     seller_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     buyer_email: Mapped[Email]
     note: Mapped[str] = mapped_column(String(280), default="", server_default="")
+    # The start times the buyer proposed (none: as soon as possible) and their IANA time zone,
+    # carried to the request the payment creates.
+    proposed_starts: Mapped[list[datetime]] = mapped_column(
+        ARRAY(DateTime(timezone=True)), default=list, server_default="{}"
+    )
+    buyer_time_zone: Mapped[str | None] = mapped_column(String(64))
     amount_cents: Mapped[int] = mapped_column(Integer)
     currency: Mapped[str] = mapped_column(String(3))
     # The form's one-time token: a double submit finds the first attempt instead of a new one.
@@ -86,6 +103,9 @@ class Transaction(Base):
     voided_at: Mapped[UTCDateTime | None]
     refunded_at: Mapped[UTCDateTime | None]
     disputed_at: Mapped[UTCDateTime | None]
+    # Until when the hold can be captured (the card charge's ``capture_before``), when the
+    # gateway says; a pending request must be decided before then.
+    capture_before: Mapped[UTCDateTime | None]
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime] = updated_at_column()
 

@@ -1,12 +1,14 @@
-"""Sellers and admins, their public profile, and password reset tokens."""
+"""Sellers and admins, their public profile, their availability, and password reset tokens."""
 
 from __future__ import annotations
 
 import enum
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base
@@ -92,6 +94,23 @@ class Profile(Base):
     updated_at: Mapped[datetime] = updated_at_column()
 
     user: Mapped[User] = relationship(back_populates="profile")
+
+
+class SellerAvailability(Base):
+    """When a seller takes calls: weekly hours in their own time zone (``weekly`` is a list of
+    ``{"day": "mon".."sun", "from": "HH:MM", "to": "HH:MM"}``, validated by
+    ``app.services.availability``), and the "available now" switch, which is on until
+    ``available_now_until`` (pushed forward while the seller is around)."""
+
+    __tablename__ = "seller_availability"
+
+    id: Mapped[UUIDPk]
+    seller_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), unique=True)
+    time_zone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
+    weekly: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list, server_default="[]")
+    available_now_until: Mapped[UTCDateTime | None]
+    created_at: Mapped[datetime] = created_at_column()
+    updated_at: Mapped[datetime] = updated_at_column()
 
 
 class PasswordResetToken(Base):

@@ -16,10 +16,10 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from app.openapi import admin, auth, buyers, calls, operations, sellers
+from app.openapi import admin, auth, buyers, calls, operations, scheduling, sellers
 from app.openapi._build import ERROR_SCHEMA, SECURITY_SCHEMES, error_responses
 
-AREAS: tuple[ModuleType, ...] = (auth, buyers, sellers, calls, admin, operations)
+AREAS: tuple[ModuleType, ...] = (auth, buyers, sellers, scheduling, calls, admin, operations)
 VERSION = "1.0.0"
 
 DESCRIPTION = """\

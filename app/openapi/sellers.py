@@ -44,6 +44,11 @@ SCHEMAS: dict[str, Schema] = {
         endedAt=OPTIONAL_TIME,
         cancelReason=nullable(STRING),
         joinUrl={"type": ["string", "null"], "description": "The seller's own call link, once accepted."},
+        proposedStarts={**array(TIME), "description": "The buyer's proposed starts; empty: as soon as possible."},
+        scheduledStart={**OPTIONAL_TIME, "description": "The start the seller accepted; null: right away."},
+        joinOpensAt=OPTIONAL_TIME,
+        buyerTimeZone=nullable(STRING),
+        reschedule=nullable(obj(startAt=TIME, askedBy=STRING, answered={"type": "boolean"})),
     ),
     "Profile": obj(
         ("displayName", "slug", "bio", "priceCents", "currency", "paused", "status", "paywallUrl"),
@@ -121,11 +126,15 @@ PATHS: dict[str, dict[str, Any]] = {
         "post": _op(
             "Accept or decline a request",
             changes=True,
-            description="Accept captures the buyer's payment and opens the room; decline releases the hold.",
+            description="Accept captures the buyer's payment and opens the room; decline releases the hold. An "
+            "accept may send `startAt`, one of the request's `proposedStarts`: the call is then booked for that "
+            "time (both parties get a calendar invitation), otherwise it is for right now.",
             parameters=[_REQUEST_ID, path_param("action", {"type": "string", "enum": ["accept", "decline"]})],
             ok={200: obj(("request",), request=ref("CallRequest"))},
             errors=(409,),
         )
+        # The body is optional: without one, the accept is for right now (as before scheduling).
+        | {"requestBody": {"required": False, "content": {"application/json": {"schema": obj(startAt=TIME)}}}}
     },
     "/api/requests/{request_id}/block": {
         "post": _op(

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from app.db import affected_rows
 from app.formats import iso
 from app.models import PasswordResetToken, Role, User
+from app.refusals import BadRequest, Forbidden, Invalid, TooMany, Unauthenticated
 from app.services import lockouts
 from app.services.audit import record_event, user_actor
 from app.services.outbox import queue_email
@@ -45,41 +46,36 @@ WRONG_CREDENTIALS = "Wrong email or password."
 BAD_EMAIL = "Enter an email address like name@example.com."
 
 
-class AccountError(Exception):
-    """A refusal the person can act on. ``field`` names the input at fault, if any."""
-
-    code = "invalid"
-
-    def __init__(self, message: str, *, field: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.field = field
+# The account's refusals: each a domain refusal kind (app/refusals.py) with its own code.
 
 
-class InvalidInput(AccountError):
-    code = "invalid"
+class InvalidInput(Invalid):
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__("invalid", message, field=field)
 
 
-class LoginFailed(AccountError):
-    code = "invalid_credentials"
+class LoginFailed(Unauthenticated):
+    def __init__(self, message: str) -> None:
+        super().__init__("invalid_credentials", message)
 
 
-class AccountLocked(AccountError):
-    code = "account_locked"
-
-    def __init__(self, locked_until: datetime, *, now: datetime):
-        self.retry_after_seconds = max(1, int((locked_until - now).total_seconds() + 0.999))
-        wait = lockouts.describe_wait(self.retry_after_seconds)
-        super().__init__(f"Too many failed log-ins: this account is locked. Try again in {wait}.")
+class AccountLocked(TooMany):
+    def __init__(self, locked_until: datetime, *, now: datetime) -> None:
+        retry_after = max(1, int((locked_until - now).total_seconds() + 0.999))
+        wait = lockouts.describe_wait(retry_after)
+        message = f"Too many failed log-ins: this account is locked. Try again in {wait}."
+        super().__init__("account_locked", message, retry_after=retry_after)
         self.locked_until = locked_until
 
 
-class InvalidToken(AccountError):
-    code = "invalid_token"
+class InvalidToken(BadRequest):
+    def __init__(self, message: str) -> None:
+        super().__init__("invalid_token", message)
 
 
-class WrongAccount(AccountError):
-    code = "wrong_account"
+class WrongAccount(Forbidden):
+    def __init__(self, message: str) -> None:
+        super().__init__("wrong_account", message)
 
 
 # --- Passwords and users -------------------------------------------------------------------

@@ -50,6 +50,9 @@ class BuyerStatus:
     amount_cents: int
     currency: str
     join_url: str | None = None  # the buyer's link to the call, once accepted
+    proposed_starts: tuple[datetime, ...] = ()
+    scheduled_start: datetime | None = None  # the start the seller accepted (None: right away)
+    time_zone: str = "UTC"  # the buyer's, as they paid
 
     @property
     def is_final(self) -> bool:
@@ -63,6 +66,8 @@ class BuyerStatus:
             "expiresAt": iso(self.expires_at),
             "cancelReason": self.cancel_reason,
             "joinUrl": self.join_url,
+            "proposedStarts": [iso(start) for start in self.proposed_starts],
+            "scheduledStart": iso(self.scheduled_start),
         }
 
 
@@ -96,6 +101,9 @@ def buyer_status(
         join_url=accepted_join_url(call_request, "buyer", app_url=app_url, secret_key=secret_key)
         if call_request and _browser_matches(checkout, browser_key)
         else None,
+        proposed_starts=tuple(call_request.proposed_starts if call_request else checkout.proposed_starts),
+        scheduled_start=call_request.scheduled_start if call_request else None,
+        time_zone=checkout.buyer_time_zone or "UTC",
     )
 
 

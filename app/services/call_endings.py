@@ -183,7 +183,8 @@ def recover_call_work(session: Session, now: datetime, settings: Settings) -> di
     then at most once per RECOVER_AFTER (its sweep lease)."""
     provisions = claim(
         session,
-        follow_up_due(CallRequest.accepted_at, now, RECOVER_AFTER),
+        # From the room's opening: a call accepted for later gets its room shortly before the start.
+        follow_up_due(func.coalesce(CallRequest.join_opens_at, CallRequest.accepted_at), now, RECOVER_AFTER),
         CallRequest.status == RequestStatus.ACCEPTED,
         CallRequest.room_ready_at.is_(None),
         CallRequest.join_deadline > now,

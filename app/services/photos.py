@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from app.db import on_commit
 from app.integrations.storage import Storage, StorageError
 from app.models import Profile
-from app.refusals import Unavailable
+from app.refusals import Invalid, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +55,11 @@ _REFUSED_NAMES = {"GIF": "GIF", "BMP": "BMP", "TIFF": "TIFF", "HEIC": "HEIC", "A
 _ACCEPTED_HINT = "Use a JPEG, PNG or WebP photo."
 
 
-class PhotoError(ValueError):
+class PhotoError(Invalid):
     """The upload is refused; the message is written for the seller."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("invalid_photo", message, field="photo")
 
 
 @dataclass(frozen=True)

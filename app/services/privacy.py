@@ -45,6 +45,7 @@ from app.models import (
     Report,
     ReporterRole,
     RequestStatus,
+    SellerAvailability,
     Transaction,
     User,
 )
@@ -106,6 +107,9 @@ def export_seller_data(session: Session, user_id: uuid.UUID, *, now: datetime) -
         "ledger": rows(LedgerEntry, LedgerEntry.seller_id == user_id, order=LedgerEntry.created_at),
         "payouts": rows(PayoutRequest, PayoutRequest.seller_id == user_id, order=PayoutRequest.created_at),
         "payoutSettings": rows(PayoutSettings, PayoutSettings.seller_id == user_id, order=PayoutSettings.created_at),
+        "availability": rows(
+            SellerAvailability, SellerAvailability.seller_id == user_id, order=SellerAvailability.created_at
+        ),
         "connectAccount": rows(ConnectAccount, ConnectAccount.seller_id == user_id, order=ConnectAccount.created_at),
         "blocks": rows(Block, Block.seller_id == user_id, order=Block.created_at),
         "reportsFiled": rows(
@@ -224,6 +228,7 @@ def _retire_user(session: Session, user: User, tombstone: str, now: datetime) ->
 
 
 def _remove_profile(session: Session, user_id: uuid.UUID) -> None:
+    session.execute(delete(SellerAvailability).where(SellerAvailability.seller_id == user_id))
     profile_id = session.scalar(delete(Profile).where(Profile.user_id == user_id).returning(Profile.id))
     if profile_id is not None:
         # Every photo the profile ever had, by a task that retries while the bucket is unreachable.

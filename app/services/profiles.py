@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, joinedload
 
 from app.db import affected_rows
 from app.models import CallRequest, Profile, Rating, RequestStatus, User
+from app.refusals import Conflict, Invalid
 
 DISPLAY_NAME_MAX = 60
 BIO_MAX = 500
@@ -49,14 +50,18 @@ RESERVED_SLUGS = frozenset(_RESERVED_WORDS.split())
 UnavailableReason = str  # "unverified" | "paused" | "suspended" | "deleted"
 
 
-class ProfileError(ValueError):
-    """Refused input. ``fields`` maps a field name to a message for the seller; ``conflict`` is
-    set when the only problem is a slug someone else already has."""
+class ProfileError(Invalid):
+    """Refused input; ``fields`` maps a field name to a message for the seller."""
 
-    def __init__(self, fields: dict[str, str], *, conflict: bool = False):
-        super().__init__("; ".join(f"{name}: {message}" for name, message in fields.items()))
-        self.fields = fields
-        self.conflict = conflict
+    def __init__(self, fields: dict[str, str]) -> None:
+        super().__init__("invalid", "Some fields need attention.", fields=fields)
+
+
+class SlugTaken(Conflict):
+    """The only problem is a link someone else already has."""
+
+    def __init__(self, fields: dict[str, str]) -> None:
+        super().__init__("slug_taken", "That link is already taken.", fields=fields)
 
 
 # --- Rules ------------------------------------------------------------------------------------
@@ -163,7 +168,7 @@ def save_profile(session: Session, *, user_id: uuid.UUID, changes: ProfileChange
     if taken:
         errors["slug"] = f"“{wanted_slug}” is already taken; choose another."
     if errors:
-        raise ProfileError(errors, conflict=taken and len(errors) == 1)
+        raise SlugTaken(errors) if taken and len(errors) == 1 else ProfileError(errors)
     if profile is None:
         profile = Profile(user_id=user_id, currency=currency, price_cents=PRICE_DEFAULT_CENTS)
         slug = wanted_slug or generate_slug(session, str(values["display_name"]))
@@ -222,9 +227,9 @@ def _store(session: Session, profile: Profile, values: dict[str, object], slug: 
             if "uq_profiles_slug" not in str(error.orig):
                 raise
             if not generated:
-                raise ProfileError({"slug": f"“{slug}” is already taken; choose another."}, conflict=True) from None
+                raise SlugTaken({"slug": f"“{slug}” is already taken; choose another."}) from None
             slug = f"{slugify(str(values.get('display_name', ''))) or 'seller'}-{secrets.token_hex(3)}"
-    raise ProfileError({"slug": "Could not find a free address; choose one yourself."}, conflict=True)
+    raise SlugTaken({"slug": "Could not find a free address; choose one yourself."})
 
 
 def set_paused(session: Session, *, user_id: uuid.UUID, paused: bool) -> bool:

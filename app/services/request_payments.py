@@ -36,7 +36,13 @@ log = logging.getLogger(__name__)
 
 # Cancelled requests whose payment this module gives back. Seller no-shows are refunded by the
 # call's own code and a buyer no-show is the seller's to keep.
-RELEASE_REASONS = (CancelReason.EXPIRED, CancelReason.PAYMENT_FAILED, CancelReason.BLOCKED, CancelReason.SUSPENDED)
+RELEASE_REASONS = (
+    CancelReason.EXPIRED,
+    CancelReason.PAYMENT_FAILED,
+    CancelReason.BLOCKED,
+    CancelReason.SUSPENDED,
+    CancelReason.BUYER_CANCELLED,
+)
 RELEASE_FAILED_EVENT = "payment.release_failed"
 # The sweep re-publishes payment work still undone this long after the transition that published
 # it, and then no more often than that (the row's sweep lease).
@@ -77,8 +83,9 @@ def capture_accepted_payment(session: Session, request_id: uuid.UUID, *, gateway
 
 def release_payment(session: Session, request_id: uuid.UUID, *, gateway: PaymentGateway, now: datetime) -> str:
     """Give the buyer's money back for a DECLINED request or a CANCELLED one (expired,
-    payment_failed, blocked): a hold is cancelled (VOIDED), a captured payment (under
-    ``PAYMENT_CAPTURE=immediate``) is refunded (REFUNDED).
+    payment_failed, blocked, suspended, buyer_cancelled in time): a hold is cancelled (VOIDED),
+    a captured payment (under ``PAYMENT_CAPTURE=immediate``, or a scheduled call cancelled in
+    time) is refunded (REFUNDED).
 
     Returns ``voided``, ``refunded``, ``unchanged`` (already settled), ``skipped`` (not a request
     this applies to) or ``failed`` (the gateway refused for good; recorded for an operator).

@@ -22,9 +22,10 @@ from flask_wtf.csrf import generate_csrf
 
 from app.config import Settings
 from app.db import db, utcnow
-from app.errors import ApiError, wants_json
+from app.errors import ApiError, refusal_status, wants_json
 from app.extensions import limiter, login_manager, redis_client
 from app.models import User
+from app.refusals import Refusal
 from app.services import accounts, sessions
 from app.services.lockouts import UnknownEmailLockouts
 from app.web.forms.auth import ForgotForm, LoginForm, ResetForm, SignupForm
@@ -173,7 +174,7 @@ def _end_session() -> None:
 def _log_in(email: str, password: str) -> User:
     try:
         return accounts.log_in(db.session, email, password, now=utcnow(), unknown=_unknown_email_lockouts())
-    except accounts.AccountError:
+    except Refusal:
         db.session.commit()  # keep the failure count and the audit event
         raise
 
@@ -209,12 +210,14 @@ def _page(template: str, form: FlaskForm, status: int = 200, **context: Any) -> 
     return render_template(template, form=form, **context), status
 
 
-def _show_error(form: FlaskForm, error: accounts.AccountError) -> None:
-    field = getattr(form, error.field, None) if error.field else None
-    if field is not None:
-        field.errors.append(error.message)
-    else:
-        form.form_errors.append(error.message)
+def _show_error(form: FlaskForm, refusal: Refusal) -> None:
+    """The refusal's message beside the input at fault, or above the form."""
+    fields = [getattr(form, name, None) for name in refusal.fields]
+    for field in fields:
+        if field is not None:
+            field.errors.append(refusal.message)
+    if not any(fields):
+        form.form_errors.append(refusal.message)
 
 
 @bp.route("/signup", methods=["GET", "POST"])
@@ -226,9 +229,9 @@ def signup() -> ResponseReturnValue:
     if form.validate_on_submit():
         try:
             accounts.sign_up(db.session, form.email.data or "", form.password.data or "", now=utcnow(), **_links())
-        except accounts.AccountError as error:
-            _show_error(form, error)
-            return _page("auth/signup.html", form, status=422)
+        except Refusal as refusal:
+            _show_error(form, refusal)
+            return _page("auth/signup.html", form, status=refusal_status(refusal))
         db.session.commit()
         return redirect(url_for("auth.signup", sent=1), 303)
     return _page("auth/signup.html", form, sent=request.args.get("sent") == "1", answer=SIGNUP_ANSWER)
@@ -246,11 +249,11 @@ def login() -> ResponseReturnValue:
     if form.validate_on_submit():
         try:
             user = _log_in(form.email.data or "", form.password.data or "")
-        except accounts.AccountLocked as error:
-            form.form_errors.append(error.message)
-            headers["Retry-After"] = str(error.retry_after_seconds)
-        except accounts.AccountError as error:
-            form.form_errors.append(error.message)
+        except accounts.AccountLocked as locked:
+            form.form_errors.append(locked.message)
+            headers["Retry-After"] = str(locked.retry_after)
+        except Refusal as refusal:
+            form.form_errors.append(refusal.message)
         else:
             db.session.commit()
             _start_session(user)
@@ -298,10 +301,10 @@ def reset(token: str) -> ResponseReturnValue:
             return redirect(url_for("auth.login"), 303)
         if request.method == "GET":
             accounts.check_reset_token(db.session, token, now=utcnow())
-    except accounts.InvalidToken as error:
-        return render_template("auth/reset_invalid.html", message=error.message), 400, private
-    except accounts.AccountError as error:
-        _show_error(form, error)
+    except accounts.InvalidToken as invalid:
+        return render_template("auth/reset_invalid.html", message=invalid.message), 400, private
+    except Refusal as refusal:
+        _show_error(form, refusal)
     return *_page("auth/reset.html", form), private
 
 
@@ -312,10 +315,9 @@ def verify_email(token: str) -> ResponseReturnValue:
         user, first_time = accounts.confirm_email(
             db.session, token, secret_key=_settings().secret_key, now=utcnow(), current_user_id=viewer_id
         )
-    except accounts.WrongAccount as error:
-        return render_template("auth/verify_result.html", ok=False, message=error.message), 403
-    except accounts.InvalidToken as error:
-        return render_template("auth/verify_result.html", ok=False, message=error.message), 400
+    except Refusal as refusal:
+        page = render_template("auth/verify_result.html", ok=False, message=refusal.message)
+        return page, refusal_status(refusal)
     db.session.commit()
     if first_time and viewer_id is None:
         # The link from sign-up finishes the sign-up: the address is proven, the seller is in.
@@ -338,28 +340,6 @@ def resend_verification() -> ResponseReturnValue:
 
 
 # --- JSON API -------------------------------------------------------------------------------
-
-_API_STATUS: dict[type[accounts.AccountError], int] = {
-    accounts.InvalidInput: 422,
-    accounts.LoginFailed: 401,
-    accounts.AccountLocked: 429,
-    accounts.InvalidToken: 400,
-    accounts.WrongAccount: 403,
-}
-
-
-def _api_error(error: accounts.AccountError, *, rename: dict[str, str] | None = None) -> ApiError:
-    field = (rename or {}).get(error.field or "", error.field)
-    headers = {}
-    if isinstance(error, accounts.AccountLocked):
-        headers["Retry-After"] = str(error.retry_after_seconds)
-    return ApiError(
-        _API_STATUS.get(type(error), 422),
-        error.message,
-        code=error.code,
-        fields={field: error.message} if field else None,
-        headers=headers,
-    )
 
 
 def _json_fields(*names: str) -> list[str]:
@@ -384,10 +364,7 @@ def api_csrf() -> ResponseReturnValue:
 @signup_limit
 def api_signup() -> ResponseReturnValue:
     email, password = _json_fields("email", "password")
-    try:
-        accounts.sign_up(db.session, email, password, now=utcnow(), **_links())
-    except accounts.AccountError as error:
-        raise _api_error(error) from None
+    accounts.sign_up(db.session, email, password, now=utcnow(), **_links())
     db.session.commit()
     return {"message": SIGNUP_ANSWER}, 202
 
@@ -396,10 +373,7 @@ def api_signup() -> ResponseReturnValue:
 @login_limit
 def api_login() -> ResponseReturnValue:
     email, password = _json_fields("email", "password")
-    try:
-        user = _log_in(email, password)
-    except accounts.AccountError as error:
-        raise _api_error(error) from None
+    user = _log_in(email, password)
     db.session.commit()
     _start_session(user)
     return {"user": user_json(user), "csrfToken": generate_csrf()}
@@ -430,8 +404,10 @@ def api_reset() -> ResponseReturnValue:
     viewer_id = _viewer_id()
     try:
         user = accounts.reset_password(db.session, token, new_password, now=utcnow())
-    except accounts.AccountError as error:
-        raise _api_error(error, rename={"password": "newPassword"}) from None
+    except Refusal as refusal:
+        # The API's input is newPassword; the service names the form's password field.
+        refusal.fields = {"newPassword" if name == "password" else name: text for name, text in refusal.fields.items()}
+        raise
     db.session.commit()
     logged_in = _after_reset(user, viewer_id)
     answer: dict[str, object] = {"passwordReset": True, "loggedIn": logged_in}

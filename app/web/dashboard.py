@@ -7,7 +7,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import login_required
 
 from app.db import db, utcnow
-from app.formats import format_money
+from app.formats import format_local, format_money, iso
 from app.models import RequestStatus
 from app.services.profiles import load_dashboard
 from app.services.requests import accepted_join_url, list_requests
@@ -45,5 +45,7 @@ def dashboard() -> ResponseReturnValue:
         capture_manual=settings.payment_capture == "manual",
         upcoming_calls=upcoming,
         payout_next="/dashboard",
+        local_time=format_local,
+        iso=iso,
         **balance_card_context(user),
     )

@@ -27,16 +27,15 @@ from flask_login import current_user, login_required
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from app.db import db
-from app.errors import ApiError, error_response
+from app.errors import ApiError, error_response, refusal_status
 from app.extensions import limiter
 from app.formats import currency_exponent, iso
 from app.integrations.storage import FileNotStored, Storage, StorageError
 from app.models import Profile, User
-from app.refusals import Unavailable
-from app.services.photos import PhotoError, photo_variant_key, remove_profile_photo, set_profile_photo
+from app.refusals import Refusal, Unavailable
+from app.services.photos import photo_variant_key, remove_profile_photo, set_profile_photo
 from app.services.profiles import (
     ProfileChanges,
-    ProfileError,
     get_profile,
     save_profile,
     seller_unavailable_reason,
@@ -124,11 +123,11 @@ def profile_page() -> ResponseReturnValue:
     )
     try:
         save_profile(db.session, user_id=_user().id, changes=changes, currency=settings.currency)
-    except ProfileError as error:
+    except Refusal as refusal:
         db.session.rollback()
-        for name, message in error.fields.items():
+        for name, message in refusal.fields.items():
             getattr(form, _FORM_FIELDS[name]).errors.append(message)
-        return _render_profile(get_profile(db.session, _user().id), form, status=409 if error.conflict else 422)
+        return _render_profile(get_profile(db.session, _user().id), form, status=refusal_status(refusal))
     db.session.commit()
     flash("Profile saved.", "success")
     return redirect(url_for("profile.profile_page"), 303)
@@ -176,8 +175,8 @@ def upload_photo_page() -> ResponseReturnValue:
             set_profile_photo(
                 db.session, profile_id=profile.id, data=photo_form.photo.data.read(), storage=get_storage()
             )
-        except PhotoError as error:
-            photo_form.photo.errors = [str(error)]
+        except Refusal as refusal:
+            photo_form.photo.errors = [refusal.message]
         else:
             db.session.commit()
             flash("Photo updated.", "success")
@@ -261,11 +260,10 @@ def api_save_profile() -> ResponseReturnValue:
         profile = save_profile(
             db.session, user_id=_user().id, changes=changes, currency=current_app.extensions["settings"].currency
         )
-    except ProfileError as error:
-        fields = {_API_FIELDS[name]: message for name, message in error.fields.items()}
-        if error.conflict:
-            raise ApiError(409, "That link is already taken.", code="slug_taken", fields=fields) from None
-        raise ApiError(422, "Some fields need attention.", fields=fields) from None
+    except Refusal as refusal:
+        # The API's inputs are camelCase; the service names the model's fields.
+        refusal.fields = {_API_FIELDS[name]: message for name, message in refusal.fields.items()}
+        raise
     db.session.commit()
     return jsonify(profile_json(profile, _user())), 200 if existed else 201
 
@@ -310,10 +308,7 @@ def api_upload_photo() -> ResponseReturnValue:
     upload = request.files.get("photo")
     if upload is None:
         raise ApiError(422, "Send the photo as multipart form field 'photo'.", fields={"photo": "Required."})
-    try:
-        set_profile_photo(db.session, profile_id=profile.id, data=upload.read(), storage=get_storage())
-    except PhotoError as error:
-        raise ApiError(422, str(error), code="invalid_photo", fields={"photo": str(error)}) from None
+    set_profile_photo(db.session, profile_id=profile.id, data=upload.read(), storage=get_storage())
     db.session.commit()
     return jsonify(profile_json(profile, _user()))
 

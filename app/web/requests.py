@@ -16,11 +16,13 @@ from flask_login import current_user, login_required
 
 from app.db import db, utcnow
 from app.errors import ApiError
-from app.formats import format_money
+from app.formats import format_local, format_money, iso
 from app.models import CallRequest, RequestStatus
-from app.refusals import Conflict
+from app.refusals import Conflict, Invalid
+from app.services.availability import load_availability
 from app.services.lifecycle.decisions import accept_request, decline_request
 from app.services.requests import LIST_LIMIT, accepted_join_url, list_requests, parse_status, serialize_request
+from app.services.scheduling import ScheduleConfig, parse_instant
 from app.web.forms.requests import DecisionForm
 
 bp = Blueprint("requests", __name__)
@@ -36,8 +38,12 @@ def page() -> ResponseReturnValue:
     if chosen not in FILTERS:
         chosen = "all"
     rows = list_requests(db.session, current_user.id, parse_status(chosen))
+    zone = load_availability(db.session, current_user.id).time_zone
     return render_template(
         "requests.html",
+        zone=zone,
+        local_time=lambda value: format_local(value, zone),
+        iso=iso,
         rows=rows,
         chosen=chosen,
         filters=FILTERS,
@@ -58,11 +64,14 @@ def decide_form(request_id: uuid.UUID, action: str) -> ResponseReturnValue:
     back = (form.back.data or "").strip().lower()
     target = url_for("requests.page", status=back) if back in FILTERS[1:] else url_for("requests.page")
     try:
-        _decide(action, request_id)
-    except Conflict as refusal:
+        start_at = parse_instant(form.start_at.data, field="startAt") if form.start_at.data else None
+        _decide(action, request_id, start_at)
+    except (Conflict, Invalid) as refusal:
         flash(refusal.message, "error")
         return redirect(target, code=303)
-    if action == "accept":
+    if action == "accept" and form.start_at.data:
+        flash("Accepted for the time you picked. You and the buyer get a calendar invitation by email.", "success")
+    elif action == "accept":
         flash("Accepted. We are charging the buyer and preparing your room; your join link appears here.", "success")
     else:
         flash("Declined. The buyer's payment is released and they have been told.", "success")
@@ -83,11 +92,15 @@ def api_list() -> ResponseReturnValue:
 @bp.post("/api/requests/<uuid:request_id>/<any(accept, decline):action>")
 @login_required
 def api_decide(request_id: uuid.UUID, action: str) -> ResponseReturnValue:
-    return jsonify(request=_serialize(_decide(action, request_id)))
+    body = request.get_json(silent=True) or {}
+    raw = body.get("startAt") if isinstance(body, dict) and action == "accept" else None
+    start_at = parse_instant(raw, field="startAt") if raw is not None else None
+    return jsonify(request=_serialize(_decide(action, request_id, start_at)))
 
 
-def _decide(action: str, request_id: uuid.UUID) -> CallRequest:
-    """Run the seller's decision and commit; a refusal is answered by app/errors.py."""
+def _decide(action: str, request_id: uuid.UUID, start_at: datetime | None = None) -> CallRequest:
+    """Run the seller's decision and commit; a refusal is answered by app/errors.py. ``start_at``:
+    accept for one of the buyer's proposed times instead of for right now."""
     settings = current_app.extensions["settings"]
     if action == "accept":
         call_request = accept_request(
@@ -96,6 +109,8 @@ def _decide(action: str, request_id: uuid.UUID) -> CallRequest:
             seller_id=current_user.id,
             now=utcnow(),
             join_window_seconds=settings.join_window_seconds,
+            start_at=start_at,
+            schedule=ScheduleConfig.from_settings(settings),
         )
     else:
         call_request = decline_request(db.session, request_id, seller_id=current_user.id, now=utcnow())

@@ -36,7 +36,14 @@
   var statusLine = document.getElementById("requests-status");
   var currency = (section.getAttribute("data-currency") || "usd").toUpperCase();
   var pollUrl = section.getAttribute("data-poll-url");
-  var dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+  // Times in the seller's own zone (their availability's) once they have set one, else the browser's.
+  var zone = section.getAttribute("data-time-zone") || undefined;
+  var dateFormat;
+  try {
+    dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short", timeZone: zone });
+  } catch (e) {
+    dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+  }
   var money = new Intl.NumberFormat(undefined, { style: "currency", currency: currency });
   var exponent = money.resolvedOptions().maximumFractionDigits;
 
@@ -93,8 +100,23 @@
     times.appendChild(document.createTextNode(" · expires "));
     times.appendChild(timeEl(item.expiresAt));
     li.appendChild(times);
+    var proposed = item.proposedStarts || [];
+    if (proposed.length) {
+      li.appendChild(el("p", "pending-when", "Proposed times:"));
+      var choices = el("ul", "proposed-list");
+      proposed.forEach(function (start) {
+        var choice = el("li");
+        choice.appendChild(timeEl(start));
+        choice.appendChild(document.createTextNode(" "));
+        var pick = button("Accept this time", "accept", item.id, "button-primary");
+        pick.setAttribute("data-start", start);
+        choice.appendChild(pick);
+        choices.appendChild(choice);
+      });
+      li.appendChild(choices);
+    }
     var row = el("div", "row");
-    row.appendChild(button("Accept", "accept", item.id, "button-primary"));
+    row.appendChild(button(proposed.length ? "Accept for right now" : "Accept", "accept", item.id, "button-primary"));
     row.appendChild(button("Decline", "decline", item.id, "button-danger"));
     li.appendChild(row);
     return li;
@@ -136,13 +158,16 @@
     if (!target) return;
     var action = target.getAttribute("data-action");
     var id = target.getAttribute("data-id");
-    target.closest(".row").querySelectorAll("button").forEach(function (b) { b.disabled = true; });
+    var start = target.getAttribute("data-start");
+    var item = target.closest(".pending");
+    var buttons = item ? item.querySelectorAll("button") : [target];
+    Array.prototype.forEach.call(buttons, function (b) { b.disabled = true; });
     say(action === "accept" ? "Accepting…" : "Declining…");
     fetch("/api/requests/" + encodeURIComponent(id) + "/" + action, {
       method: "POST",
       credentials: "same-origin",
       headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRFToken": csrfToken },
-      body: "{}"
+      body: JSON.stringify(start ? { startAt: start } : {})
     })
       .then(function (response) {
         return response.json().catch(function () { return {}; }).then(function (body) {
@@ -154,18 +179,36 @@
         });
       })
       .then(function () {
-        var item = target.closest(".pending");
         if (item) item.remove();
         empty.hidden = list.children.length > 0;
+        if (action === "accept" && start) {
+          // The booked call is listed under "Calls", which this script does not redraw.
+          say("Accepted for " + dateFormat.format(new Date(start)) + ". You and the buyer get a calendar invitation; the call is listed under Calls.");
+          window.location.reload();
+          return;
+        }
         say(action === "accept" ? "Accepted. The buyer gets the call link by email." : "Declined. The buyer will not pay for this call.");
         refresh();
       })
       .catch(function (error) {
         say(error.message);
-        target.closest(".row").querySelectorAll("button").forEach(function (b) { b.disabled = false; });
+        Array.prototype.forEach.call(buttons, function (b) { b.disabled = false; });
       });
   });
 
   localiseTimes(list);
   if (pollUrl) timer = setInterval(refresh, POLL_MS);
+
+  // --- "Available now" stays on while this page is open and seen ------------------------------
+  var switchForm = document.getElementById("available-now");
+  if (switchForm && switchForm.getAttribute("data-available") === "1") {
+    setInterval(function () {
+      if (document.hidden) return;
+      fetch("/api/availability/heartbeat", {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { Accept: "application/json", "X-CSRFToken": csrfToken }
+      }).catch(function () { /* next minute */ });
+    }, 60000);
+  }
 })();

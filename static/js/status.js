@@ -69,7 +69,33 @@
     each("[data-final-only]", function (element) {
       setHidden(element, !FINAL[status]);
     });
+    each("[data-scheduled]", function (element) {
+      setHidden(element, !data.scheduledStart);
+    });
+    if (data.scheduledStart) {
+      each("[data-scheduled-start]", function (element) {
+        if (element.getAttribute("datetime") === data.scheduledStart) return;  // already rendered by the server
+        element.setAttribute("datetime", data.scheduledStart);
+        element.textContent = inBuyersZone(data.scheduledStart);
+      });
+      each("[data-join-link]", function (element) { element.textContent = "Your call page"; });
+    }
     showCountdown();
+  }
+
+  // The booked time in the zone the buyer paid from (the page names it), as the server writes it.
+  function inBuyersZone(iso) {
+    var zone = root.getAttribute("data-time-zone") || "UTC";
+    var date = new Date(iso);
+    try {
+      var text = new Intl.DateTimeFormat("en-GB", {
+        weekday: "long", day: "numeric", month: "long", year: "numeric",
+        hour: "2-digit", minute: "2-digit", hourCycle: "h23", timeZone: zone
+      }).format(date);
+      return text + " (" + zone + ")";
+    } catch (e) {
+      return date.toISOString();
+    }
   }
 
   function schedule(ms) {

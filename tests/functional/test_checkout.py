@@ -303,6 +303,8 @@ class TestBuyerStatus:
             "expiresAt": None,
             "cancelReason": None,
             "joinUrl": None,
+            "proposedStarts": [],
+            "scheduledStart": None,
         }
         html = client.get("/success?session_id=cs_test_waiting").get_data(as_text=True)
         assert "Confirming your payment" in html

@@ -15,7 +15,7 @@ from app.models import CallRequest, CancelReason, EventLog, OutboxEmail, Payment
 from app.refusals import Refusal
 from app.services import admin
 from app.services.audit import record_event
-from app.services.checkout import CheckoutRefused, start_checkout
+from app.services.checkout import start_checkout
 from app.services.profiles import load_paywall
 from tests.factories import AdminFactory, CallRequestFactory, ProfileFactory, TransactionFactory
 from tests.trust_support import finished_call
@@ -67,7 +67,7 @@ class TestSuspend:
 
         profile, staff = ProfileFactory(), AdminFactory()
         admin.suspend_seller(db_session, profile.user_id, admin_id=staff.id, note="", now=utcnow())
-        with pytest.raises(CheckoutRefused) as refused:
+        with pytest.raises(Refusal) as refused:
             start_checkout(
                 db_session,
                 slug=profile.slug,
@@ -80,7 +80,7 @@ class TestSuspend:
                 capture_manually=True,
                 now=utcnow(),
             )
-        assert refused.value.status == 409
+        assert refusal_status(refused.value) == 409
 
     def test_twice_is_a_conflict_that_changes_nothing(self, db_session) -> None:
         seller, staff = ProfileFactory().user, AdminFactory()

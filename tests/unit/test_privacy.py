@@ -299,3 +299,20 @@ class TestEraseBuyer:
         with pytest.raises(Refusal) as refused:
             privacy.erase_buyer_email(db_session, bad, admin_id=AdminFactory().id, now=utcnow())
         assert refusal_status(refused.value) == 422
+
+
+def test_the_sellers_hours_are_exported_and_go_with_the_account(db_session, storage) -> None:  # type: ignore[no-untyped-def]
+    from app.models import SellerAvailability
+    from app.services.availability import parse_weekly, save_availability
+
+    _profile, seller, _done, _pending = seller_with_history(db_session, storage)
+    weekly = parse_weekly([{"day": "wed", "from": "09:00", "to": "12:00"}])
+    save_availability(db_session, seller.id, now=utcnow(), idle_seconds=60, time_zone="Europe/Lisbon", weekly=weekly)
+
+    [exported] = privacy.export_seller_data(db_session, seller.id, now=utcnow())["availability"]
+    assert exported["timeZone"] == "Europe/Lisbon" and exported["weekly"] == [
+        {"day": "wed", "from": "09:00", "to": "12:00"}
+    ]
+
+    privacy.delete_account(db_session, seller.id, password=PASSWORD, now=utcnow())
+    assert db_session.scalar(select(SellerAvailability).where(SellerAvailability.seller_id == seller.id)) is None

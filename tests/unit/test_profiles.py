@@ -4,10 +4,10 @@ import pytest
 
 from app.db import utcnow
 from app.models import Profile, Rating
+from app.refusals import Conflict, Refusal
 from app.services.profiles import (
     PRICE_DEFAULT_CENTS,
     ProfileChanges,
-    ProfileError,
     call_length_label,
     generate_slug,
     load_dashboard,
@@ -104,13 +104,13 @@ class TestSaveProfile:
         assert profile.slug == "zoe-smith-2"
 
     def test_new_profile_needs_a_name(self, db_session) -> None:
-        with pytest.raises(ProfileError) as caught:
+        with pytest.raises(Refusal) as caught:
             save(db_session, UserFactory(), bio="hi")
         assert "display_name" in caught.value.fields
 
     @pytest.mark.parametrize("name", ["", "   ", "x" * 61, "bad\u0000name", "rtl\u202etrick"])
     def test_bad_display_names_are_refused(self, db_session, name: str) -> None:
-        with pytest.raises(ProfileError) as caught:
+        with pytest.raises(Refusal) as caught:
             save(db_session, UserFactory(), display_name=name)
         assert "display_name" in caught.value.fields
 
@@ -119,7 +119,7 @@ class TestSaveProfile:
 
     @pytest.mark.parametrize("price", [0, 99, 100001, -5])
     def test_price_out_of_range_is_refused(self, db_session, price: int) -> None:
-        with pytest.raises(ProfileError) as caught:
+        with pytest.raises(Refusal) as caught:
             save(db_session, UserFactory(), display_name="Jane", price_cents=price)
         assert "price_cents" in caught.value.fields
 
@@ -129,7 +129,7 @@ class TestSaveProfile:
 
     def test_bio_over_500_is_refused_and_500_is_fine(self, db_session) -> None:
         user = UserFactory()
-        with pytest.raises(ProfileError) as caught:
+        with pytest.raises(Refusal) as caught:
             save(db_session, user, display_name="Jane", bio="x" * 501)
         assert "bio" in caught.value.fields
         assert len(save(db_session, user, display_name="Jane", bio="x" * 500).bio) == 500
@@ -144,24 +144,24 @@ class TestSaveProfile:
     def test_bad_and_reserved_slugs_are_refused(self, db_session) -> None:
         user = UserFactory()
         for slug in ("no", "has space", "admin", "api", "dashboard"):
-            with pytest.raises(ProfileError) as caught:
+            with pytest.raises(Refusal) as caught:
                 save(db_session, user, display_name="Jane", slug=slug)
             assert "slug" in caught.value.fields
-            assert not caught.value.conflict
+            assert not isinstance(caught.value, Conflict)
 
     def test_taken_slug_is_a_conflict(self, db_session) -> None:
         ProfileFactory(slug="taken-name")
-        with pytest.raises(ProfileError) as caught:
+        with pytest.raises(Refusal) as caught:
             save(db_session, UserFactory(), display_name="Jane", slug="taken-name")
-        assert caught.value.conflict
+        assert isinstance(caught.value, Conflict)
         assert "taken" in caught.value.fields["slug"]
 
     def test_every_refused_field_is_reported_at_once(self, db_session) -> None:
         ProfileFactory(slug="taken-name")
-        with pytest.raises(ProfileError) as caught:
+        with pytest.raises(Refusal) as caught:
             save(db_session, UserFactory(), display_name="", slug="taken-name", price_cents=5, bio="x" * 600)
         assert set(caught.value.fields) == {"display_name", "slug", "price_cents", "bio"}
-        assert not caught.value.conflict
+        assert not isinstance(caught.value, Conflict)
 
     def test_update_keeps_the_slug_and_unsent_fields(self, db_session) -> None:
         user = UserFactory()
@@ -277,8 +277,8 @@ class TestSlugRaces:
         ProfileFactory(slug="jane-calls")
         monkeypatch.setattr("app.services.profiles._slug_taken", lambda session, slug: False)
         user = UserFactory()
-        with pytest.raises(ProfileError) as caught:
+        with pytest.raises(Refusal) as caught:
             save(db_session, user, display_name="Jane", slug="jane-calls")
-        assert caught.value.conflict
+        assert isinstance(caught.value, Conflict)
         # The failed insert was rolled back to its savepoint; the session is still usable.
         assert save(db_session, user, display_name="Jane", slug="jane-other").slug == "jane-other"

@@ -8,6 +8,8 @@ from wtforms.validators import Optional
 
 
 class DecisionForm(FlaskForm):
-    """Only the CSRF token and the list filter to return to after the post."""
+    """The CSRF token, the list filter to return to after the post, and for an accept, the
+    proposed start the seller picked (empty: for right now)."""
 
     back = HiddenField(validators=[Optional()])
+    start_at = HiddenField(validators=[Optional()])

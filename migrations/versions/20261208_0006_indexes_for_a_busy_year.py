@@ -1,8 +1,8 @@
 """Indexes for a busy year: the queries bench/scale.py found reading whole tables
 
-Revision ID: 0005
-Revises: 0004
-Create Date: 2026-12-07 20:30:00+00:00
+Revision ID: 0006
+Revises: 0005
+Create Date: 2026-12-08 00:00:00+00:00
 
 Built CONCURRENTLY, outside a transaction, so that running this against a live database with a
 year of rows blocks no writes (the web and workers of the previous release keep running during
@@ -17,8 +17,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005"
-down_revision: str | None = "0004"
+revision: str = "0006"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
