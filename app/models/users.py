@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Integer, String, Text
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -29,6 +29,11 @@ class Role(enum.StrEnum):
 
 class User(Base):
     __tablename__ = "users"
+    __table_args__ = (
+        # The admin's sellers list (newest first) and count of suspended sellers.
+        Index("ix_users_created", "created_at"),
+        Index("ix_users_suspended", "role", postgresql_where=text("suspended_at IS NOT NULL")),
+    )
 
     id: Mapped[UUIDPk]
     # Stored normalised (trimmed, lower-case); a deleted account's email is replaced by a tombstone.

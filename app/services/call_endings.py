@@ -46,6 +46,9 @@ REFUND_FAILED_EVENT = "payment.refund_failed"
 # and gives up on deleting a room after RELEASE_GIVE_UP: by then Daily has expired it anyway.
 RECOVER_AFTER = timedelta(seconds=30)
 RELEASE_GIVE_UP = timedelta(hours=1)
+# How long after a seller no-show the sweep keeps re-publishing its refund; see FOLLOW_UP_WINDOW
+# in app/services/request_payments.py for why a sweep's look-back is bounded.
+REFUND_WINDOW = timedelta(days=2)
 
 
 # The end of a call.
@@ -200,6 +203,7 @@ def recover_call_work(session: Session, now: datetime, settings: Settings) -> di
         session,
         follow_up_due(CallRequest.cancelled_at, now, RECOVER_AFTER),
         CallRequest.cancel_reason == CancelReason.SELLER_NO_SHOW,
+        CallRequest.cancelled_at > now - REFUND_WINDOW,
         Transaction.payment_state.in_((PaymentState.CAPTURED, PaymentState.HELD)),
         # A refusal is for an operator to look at, not for the sweep to repeat.
         ~exists().where(EventLog.type == REFUND_FAILED_EVENT, EventLog.ref_id == cast(CallRequest.id, String)),

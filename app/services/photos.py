@@ -30,9 +30,9 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.db import on_commit
-from app.integrations.storage import Storage
+from app.integrations.storage import Storage, StorageError
 from app.models import Profile
-from app.refusals import Invalid
+from app.refusals import Invalid, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -196,9 +196,13 @@ def set_profile_photo(session: Session, *, profile_id: uuid.UUID, data: bytes, s
     """Store ``data`` as the profile's photo and return its key. The files are written first;
     the previous photo's files are deleted only once the new key is committed."""
     processed = process_photo(data)
-    key = f"photos/{profile_id.hex}/{processed.digest}"
-    storage.save(photo_variant_key(key, "512"), processed.photo, content_type="image/jpeg")
-    storage.save(photo_variant_key(key, "thumb"), processed.thumbnail, content_type="image/jpeg")
+    key = profile_photo_prefix(profile_id) + processed.digest
+    try:
+        storage.save(photo_variant_key(key, "512"), processed.photo, content_type="image/jpeg")
+        storage.save(photo_variant_key(key, "thumb"), processed.thumbnail, content_type="image/jpeg")
+    except StorageError:
+        # The bucket is unreachable: nothing changed for the seller, who may simply try again.
+        raise Unavailable("storage_unavailable", "Photos cannot be saved right now; try again shortly.") from None
     previous = _swap_photo_key(session, profile_id, key)
     if previous and previous != key:
         on_commit(session, lambda: delete_photo_files(storage, previous))
@@ -221,3 +225,18 @@ def _swap_photo_key(session: Session, profile_id: uuid.UUID, key: str | None) ->
 def delete_photo_files(storage: Storage, photo_key: str) -> None:
     for variant in VARIANTS:
         storage.delete(photo_variant_key(photo_key, variant))
+
+
+def profile_photo_prefix(profile_id: uuid.UUID) -> str:
+    """The folder holding every photo a profile ever had (``set_profile_photo`` writes there)."""
+    return f"photos/{profile_id.hex}/"
+
+
+def delete_removed_profile_photos(session: Session, profile_id: uuid.UUID, *, storage: Storage) -> int:
+    """Delete every stored photo of a profile whose row is gone (its account was deleted),
+    leftovers of earlier replacements included; returns how many files went. A profile that
+    still exists keeps its files, so a stray call cannot delete a live photo. Repeat-safe."""
+    if session.get(Profile, profile_id) is not None:
+        log.warning("photos kept: the profile still exists", extra={"profile_id": str(profile_id)})
+        return 0
+    return storage.delete_prefix(profile_photo_prefix(profile_id))
