@@ -189,6 +189,23 @@ def sweep(world: World) -> tuple[Any, ...]:
     return (), None
 
 
+def sweep_full_history(world: World) -> tuple[Any, ...]:
+    """A decline whose release was lost three days ago, beyond the sweep's look-back."""
+    request_id, _ = release_hold(world)
+    three_days_ago = utcnow() - timedelta(days=3)
+    world.session.execute(
+        update(CallRequest).where(CallRequest.id == uuid.UUID(request_id[0])).values(declined_at=three_days_ago)
+    )
+    world.session.commit()
+    return (), {
+        "captures_requeued": 0,
+        "releases_requeued": 1,
+        "rooms_requeued": 0,
+        "room_releases_requeued": 0,
+        "refunds_requeued": 0,
+    }
+
+
 def ping(world: World) -> tuple[Any, ...]:
     return (), None
 
@@ -257,6 +274,7 @@ SCENARIOS: dict[str, Callable[[World], tuple[Any, ...]]] = {
     "tasks.email_delivery.send_email": send_email,
     "tasks.maintenance.ping": ping,
     "tasks.maintenance.sweep": sweep,
+    "tasks.maintenance.sweep_full_history": sweep_full_history,
     "tasks.photos.delete_profile_photos": delete_profile_photos,
     "tasks.request_payments.capture_accepted": capture_accepted,
     "tasks.request_payments.release_hold": release_hold,

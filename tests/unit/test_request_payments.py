@@ -403,3 +403,19 @@ class TestPaymentFollowups:
             CallRequestFactory(updated_at=utcnow())
         with freeze_time("2026-11-25 13:00:00"):
             assert payment_followups(db_session, utcnow(), settings) == {"captures_requeued": 0, "releases_requeued": 0}
+
+
+class TestFollowUpsOverAllHistory:
+    def test_a_release_older_than_the_sweeps_look_back_is_found_by_the_hourly_sweep(
+        self, db_session, settings, enqueued
+    ) -> None:  # type: ignore[no-untyped-def]
+        from app.services.request_payments import FOLLOW_UP_WINDOW, payment_followups_all_history
+
+        with freeze_time("2026-11-20 12:00:00"):
+            forgotten = declined_request()
+        with freeze_time("2026-11-25 12:00:00"):
+            assert utcnow() - forgotten.declined_at > FOLLOW_UP_WINDOW
+            assert payment_followups(db_session, utcnow(), settings)["releases_requeued"] == 0
+            assert payment_followups_all_history(db_session, utcnow(), settings)["releases_requeued"] == 1
+            db_session.commit()
+        assert [args for name, args, _ in enqueued if name == RELEASE] == [(str(forgotten.id),)]
