@@ -19,6 +19,7 @@ from app.services import (
     email_delivery,
     health,
     maintenance,
+    photos,
     privacy,
     request_payments,
     stripe_events,
@@ -47,6 +48,7 @@ SWEEP_STEPS: tuple[SweepStep, ...] = (
     transfers.resend_stuck_transfers,
     builtin_payments.expire_builtin_checkouts,
     privacy.scrub_farewell_emails,
+    photos.requeue_photo_deletions,
 )
 
 

@@ -123,3 +123,16 @@ class PasswordResetToken(Base):
     expires_at: Mapped[UTCDateTime]
     used_at: Mapped[UTCDateTime | None]
     created_at: Mapped[datetime] = created_at_column()
+
+
+class PhotoDeletion(Base):
+    """A deleted profile's stored photos still to be removed: the durable to-do behind the task,
+    so a broker down at the moment of deletion delays the removal, never loses it."""
+
+    __tablename__ = "photo_deletions"
+    __table_args__ = (Index("ix_photo_deletions_due", "next_attempt_at", postgresql_where=text("done_at IS NULL")),)
+
+    profile_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)  # the row it outlives is gone
+    requested_at: Mapped[datetime] = created_at_column()
+    next_attempt_at: Mapped[UTCDateTime]
+    done_at: Mapped[UTCDateTime | None]

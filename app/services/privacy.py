@@ -49,14 +49,13 @@ from app.models import (
     Transaction,
     User,
 )
-from app.queue import enqueue_after_commit
 from app.refusals import Conflict, Forbidden, Invalid, NotFound
 from app.services.accounts import password_matches
 from app.services.audit import record_event, user_actor
 from app.services.blocks import erased_email, normalise_email
 from app.services.lifecycle.decisions import decline_all_pending
 from app.services.outbox import queue_email
-from tasks import photos as photo_tasks
+from app.services.photos import queue_photo_deletion
 
 FAREWELL_TEMPLATE = "account_deleted"
 EXPORT_EVENTS_LIMIT = 5000
@@ -165,7 +164,7 @@ def delete_account(session: Session, user_id: uuid.UUID, *, password: str, now: 
     actor = user_actor(user_id)
     email, tombstone = user.email, deleted_email(user_id)
     decline_all_pending(session, user_id, now=now, actor=actor)
-    _remove_profile(session, user_id)
+    _remove_profile(session, user_id, now=now)
     session.execute(delete(Block).where(Block.seller_id == user_id))
     session.execute(delete(PasswordResetToken).where(PasswordResetToken.user_id == user_id))
     # The bank account or PayPal address goes with the account (payouts already made keep their rows).
@@ -227,12 +226,12 @@ def _retire_user(session: Session, user: User, tombstone: str, now: datetime) ->
     session.expire(user)  # the bulk UPDATE does not refresh the loaded object
 
 
-def _remove_profile(session: Session, user_id: uuid.UUID) -> None:
+def _remove_profile(session: Session, user_id: uuid.UUID, *, now: datetime) -> None:
     session.execute(delete(SellerAvailability).where(SellerAvailability.seller_id == user_id))
     profile_id = session.scalar(delete(Profile).where(Profile.user_id == user_id).returning(Profile.id))
     if profile_id is not None:
-        # Every photo the profile ever had, by a task that retries while the bucket is unreachable.
-        enqueue_after_commit(session, photo_tasks.delete_profile_photos, str(profile_id))
+        # Every photo the profile ever had: a durable to-do and a task (photos.queue_photo_deletion).
+        queue_photo_deletion(session, profile_id, now=now)
 
 
 def _silence_mail_to(session: Session, email: str, *, reason: str) -> None:

@@ -247,6 +247,44 @@ class TestDeleteRemovedProfilePhotos:
         assert storage.open(photo_variant_key(kept, "512"))
 
 
+class TestPhotoDeletionIsDurable:
+    """A deleted profile's photos are a row to do, not only a message: a broker down at the
+    account's deletion delays their removal and never loses it."""
+
+    def test_the_sweep_publishes_an_undone_deletion_until_it_is_done(
+        self, db_session, tmp_path, settings, enqueued
+    ) -> None:  # type: ignore[no-untyped-def]
+        from datetime import timedelta
+
+        from app.db import utcnow
+        from app.models import PhotoDeletion
+        from app.services.photos import DELETION_RETRY_AFTER, queue_photo_deletion, requeue_photo_deletions
+        from tasks.photos import delete_profile_photos
+
+        storage = LocalStorage(tmp_path)
+        profile = ProfileFactory()
+        set_profile_photo(db_session, profile_id=profile.id, data=make_image("PNG"), storage=storage)
+        db_session.delete(profile)
+        now = utcnow()
+        queue_photo_deletion(db_session, profile.id, now=now)
+        db_session.commit()
+        enqueued.clear()  # the message of the deletion itself was lost with the broker
+
+        assert requeue_photo_deletions(db_session, now + timedelta(minutes=1), settings) == {
+            "photo_deletions_requeued": 0
+        }
+        later = now + DELETION_RETRY_AFTER
+        assert requeue_photo_deletions(db_session, later, settings) == {"photo_deletions_requeued": 1}
+        db_session.commit()
+        assert enqueued == [(delete_profile_photos.name, (str(profile.id),), {})]
+        assert requeue_photo_deletions(db_session, later, settings) == {"photo_deletions_requeued": 0}  # leased
+
+        assert delete_removed_profile_photos(db_session, profile.id, storage=storage, now=later) == 2
+        assert db_session.get(PhotoDeletion, profile.id).done_at == later
+        again = later + 2 * DELETION_RETRY_AFTER
+        assert requeue_photo_deletions(db_session, again, settings) == {"photo_deletions_requeued": 0}
+
+
 class TestDecodingIsBounded:
     """Issue 16, finding 4: the size in the header is checked before a pixel is decoded."""
 
