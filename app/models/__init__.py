@@ -32,7 +32,7 @@ from app.models.settlement import (
     ProblemStatus,
     SettlementOutcome,
 )
-from app.models.users import PasswordResetToken, Profile, Role, SellerAvailability, User
+from app.models.users import PasswordResetToken, PhotoDeletion, Profile, Role, SellerAvailability, User
 
 __all__ = [
     "AutomaticPayout",
@@ -58,6 +58,7 @@ __all__ = [
     "PayoutSettings",
     "PayoutStatus",
     "PayoutTransfer",
+    "PhotoDeletion",
     "PresenceInterval",
     "PresenceSource",
     "ProblemCase",

@@ -62,6 +62,8 @@ class EventLog(Base):
     __table_args__ = (
         Index("ix_event_log_type_created", "type", "created_at"),
         Index("ix_event_log_ref_id", "ref_id"),
+        # The admin's event log, newest first, unfiltered.
+        Index("ix_event_log_created", "created_at"),
     )
 
     id: Mapped[UUIDPk]

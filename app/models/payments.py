@@ -11,7 +11,18 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -71,6 +82,10 @@ class Transaction(Base):
         CheckConstraint("platform_fee_cents >= 0 AND net_cents >= 0", name="parts_non_negative"),
         CheckConstraint("platform_fee_cents + net_cents = gross_cents", name="parts_sum_to_gross"),
         CheckConstraint("refunded_cents BETWEEN 0 AND gross_cents", name="refund_within_gross"),
+        # The admin's disputes page (every payment ever disputed, latest first) and its count of
+        # open ones: a handful among a year of payments.
+        Index("ix_transactions_disputed", "disputed_at", postgresql_where=text("disputed_at IS NOT NULL")),
+        Index("ix_transactions_open_disputes", "seller_id", postgresql_where=text("payment_state = 'disputed'")),
     )
 
     id: Mapped[UUIDPk]
@@ -140,6 +155,8 @@ class LedgerEntry(Base):
         # One reversal per problem case an admin refunds (a call may have two cases, one per party).
         UniqueConstraint("kind", "problem_case_id", name="uq_ledger_entries_kind_problem_case_id"),
         Index("ix_ledger_entries_seller_created", "seller_id", "created_at"),
+        # The balance (sum of a seller's rows) from the index alone, however long the history.
+        Index("ix_ledger_entries_seller_balance", "seller_id", "currency", postgresql_include=["amount_cents"]),
     )
 
     id: Mapped[UUIDPk]
@@ -164,7 +181,11 @@ class PayoutStatus(enum.StrEnum):
 
 class PayoutRequest(Base):
     __tablename__ = "payout_requests"
-    __table_args__ = (CheckConstraint("amount_cents > 0", name="amount_positive"),)
+    __table_args__ = (
+        CheckConstraint("amount_cents > 0", name="amount_positive"),
+        # The admin's payout queue by status: waiting ones oldest first, decided ones newest first.
+        Index("ix_payout_requests_status_created", "status", "created_at"),
+    )
 
     id: Mapped[UUIDPk]
     seller_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)

@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Integer, String, Text
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -29,6 +29,11 @@ class Role(enum.StrEnum):
 
 class User(Base):
     __tablename__ = "users"
+    __table_args__ = (
+        # The admin's sellers list (newest first) and count of suspended sellers.
+        Index("ix_users_created", "created_at"),
+        Index("ix_users_suspended", "role", postgresql_where=text("suspended_at IS NOT NULL")),
+    )
 
     id: Mapped[UUIDPk]
     # Stored normalised (trimmed, lower-case); a deleted account's email is replaced by a tombstone.
@@ -118,3 +123,16 @@ class PasswordResetToken(Base):
     expires_at: Mapped[UTCDateTime]
     used_at: Mapped[UTCDateTime | None]
     created_at: Mapped[datetime] = created_at_column()
+
+
+class PhotoDeletion(Base):
+    """A deleted profile's stored photos still to be removed: the durable to-do behind the task,
+    so a broker down at the moment of deletion delays the removal, never loses it."""
+
+    __tablename__ = "photo_deletions"
+    __table_args__ = (Index("ix_photo_deletions_due", "next_attempt_at", postgresql_where=text("done_at IS NULL")),)
+
+    profile_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)  # the row it outlives is gone
+    requested_at: Mapped[datetime] = created_at_column()
+    next_attempt_at: Mapped[UTCDateTime]
+    done_at: Mapped[UTCDateTime | None]
