@@ -38,6 +38,15 @@ SCHEMAS: dict[str, Schema] = {
             "description": "The buyer's call link, once accepted, and only for the browser that started the "
             "checkout (it holds that checkout's cookie). Everyone else gets null: the session id is no credential.",
         },
+        outcome={
+            "type": ["string", "null"],
+            "description": "Once the call is settled: what happened and what it means for the buyer's money.",
+        },
+        problemUrl={
+            "type": ["string", "null"],
+            "description": "The buyer's 'report a problem with this call' link, for 48 hours after the end, only for "
+            "the browser that started the checkout (it carries the buyer's call credential).",
+        },
     ),
 }
 _REQUEST_ID = path_param("request_id", UUID, "The call request.")

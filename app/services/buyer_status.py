@@ -6,7 +6,8 @@ dashboard. Anyone holding it sees where the request stands; the buyer's join lin
 for the browser that started the checkout. That browser got a random key in a cookie when it
 submitted the paywall (or ``POST /api/payments/checkout``); the checkout row keeps only the key's
 SHA-256 (``browser_key_hash``), so neither the database nor an export can give the key away. The
-buyer always gets the link by email as well.
+buyer always gets the link by email as well. The same goes for the "report a problem" link once
+the call is over; what happened and what it means for the money (``outcome``) is for anyone.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.db import utcnow
 from app.formats import iso
 from app.models import CallRequest, Checkout, Profile, Transaction
+from app.services.calls import after_the_call
 from app.services.requests import accepted_join_url
 
 
@@ -53,6 +56,8 @@ class BuyerStatus:
     proposed_starts: tuple[datetime, ...] = ()
     scheduled_start: datetime | None = None  # the start the seller accepted (None: right away)
     time_zone: str = "UTC"  # the buyer's, as they paid
+    outcome: str | None = None  # once the call is settled: what happened, and what it means for the money
+    problem_url: str | None = None  # "report a problem with this call", for 48 hours after its end
 
     @property
     def is_final(self) -> bool:
@@ -68,6 +73,8 @@ class BuyerStatus:
             "joinUrl": self.join_url,
             "proposedStarts": [iso(start) for start in self.proposed_starts],
             "scheduledStart": iso(self.scheduled_start),
+            "outcome": self.outcome,
+            "problemUrl": self.problem_url,
         }
 
 
@@ -88,6 +95,14 @@ def buyer_status(
     if row is None:
         return None
     checkout, name, slug, call_request = row
+    after = (
+        after_the_call(call_request, "buyer", app_url=app_url, secret_key=secret_key, now=utcnow())
+        if call_request
+        else {}
+    )
+    if not _browser_matches(checkout, browser_key):
+        # The problem link carries the buyer's call credential, like the join link.
+        after.pop("problem_url", None)
     return BuyerStatus(
         session_id=session_id,
         status=call_request.status.value.lower() if call_request else "processing",
@@ -104,6 +119,7 @@ def buyer_status(
         proposed_starts=tuple(call_request.proposed_starts if call_request else checkout.proposed_starts),
         scheduled_start=call_request.scheduled_start if call_request else None,
         time_zone=checkout.buyer_time_zone or "UTC",
+        **after,
     )
 
 

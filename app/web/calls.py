@@ -30,6 +30,7 @@ from app.web.schedule import waiting_room
 bp = Blueprint("calls", __name__)
 csrf.exempt(bp)
 
+PRESENCE_STATES = ("joined", "connected", "left")
 DAILY_FEATURES = ("camera", "microphone", "display-capture", "fullscreen", "autoplay")
 
 
@@ -44,7 +45,12 @@ def call_page(request_id: str) -> Response:
         return _private(render_template("call/denied.html", message=denied.message), 403)
     access = page.access
     if access.ended:
-        return _private(render_template("call/ended.html", call=access.call, party=access.party), 410)
+        state = calls.call_state(access.call, utcnow(), party=access.party)
+        problem = f"/call/{access.call.id}/problem?t={request.args['t']}" if state.get("problemReportOpen") else None
+        page_html = render_template(
+            "call/ended.html", call=access.call, party=access.party, state=state, problem=problem
+        )
+        return _private(page_html, 410)
     if access.call.join_opens_at is not None and utcnow() < access.call.join_opens_at:
         return waiting_room(page, request.args["t"])  # booked for later: the room is not open yet
     response = _private(
@@ -93,8 +99,10 @@ def join() -> Response:
 def presence() -> Response:
     access = _access()
     state = _body().get("state")
-    if state not in ("joined", "left"):
-        raise ApiError(422, "state must be joined or left.", fields={"state": "Use joined or left."})
+    if state not in PRESENCE_STATES:
+        raise ApiError(
+            422, "state must be joined, connected or left.", fields={"state": "Use joined, connected or left."}
+        )
     answer = call_presence.report_presence(
         db.session,
         access,
@@ -135,12 +143,12 @@ def poll() -> Response:
     after = _body().get("after")
     if access.ended:
         cursor = after if isinstance(after, str) else None
-        return jsonify(messages=[], cursor=cursor, **calls.call_state(access.call, utcnow()))
+        return jsonify(messages=[], cursor=cursor, **calls.call_state(access.call, utcnow(), party=access.party))
     access = _live_builtin(access)
     if not _slots().claim(str(access.call.id), access.party, _client_id()):
         raise ApiError(409, "This link is now open in another window.", code="in_use")
     messages, cursor = _signaling().poll(str(access.call.id), access.party, after)
-    return jsonify(messages=messages, cursor=cursor, **calls.call_state(access.call, utcnow()))
+    return jsonify(messages=messages, cursor=cursor, **calls.call_state(access.call, utcnow(), party=access.party))
 
 
 # Parsing and collaborators.

@@ -66,6 +66,18 @@
     each("[data-join-waiting]", function (element) {
       setHidden(element, Boolean(data.joinUrl));
     });
+    each("[data-outcome]", function (element) {
+      element.textContent = data.outcome || "";
+      setHidden(element, !data.outcome);
+    });
+    each("[data-problem-link]", function (element) {
+      if (data.problemUrl) {
+        element.setAttribute("href", data.problemUrl);
+      }
+    });
+    each("[data-problem]", function (element) {
+      setHidden(element, !data.problemUrl);
+    });
     each("[data-final-only]", function (element) {
       setHidden(element, !FINAL[status]);
     });
