@@ -183,11 +183,16 @@ class Spans:
 
 
 def spans(session: Session, call_id: uuid.UUID, source: PresenceSource, at: datetime) -> Spans:
-    rows = session.scalars(
-        select(PresenceInterval)
-        .where(PresenceInterval.call_request_id == call_id, PresenceInterval.source == source)
-        .order_by(PresenceInterval.started_at)
+    rows = list(
+        session.scalars(
+            select(PresenceInterval)
+            .where(PresenceInterval.call_request_id == call_id, PresenceInterval.source == source)
+            .order_by(PresenceInterval.started_at)
+        )
     )
+    # A report may have read the clock a moment before another that committed first (two pages
+    # connecting at once): evidence already recorded is never "in the future" of the reading.
+    at = max([at, *(row.last_seen_at or row.started_at for row in rows)])
     found: dict[str, list[Span]] = {party: [] for party in PARTIES}
     for row in rows:
         end = min(_effective_end(row, at), at)
