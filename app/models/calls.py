@@ -13,6 +13,8 @@ from app.db import Base
 from app.models._types import Email, UTCDateTime, UUIDPk, created_at_column, enum_column, updated_at_column
 from app.models.payments import Transaction
 
+COMMENT_MAX = 500  # a rating's comment
+
 
 class RequestStatus(enum.StrEnum):
     PENDING = "PENDING"
@@ -30,6 +32,7 @@ class CancelReason(enum.StrEnum):
     PAYMENT_FAILED = "payment_failed"
     ADMIN = "admin"
     SUSPENDED = "suspended"  # the seller was suspended before the call could happen
+    BUYER_CANCELLED = "buyer_cancelled"  # the buyer withdrew the request before the seller answered
 
 
 class CallRequest(Base):
@@ -88,4 +91,6 @@ class Rating(Base):
     call_request_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("call_requests.id", ondelete="CASCADE"), unique=True)
     seller_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     stars: Mapped[int]
+    # What the buyer wrote with the stars, for the seller's eyes only (their dashboard).
+    comment: Mapped[str] = mapped_column(String(COMMENT_MAX), default="", server_default="")
     created_at: Mapped[datetime] = created_at_column()

@@ -103,6 +103,8 @@ def _op(summary: str, **kwargs: Any) -> dict[str, Any]:
     return operation(summary, tag=TAG[0], **kwargs)
 
 
+_DECISION_BODY = obj((), message={"type": "string", "maxLength": 500})
+
 PATHS: dict[str, dict[str, Any]] = {
     "/api/requests": {
         "get": _op(
@@ -121,11 +123,13 @@ PATHS: dict[str, dict[str, Any]] = {
         "post": _op(
             "Accept or decline a request",
             changes=True,
-            description="Accept captures the buyer's payment and opens the room; decline releases the hold.",
+            description="Accept captures the buyer's payment and opens the room; decline releases the hold. "
+            "A decline may carry a `message` for the buyer: it goes into the email that tells them.",
             parameters=[_REQUEST_ID, path_param("action", {"type": "string", "enum": ["accept", "decline"]})],
             ok={200: obj(("request",), request=ref("CallRequest"))},
             errors=(409,),
         )
+        | {"requestBody": {"required": False, "content": {"application/json": {"schema": _DECISION_BODY}}}}
     },
     "/api/requests/{request_id}/block": {
         "post": _op(

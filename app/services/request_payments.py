@@ -36,7 +36,13 @@ log = logging.getLogger(__name__)
 
 # Cancelled requests whose payment this module gives back. Seller no-shows are refunded by the
 # call's own code and a buyer no-show is the seller's to keep.
-RELEASE_REASONS = (CancelReason.EXPIRED, CancelReason.PAYMENT_FAILED, CancelReason.BLOCKED, CancelReason.SUSPENDED)
+RELEASE_REASONS = (
+    CancelReason.EXPIRED,
+    CancelReason.PAYMENT_FAILED,
+    CancelReason.BLOCKED,
+    CancelReason.SUSPENDED,
+    CancelReason.BUYER_CANCELLED,
+)
 RELEASE_FAILED_EVENT = "payment.release_failed"
 # The sweep re-publishes payment work still undone this long after the transition that published
 # it, and then no more often than that (the row's sweep lease).

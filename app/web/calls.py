@@ -22,7 +22,7 @@ from app.errors import ApiError
 from app.extensions import csrf, redis_client
 from app.integrations.video import VideoProvider, video_provider
 from app.refusals import Conflict
-from app.services import call_endings, call_presence, calls
+from app.services import call_endings, call_presence, calls, ratings
 from app.services.calls import AccessDenied, CallAccess, CallConfig
 from app.services.signaling import CLIENT_ID, PresenceSlots, Signaling, validate_message
 
@@ -43,7 +43,18 @@ def call_page(request_id: str) -> Response:
         return _private(render_template("call/denied.html", message=denied.message), 403)
     access = page.access
     if access.ended:
-        return _private(render_template("call/ended.html", call=access.call, party=access.party), 410)
+        rating = ratings.buyer_rating(
+            db.session, access.call, access.party, app_url=settings.app_url, secret_key=settings.secret_key
+        )
+        page_html = render_template(
+            "call/ended.html",
+            call=access.call,
+            party=access.party,
+            seller_name=page.other_name,
+            rate_url=rating.url,
+            rating_stars=rating.stars,
+        )
+        return _private(page_html, 410)
     response = _private(
         render_template(
             "call/room.html",

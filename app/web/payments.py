@@ -24,24 +24,25 @@ from flask import Blueprint, Response, abort, current_app, jsonify, redirect, re
 from flask.typing import ResponseReturnValue
 from werkzeug.wrappers import Response as BaseResponse
 
+from app import live
 from app.db import db, utcnow
 from app.errors import ApiError, refusal_status
 from app.extensions import limiter, redis_client
-from app.formats import format_money
+from app.formats import call_length, format_money
 from app.integrations.payments import payment_gateway
 from app.models import Checkout
 from app.refusals import Refusal
 from app.services.buyer_status import abandoned_checkout, buyer_status, hash_browser_key
 from app.services.checkout import CHECKOUT_TTL, start_checkout
-from app.services.profiles import call_length_label, load_paywall
+from app.services.paywall import load_paywall
 from app.web.forms.paywall import NOTE_MAX, PaywallForm
+from app.web.live import page_version
 from app.web.paywall import render_paywall
 
 bp = Blueprint("payments", __name__)
 
 # Each attempt opens a session at Stripe: generous for a person, a wall for a script.
 checkout_limit = limiter.shared_limit("20/minute;200/hour", scope="checkout", methods=["POST"])
-POLL_SECONDS = 3  # the status page's script
 REFRESH_SECONDS = 5  # the same page without JavaScript
 BROWSER_KEY_COOKIE = "chatlink_checkout_"
 
@@ -86,6 +87,7 @@ def _start(slug: str, email: str, note: str, submission_key: str, browser_key: s
         app_env=settings.app_env,
         capture_manually=settings.payment_capture == "manual",
         now=utcnow(),
+        call_seconds=settings.call_duration_seconds,
     )
 
 
@@ -157,6 +159,7 @@ def _valid_email(value: str) -> bool:
 def success() -> ResponseReturnValue:
     settings = current_app.extensions["settings"]
     session_id = request.args.get("session_id", "")[:255]
+    version = page_version(live.checkout_channel(session_id))  # before the data (app/live.py)
     status = buyer_status(
         db.session,
         session_id,
@@ -172,9 +175,9 @@ def success() -> ResponseReturnValue:
             view=status,
             amount=format_money(status.amount_cents, status.currency),
             capture_manual=settings.payment_capture == "manual",
-            call_label=call_length_label(settings.call_duration_seconds),
+            call_label=call_length(settings.call_duration_seconds),
             expires_in=_time_left(status.expires_at),
-            poll_seconds=POLL_SECONDS,
+            live_version=version,
             # Without JavaScript: quick while the payment is confirmed, then gently.
             refresh_seconds=REFRESH_SECONDS if status.status == "processing" else 30,
         )

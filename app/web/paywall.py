@@ -11,14 +11,9 @@ from flask.typing import ResponseReturnValue
 
 from app.db import db
 from app.extensions import limiter
-from app.formats import format_money
-from app.services.profiles import (
-    SLUG_MAX,
-    SLUG_PATTERN,
-    PaywallView,
-    call_length_label,
-    load_paywall,
-)
+from app.formats import call_length, format_money
+from app.services.paywall import PaywallView, load_paywall
+from app.services.profiles import SLUG_MAX, SLUG_PATTERN
 from app.web.forms.paywall import PaywallForm
 from app.web.profile import photo_url
 
@@ -52,7 +47,7 @@ def render_paywall(
     when the payments blueprint re-renders it) and an optional ``message`` above the form."""
     settings = current_app.extensions["settings"]
     price = format_money(profile_view.price_cents, profile_view.currency)
-    call_label = call_length_label(settings.call_duration_seconds)
+    call_label = call_length(settings.call_duration_seconds)
     html = render_template(
         "paywall.html",
         seller=profile_view,

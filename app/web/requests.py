@@ -8,23 +8,25 @@ service; the loser of a race (double click, two tabs, the expiry sweep) gets 409
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 
 from flask import Blueprint, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
 
+from app import live
 from app.db import db, utcnow
 from app.errors import ApiError
 from app.formats import format_money
 from app.models import CallRequest, RequestStatus
-from app.refusals import Conflict
+from app.refusals import Conflict, Invalid
 from app.services.lifecycle.decisions import accept_request, decline_request
 from app.services.requests import LIST_LIMIT, accepted_join_url, list_requests, parse_status, serialize_request
 from app.web.forms.requests import DecisionForm
+from app.web.live import page_version
 
 bp = Blueprint("requests", __name__)
 
+NO_SCRIPT_REFRESH_SECONDS = 60
 FILTERS = ("all", "pending", "accepted", "declined", "cancelled", "completed")
 _STATUS_HELP = f"Use one of: {', '.join(FILTERS)}."
 
@@ -35,6 +37,7 @@ def page() -> ResponseReturnValue:
     chosen = (request.args.get("status") or "all").strip().lower()
     if chosen not in FILTERS:
         chosen = "all"
+    version = page_version(live.seller_channel(current_user.id))  # before the data (app/live.py)
     rows = list_requests(db.session, current_user.id, parse_status(chosen))
     return render_template(
         "requests.html",
@@ -43,11 +46,12 @@ def page() -> ResponseReturnValue:
         filters=FILTERS,
         join_urls={row.id: _join_url(row) for row in rows},
         money=format_money,
-        when=_when,
-        time_left=_time_left,
         limit=LIST_LIMIT,
         pending=RequestStatus.PENDING,
         accepted=RequestStatus.ACCEPTED,
+        capture_manual=current_app.extensions["settings"].payment_capture == "manual",
+        live_version=version,
+        refresh_seconds=NO_SCRIPT_REFRESH_SECONDS,
     )
 
 
@@ -56,10 +60,14 @@ def page() -> ResponseReturnValue:
 def decide_form(request_id: uuid.UUID, action: str) -> ResponseReturnValue:
     form = DecisionForm()
     back = (form.back.data or "").strip().lower()
-    target = url_for("requests.page", status=back) if back in FILTERS[1:] else url_for("requests.page")
+    if back == "dashboard":
+        target = url_for("dashboard.dashboard")
+    else:
+        target = url_for("requests.page", status=back) if back in FILTERS[1:] else url_for("requests.page")
     try:
-        _decide(action, request_id)
-    except Conflict as refusal:
+        _decide(action, request_id, message=form.message.data or "")
+    except (Conflict, Invalid) as refusal:
+        db.session.rollback()
         flash(refusal.message, "error")
         return redirect(target, code=303)
     if action == "accept":
@@ -83,11 +91,16 @@ def api_list() -> ResponseReturnValue:
 @bp.post("/api/requests/<uuid:request_id>/<any(accept, decline):action>")
 @login_required
 def api_decide(request_id: uuid.UUID, action: str) -> ResponseReturnValue:
-    return jsonify(request=_serialize(_decide(action, request_id)))
+    body = request.get_json(silent=True)
+    message = body.get("message") if isinstance(body, dict) and action == "decline" else None
+    if message is not None and not isinstance(message, str):
+        raise ApiError(422, "message must be text.", fields={"message": "Text, up to 500 characters."})
+    return jsonify(request=_serialize(_decide(action, request_id, message=message or "")))
 
 
-def _decide(action: str, request_id: uuid.UUID) -> CallRequest:
-    """Run the seller's decision and commit; a refusal is answered by app/errors.py."""
+def _decide(action: str, request_id: uuid.UUID, *, message: str = "") -> CallRequest:
+    """Run the seller's decision and commit; a refusal is answered by app/errors.py. ``message``:
+    the seller's words to the buyer with a decline."""
     settings = current_app.extensions["settings"]
     if action == "accept":
         call_request = accept_request(
@@ -98,7 +111,7 @@ def _decide(action: str, request_id: uuid.UUID) -> CallRequest:
             join_window_seconds=settings.join_window_seconds,
         )
     else:
-        call_request = decline_request(db.session, request_id, seller_id=current_user.id, now=utcnow())
+        call_request = decline_request(db.session, request_id, seller_id=current_user.id, now=utcnow(), message=message)
     db.session.commit()
     return call_request
 
@@ -110,16 +123,3 @@ def _serialize(call_request: CallRequest) -> dict[str, object]:
 def _join_url(call_request: CallRequest) -> str | None:
     settings = current_app.extensions["settings"]
     return accepted_join_url(call_request, "seller", app_url=settings.app_url, secret_key=settings.secret_key)
-
-
-def _when(value: datetime | None) -> str:
-    return value.astimezone(UTC).strftime("%d %b %Y, %H:%M UTC") if value else ""
-
-
-def _time_left(deadline: datetime) -> str:
-    """``"3 h 20 min left"``; the page is static, so this is as of the page load."""
-    minutes = max(0, int((deadline - utcnow()).total_seconds()) // 60)
-    if minutes == 0:
-        return "less than a minute left"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min left" if hours else f"{minutes} min left"

@@ -303,11 +303,13 @@ class TestBuyerStatus:
             "expiresAt": None,
             "cancelReason": None,
             "joinUrl": None,
+            "joinDeadline": None,
+            "canCancel": False,
         }
         html = client.get("/success?session_id=cs_test_waiting").get_data(as_text=True)
         assert "Confirming your payment" in html
         assert '<noscript><meta http-equiv="refresh" content="5"></noscript>' in html
-        assert "/static/js/status.js" in html
+        assert "/static/js/live.js" in html and 'data-live-url="/api/live/checkout?session_id=cs_test_waiting"' in html
         assert "<script>" not in html and "style=" not in html
 
     def test_pending_shows_the_seller_and_the_deadline(self, client, db_session, seller):
@@ -412,6 +414,7 @@ def test_the_sweep_expires_overdue_test_mode_sessions(app, db_session, redis, en
     request = CheckoutRequest(
         seller_id="s",
         seller_name="S",
+        product_name="5-minute video call with S",
         checkout_id="overdue",
         amount_cents=1000,
         currency="usd",

@@ -9,7 +9,7 @@ from sqlalchemy import event
 
 from app.db import db, utcnow
 from app.models import Rating
-from app.services.profiles import load_paywall
+from app.services.paywall import load_paywall
 from app.web.forms.paywall import PaywallForm
 from app.web.paywall import render_paywall
 from tests.conftest import login
@@ -234,8 +234,11 @@ class TestBudget:
         client.get("/u/jane")
         with count_queries() as statements:
             response = client.get("/u/jane")
-        assert response.status_code == 200 and "/logout" in response.get_data(as_text=True)  # really logged in
+        assert response.status_code == 200
         assert len(statements) <= 3, statements
+        # Really logged in, yet the seller's page offers the visitor no account links of ours.
+        assert client.get("/account").status_code == 200
+        assert "/logout" not in response.get_data(as_text=True)
 
     def test_html_and_css_under_50_kb(self, client, db_session) -> None:
         # Worst case: longest name and bio, a photo and ratings.

@@ -53,6 +53,7 @@ REQUEST_MOVES: dict[str, Move[RequestStatus]] = {
         Move("decline", (PENDING,), DECLINED, "seller declines, or is suspended or deleted"),
         Move("expire", (PENDING,), CANCELLED, "no answer in time, reason expired"),
         Move("cancel_pending", (PENDING,), CANCELLED, "the seller blocks the buyer, reason blocked"),
+        Move("buyer_cancel_pending", (PENDING,), CANCELLED, "the buyer cancels while pending, reason buyer_cancelled"),
         Move("start_clock", (ACCEPTED,), ACCEPTED, "both in the room, the clock starts"),
         Move("complete", (ACCEPTED,), COMPLETED, "time is up, or a party ends it"),
         Move("fail_payment", (ACCEPTED,), CANCELLED, "capture refused, reason payment_failed"),

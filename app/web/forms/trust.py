@@ -7,6 +7,7 @@ from wtforms import EmailField, HiddenField, PasswordField, RadioField, TextArea
 from wtforms.fields.choices import SelectChoice  # type: ignore[attr-defined]  # types-WTForms predates it
 from wtforms.validators import DataRequired, Length, Optional
 
+from app.models.calls import COMMENT_MAX
 from app.services.safety import NOTE_MAX, REASONS, TEXT_MAX
 
 
@@ -37,6 +38,10 @@ class RatingForm(FlaskForm):
         "Your rating",
         choices=[SelectChoice(str(n), f"{n} star{'s' if n > 1 else ''}") for n in range(5, 0, -1)],
         validators=[DataRequired("Choose from 1 to 5 stars.")],
+    )
+    comment = TextAreaField(
+        "A few words for the seller (optional)",
+        validators=[Optional(), Length(max=COMMENT_MAX, message=f"Keep it under {COMMENT_MAX} characters.")],
     )
 
 
