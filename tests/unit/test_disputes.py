@@ -151,3 +151,22 @@ class TestPayoutsWait:
             payouts.request_payout(db_session, seller.user_id, 1000, currency="usd", now=utcnow())
         assert refused.value.code == "insufficient_balance"
         assert balance(db_session, seller) == -NET
+
+
+class TestAdminSees:
+    def test_the_disputes_page_shows_the_outcome_and_its_effect_on_the_balance(
+        self, app, db_session, builtin, seller, completed
+    ) -> None:
+        from tests.conftest import login
+        from tests.factories import AdminFactory
+
+        deliver(db_session, builtin, dispute_event(completed, "closed", status="lost"))
+        client = app.test_client()
+        login(client, AdminFactory())
+
+        html = client.get("/admin/disputes").get_data(as_text=True)
+        row = html[html.index(f'id="dispute-{completed.id}"') :]
+        row = row[: row.index("</tr>")]
+        assert '<td class="dispute-state">lost</td>' in row
+        assert "dispute hold \u2212$12.00" in row and "dispute release $12.00" in row
+        assert "reversal \u2212$12.00" in row and "net \u2212$12.00" in row
