@@ -84,6 +84,7 @@ class LiveFeed:
         self._listener: threading.Thread | None = None
         self._listener_pid = 0
         self._lock = threading.Lock()
+        self._stopped = threading.Event()
 
     def _key(self, channel: str) -> str:
         return f"{self.namespace}:live:v:{channel}"
@@ -163,13 +164,17 @@ class LiveFeed:
             self._listener = threading.Thread(target=self._listen, name="chatlink-live", daemon=True)
             self._listener.start()
 
+    def stop(self) -> None:
+        """End this process's listener (tests, and an app being torn down)."""
+        self._stopped.set()
+
     def _listen(self) -> None:
-        while True:
+        while not self._stopped.is_set():
             try:
                 pubsub = self.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]  # redis-py leaves pubsub() unannotated
                 pubsub.subscribe(self.topic)
                 try:
-                    while True:
+                    while not self._stopped.is_set():
                         message = pubsub.get_message(timeout=RECHECK_SECONDS)
                         if message is not None:
                             self._heard_message(str(message.get("data", "")))

@@ -50,8 +50,6 @@ def _wait(channel: str) -> Response:
     answer = live.feed().wait(channel, since, timeout=seconds)
     response = jsonify(answer.to_json())
     response.headers["Cache-Control"] = "no-store"
-    if answer.retry_after is not None:
-        response.headers["Retry-After"] = str(answer.retry_after)
     return response
 
 

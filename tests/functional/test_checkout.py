@@ -223,6 +223,12 @@ class TestTestModeCheckout:
     def open(self, client) -> str:  # type: ignore[no-untyped-def]
         return SESSION_URL.match(post_paywall(client).headers["Location"]).group(1)
 
+    def test_the_product_name_says_the_call_length_of_the_setting(self, app, client, db_session, seller, monkeypatch):
+        settings = app.extensions["settings"]
+        monkeypatch.setitem(app.extensions, "settings", settings.replace(call_duration_seconds=90))
+        html = client.get(f"/dev/checkout/{self.open(client)}").get_data(as_text=True)
+        assert "90-second video call with Grace Hopper" in html
+
     def test_the_page_shows_seller_price_email_and_test_mode(self, client, db_session, seller):
         html = client.get(f"/dev/checkout/{self.open(client)}").get_data(as_text=True)
         assert "Test mode" in html

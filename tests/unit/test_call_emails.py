@@ -43,8 +43,9 @@ def test_the_join_link_email(db_session, render, settings, config) -> None:
     assert rendered.subject == "Ada Lovelace accepted your call — here is your link"
     link = email.context["join_url"]
     assert link in rendered.text_body and link.replace("&", "&amp;") in rendered.html_body
-    assert call.join_deadline.strftime("%H:%M UTC") in rendered.text_body
-    assert "5 minutes" in rendered.text_body
+    assert call.join_deadline.strftime("%H:%M UTC") in rendered.text_body  # the zone said, explicitly
+    assert "The 5-minute call starts when you are both in" in rendered.text_body
+    assert "your payment is kept" in rendered.text_body  # what happens if the buyer misses the window
 
 
 def test_the_end_of_call_emails(db_session, render, config) -> None:
