@@ -6,13 +6,26 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from sqlalchemy import select
 
 from app.db import utcnow
 from app.models import CallRequest, CancelReason, OutboxEmail, Rating, RequestStatus
 from app.services.calls import join_url
 from tests.conftest import csrf_token, login
-from tests.functional.test_buyer_credential import _fresh_limits, accept, buy, seller  # noqa: F401  (fixtures)
+from tests.factories import ProfileFactory
+from tests.functional.test_buyer_credential import accept, buy
+
+
+@pytest.fixture(autouse=True)
+def _fresh_limits(redis, settings):  # type: ignore[no-untyped-def]
+    for key in redis.scan_iter(f"LIMITS:LIMITER/chatlink:{settings.celery_queue}:*"):
+        redis.delete(key)
+
+
+@pytest.fixture
+def seller(db_session):  # type: ignore[no-untyped-def]
+    return ProfileFactory(display_name="Ada Lovelace", slug="ada", price_cents=2500)
 
 
 def the_request(db_session) -> CallRequest:  # type: ignore[no-untyped-def]

@@ -5,19 +5,25 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from sqlalchemy import select
 
 from app.models import OutboxEmail, User
 from tests.conftest import csrf_token
-from tests.factories import PASSWORD, UserFactory
-from tests.functional.test_sessions_end import (  # noqa: F401  (fixtures)
-    _fresh_limits,
-    assert_logged_in,
-    assert_logged_out,
-    copy_of,
-    logged_in,
-    seller,
-)
+from tests.factories import PASSWORD, ProfileFactory, UserFactory
+from tests.functional.test_sessions_end import assert_logged_in, assert_logged_out, copy_of, logged_in
+
+
+@pytest.fixture(autouse=True)
+def _fresh_limits(redis, settings):  # type: ignore[no-untyped-def]
+    for pattern in (f"chatlink:{settings.celery_queue}:*", f"LIMITS:LIMITER/chatlink:{settings.celery_queue}:*"):
+        for key in redis.scan_iter(pattern):
+            redis.delete(key)
+
+
+@pytest.fixture
+def seller(db_session):  # type: ignore[no-untyped-def]
+    return ProfileFactory(slug="ada").user
 
 
 def emails_to(db_session, address: str) -> list[OutboxEmail]:  # type: ignore[no-untyped-def]

@@ -6,9 +6,22 @@ from __future__ import annotations
 import re
 import time
 
+import pytest
+
 from tests.conftest import csrf_token, login
 from tests.factories import CallRequestFactory, ProfileFactory, TransactionFactory
-from tests.functional.test_buyer_credential import _fresh_limits, buy, seller  # noqa: F401  (fixtures)
+from tests.functional.test_buyer_credential import buy
+
+
+@pytest.fixture(autouse=True)
+def _fresh_limits(redis, settings):  # type: ignore[no-untyped-def]
+    for key in redis.scan_iter(f"LIMITS:LIMITER/chatlink:{settings.celery_queue}:*"):
+        redis.delete(key)
+
+
+@pytest.fixture
+def seller(db_session):  # type: ignore[no-untyped-def]
+    return ProfileFactory(display_name="Ada Lovelace", slug="ada", price_cents=2500)
 
 
 def page_version(html: str) -> int:

@@ -13,9 +13,9 @@ import redis as redis_lib
 from app import live
 from app.db import utcnow
 from app.models import RequestStatus
+from app.refusals import Refusal
 from app.services.lifecycle import decisions
 from tests.factories import CallRequestFactory, ProfileFactory, TransactionFactory
-
 
 FEEDS: list[live.LiveFeed] = []
 
@@ -150,7 +150,7 @@ class TestLifecycleAnnounces:
         call = CallRequestFactory(transaction=TransactionFactory(seller=profile.user), status=RequestStatus.DECLINED)
         db_session.commit()
         seen.clear()
-        with pytest.raises(Exception):
+        with pytest.raises(Refusal):
             decisions.accept_request(
                 db_session, call.id, seller_id=profile.user_id, now=utcnow(), join_window_seconds=60
             )
