@@ -14,10 +14,14 @@ test: $(VENV)/.dev $(AXE)
 	$(BIN)/python -m pytest -m "not browser" $(PYTEST_ARGS)
 	$(BIN)/python -m tests.e2e.netns $(BIN)/python -m pytest -m browser $(PYTEST_ARGS)
 
+# alembic check needs a database at head: migrations/check.py builds a scratch one (DATABASE_URL's
+# server, or the embedded PostgreSQL) and drops it after.
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/ci.yml
+	$(BIN)/python migrations/check.py
 
 format: $(VENV)/.dev
 	$(BIN)/ruff check --fix .

@@ -14,6 +14,7 @@ from app.db import db
 from app.engines import resolve_engines
 from app.errors import register_error_handlers
 from app.extensions import csrf, init_redis, limiter, limiter_storage_uri, login_manager
+from app.integrations.storage import storage_for
 from app.observability import configure_logging, init_request_ids, init_sentry
 from app.startup import check_engines
 
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]  # middleware wraps wsgi_app, as Flask documents
 
     db.init_app(app, settings.database_url or "")
+    app.extensions["storage"] = storage_for(settings)
     init_redis(app, settings.redis_url or "")
     from app import live
 

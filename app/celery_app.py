@@ -121,12 +121,14 @@ def celery_init_app(app: Flask, settings: Settings) -> Celery[Any]:
     for module in TASK_MODULES:
         importlib.import_module(module)
     from tasks.automatic_payouts import run_automatic_payouts
-    from tasks.maintenance import sweep
+    from tasks.maintenance import sweep, sweep_full_history
 
     celery.conf.beat_schedule = {
         "sweep": {"task": sweep.name, "schedule": float(settings.sweep_interval_seconds)},
         # Weekly automatic payouts: checked hourly, paid once per seller and ISO week.
         "automatic-payouts": {"task": run_automatic_payouts.name, "schedule": 3600.0},
+        # The same follow-ups as the sweep, over all of history (the sweep looks a few days back).
+        "sweep-full-history": {"task": sweep_full_history.name, "schedule": 3600.0},
     }
     return celery
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,8 @@ CAPTURE_MODES = ("manual", "immediate")
 # (the end of a call) is at most CALL_DURATION_SECONDS ahead, so this must stay above it; see
 # app/celery_app.py for the whole acknowledgement policy.
 CELERY_VISIBILITY_TIMEOUT = 900
+
+_S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
 class ConfigError(ValueError):
@@ -65,6 +68,11 @@ class Settings:
     call_duration_seconds: int = 300
     request_ttl_seconds: int = 86400
     join_window_seconds: int = 900
+    # Scheduled calls (calls at a time the buyer proposed and the seller confirmed).
+    join_opens_before_seconds: int = 300
+    cancel_notice_seconds: int = 86400
+    hold_window_seconds: int = 518400
+    available_now_idle_seconds: int = 1800
     sweep_interval_seconds: int = 5
     celery_queue: str = "chatlink"
     webrtc_ice_servers: tuple[dict[str, Any], ...] = ()
@@ -75,6 +83,13 @@ class Settings:
     postmark_server_token: str | None = None
     postmark_api_base: str = "https://api.postmarkapp.com"
     email_from: str = "ChatLink <no-reply@chatlink.localhost>"
+
+    # Photos. None means "files under instance/uploads".
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: str | None = None
 
     # Operations.
     trusted_proxies: int = 0
@@ -112,6 +127,10 @@ class Settings:
     def uses_dev_mailbox(self) -> bool:
         return not self.postmark_server_token
 
+    @property
+    def uses_local_storage(self) -> bool:
+        return not self.s3_bucket
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, dotenv: bool = True) -> Settings:
         """Read and validate every setting. ``environ`` defaults to the process environment;
@@ -142,6 +161,11 @@ class Settings:
             ),
             request_ttl_seconds=reader.integer("REQUEST_TTL_SECONDS", 86400, low=1),
             join_window_seconds=reader.integer("JOIN_WINDOW_SECONDS", 900, low=1),
+            join_opens_before_seconds=reader.integer("JOIN_OPENS_BEFORE_SECONDS", 300, low=0, high=3600),
+            cancel_notice_seconds=reader.integer("CANCEL_NOTICE_SECONDS", 86400, low=0),
+            # Stripe keeps an online card hold about 7 days; proposals must fall inside it.
+            hold_window_seconds=reader.integer("HOLD_WINDOW_SECONDS", 518400, low=3600, high=7 * 86400),
+            available_now_idle_seconds=reader.integer("AVAILABLE_NOW_IDLE_SECONDS", 1800, low=60),
             sweep_interval_seconds=reader.integer("SWEEP_INTERVAL_SECONDS", 5, low=1, high=3600),
             celery_queue=reader.text("CELERY_QUEUE", "chatlink"),
             webrtc_ice_servers=_parse_ice_servers(reader.optional("WEBRTC_ICE_SERVERS")),
@@ -150,6 +174,11 @@ class Settings:
             postmark_server_token=reader.optional("POSTMARK_SERVER_TOKEN"),
             postmark_api_base=reader.url("POSTMARK_API_BASE", "https://api.postmarkapp.com"),
             email_from=reader.text("EMAIL_FROM", "ChatLink <no-reply@chatlink.localhost>"),
+            s3_bucket=reader.optional("S3_BUCKET"),
+            s3_endpoint_url=reader.optional_url("S3_ENDPOINT_URL"),
+            s3_region=reader.text("S3_REGION", "us-east-1"),
+            aws_access_key_id=reader.optional("AWS_ACCESS_KEY_ID"),
+            aws_secret_access_key=reader.optional("AWS_SECRET_ACCESS_KEY"),
             trusted_proxies=reader.integer("TRUSTED_PROXIES", 0, low=0, high=5),
             sentry_dsn=reader.optional("SENTRY_DSN"),
             metrics_token=reader.optional("METRICS_TOKEN"),
@@ -158,6 +187,7 @@ class Settings:
         )
         if len(settings.currency) != 3 or not settings.currency.isalpha():
             raise ConfigError("CURRENCY: must be a three-letter ISO currency code such as usd")
+        settings.check_storage()
         settings.check_production()
         return settings
 
@@ -174,6 +204,8 @@ class Settings:
             "STRIPE_CONNECT_WEBHOOK_SECRET": self.stripe_connect_webhook_secret != DEV_CONNECT_WEBHOOK_SECRET,
             "DAILY_API_KEY": self.daily_api_key,
             "POSTMARK_SERVER_TOKEN": self.postmark_server_token,
+            # Files on one host's disk cannot be served by another host behind the load balancer.
+            "S3_BUCKET": self.s3_bucket,
         }
         for name, ok in required.items():
             if not ok:
@@ -189,6 +221,17 @@ class Settings:
                 f"METRICS_TOKEN: must be set when APP_ENV=production, at least {METRICS_TOKEN_MIN} characters "
                 "(GET /metrics then answers only with Authorization: Bearer <token>)"
             )
+
+    def check_storage(self) -> None:
+        """With a bucket, the keys come as a pair (or neither: boto3 then finds an instance role).
+        Without one the S3 settings are unused; AWS keys in the environment may serve other tools."""
+        if not self.s3_bucket:
+            return
+        if not _S3_BUCKET.match(self.s3_bucket):
+            raise ConfigError(f"S3_BUCKET: {self.s3_bucket!r} is not a valid bucket name (3-63 of a-z 0-9 . -)")
+        if bool(self.aws_access_key_id) != bool(self.aws_secret_access_key):
+            missing = "AWS_SECRET_ACCESS_KEY" if self.aws_access_key_id else "AWS_ACCESS_KEY_ID"
+            raise ConfigError(f"{missing}: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set together")
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

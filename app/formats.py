@@ -1,7 +1,8 @@
 """The one way ChatLink writes a time on the wire and an amount of money for people.
 
 Times in the JSON API (and in anything a machine reads back) are ISO 8601 in UTC ending in ``Z``;
-people read them with their zone said (``format_utc``), or in their own zone in a browser. Money is
+people read them with their zone said: in a named zone (``format_when``), or in UTC (``format_utc``)
+until their own browser puts it in theirs. Money is
 integer minor units everywhere in the code; people see it through ``format_money``, on pages, in
 emails and in CSV alike, with the currency's own number of decimals. The call's length has one
 phrase too (``call_length``).
@@ -9,6 +10,7 @@ phrase too (``call_length``).
 
 from __future__ import annotations
 
+import zoneinfo
 from datetime import UTC, datetime
 
 # ISO 4217 currencies without a minor unit: 2500 JPY is ¥2,500, not ¥25.00. (Stripe's list of
@@ -25,6 +27,18 @@ def iso(value: datetime | None) -> str | None:
     if value is None:
         return None
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def format_when(value: datetime, time_zone: str) -> str:
+    """An instant as a person in ``time_zone`` reads it: ``Tuesday 8 December 2026, 15:00 (Europe/Paris)``.
+    The zone's name, not an abbreviation: CST is three different zones."""
+    return f"{format_local(value, time_zone)} ({time_zone})"
+
+
+def format_local(value: datetime, time_zone: str) -> str:
+    """``Tuesday 8 December 2026, 15:00``: the wall-clock time in ``time_zone``, without its name."""
+    local = value.astimezone(zoneinfo.ZoneInfo(time_zone))
+    return f"{local:%A} {local.day} {local:%B %Y, %H:%M}"
 
 
 def currency_exponent(currency: str) -> int:

@@ -8,6 +8,7 @@ from app.config import Settings
 from app.extensions import redis_client
 from app.integrations.connect import ConnectGateway, connect_gateway
 from app.integrations.payments import PaymentGateway, payment_gateway
+from app.integrations.storage import Storage
 from app.integrations.video import VideoProvider, video_provider
 
 
@@ -29,3 +30,9 @@ def connect() -> ConnectGateway:
 def video() -> VideoProvider:
     """Daily when DAILY_API_KEY is set, the built-in room otherwise."""
     return video_provider(settings())
+
+
+def storage() -> Storage:
+    """The S3 bucket when S3_BUCKET is set, files under instance/uploads otherwise."""
+    found: Storage = current_app.extensions["storage"]
+    return found

@@ -19,12 +19,13 @@ from app.services import (
     email_delivery,
     health,
     maintenance,
+    photos,
     privacy,
     request_payments,
     stripe_events,
     transfers,
 )
-from app.services.lifecycle import clock, decisions
+from app.services.lifecycle import clock, decisions, schedule
 from tasks import _runtime, builtin_payments
 
 log = logging.getLogger(__name__)
@@ -41,11 +42,21 @@ SWEEP_STEPS: tuple[SweepStep, ...] = (
     maintenance.pending_work,
     email_delivery.requeue_due_emails,
     decisions.expire_pending_requests,
+    schedule.send_due_reminders,
     request_payments.payment_followups,
     stripe_events.requeue_stuck_events,
     transfers.resend_stuck_transfers,
     builtin_payments.expire_builtin_checkouts,
     privacy.scrub_farewell_emails,
+    photos.requeue_photo_deletions,
+)
+
+
+# The sweep's steps look a few days back to stay cheap on a long history; these look at all of it,
+# once an hour, so work older than that is still finished, never forgotten.
+FULL_HISTORY_STEPS: tuple[SweepStep, ...] = (
+    request_payments.payment_followups_all_history,
+    call_endings.recover_call_work_all_history,
 )
 
 
@@ -54,16 +65,28 @@ SWEEP_STEPS: tuple[SweepStep, ...] = (
 def sweep() -> dict[str, int]:
     settings = _runtime.settings()
     health.record_heartbeat(redis_client(), settings.celery_queue)
+    report = _run(SWEEP_STEPS, settings)
+    # Every 5 seconds: log the sweep only when it found something (the pending counts are gauges).
+    found = any(count for name, count in report.items() if not name.endswith("_pending"))
+    log.log(logging.INFO if found else logging.DEBUG, "sweep", extra=report)
+    return report
+
+
+@chatlink_task(max_retries=0)
+def sweep_full_history() -> dict[str, int]:
+    report = _run(FULL_HISTORY_STEPS, _runtime.settings())
+    log.info("full-history sweep", extra=report)
+    return report
+
+
+def _run(steps: tuple[SweepStep, ...], settings: Settings) -> dict[str, int]:
     report: dict[str, int] = {}
-    for step in SWEEP_STEPS:
+    for step in steps:
         try:
             with db.session_scope() as session:
                 report.update(step(session, utcnow(), settings))
         except Exception:
             log.exception("sweep step failed", extra={"step": step.__name__})
-    # Every 5 seconds: log the sweep only when it found something (the pending counts are gauges).
-    found = any(count for name, count in report.items() if not name.endswith("_pending"))
-    log.log(logging.INFO if found else logging.DEBUG, "sweep", extra=report)
     return report
 
 

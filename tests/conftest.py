@@ -38,6 +38,7 @@ from app.config import PROJECT_ROOT, Settings
 from app.db import Base, db
 from app.engines import ScratchEngines
 from tests import factories
+from tests.fakes.s3 import S3Server
 
 RUN_ID = uuid.uuid4().hex[:10]
 
@@ -202,6 +203,19 @@ def enqueued(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
 
         monkeypatch.setattr(Task, "apply_async", record)
     return recorded
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """A real S3-speaking server (moto_server) on a loopback port, for this run's storage tests."""
+    with S3Server() as server:
+        yield server
+
+
+@pytest.fixture
+def s3_bucket(s3_server: S3Server) -> str:
+    """A new, empty bucket on ``s3_server`` for one test."""
+    return s3_server.create_bucket(f"photos-{uuid.uuid4().hex[:12]}")
 
 
 @pytest.fixture

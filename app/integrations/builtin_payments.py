@@ -28,6 +28,7 @@ from app.integrations.payments import (
 )
 
 BUILTIN_TTL_SECONDS = 30 * 24 * 3600  # Stripe remembers idempotency keys at least 24 h; we keep all 30 days
+HOLD_SECONDS = 7 * 24 * 3600  # capture_before of a held card payment: created + 7 days, as Stripe says it
 _CANCELLABLE = ("requires_payment_method", "requires_confirmation", "requires_action", "requires_capture", "processing")
 
 EventSink = Callable[[dict[str, Any]], None]
@@ -60,6 +61,8 @@ class BuiltinGateway:
     def retrieve_checkout(self, session_id: str) -> CheckoutSnapshot:
         session = self._require("cs", session_id)
         intent = self._load("pi", session["payment_intent"]) if session.get("payment_intent") else None
+        if intent is not None:  # expanded, as StripeGateway asks Stripe to
+            intent = dict(intent, latest_charge=self._charge(intent))
         return snapshot_of(session, intent)
 
     def capture(self, payment_intent_id: str, *, idempotency_key: str) -> str:
@@ -224,6 +227,11 @@ class BuiltinGateway:
             "amount_captured": intent["amount_received"], "amount_refunded": refunded,
             "refunded": refunded >= intent["amount_received"], "captured": True, "currency": intent["currency"],
             "payment_intent": intent["id"], "metadata": dict(intent["metadata"]), "status": "succeeded",
+            "payment_method_details": {"type": "card", "card": {
+                "brand": "visa", "last4": "4242",
+                # A card hold lasts about seven days (Stripe's figure for online card payments).
+                "capture_before": _capture_before(intent),
+            }},
         }  # fmt: skip
 
     def _emit(self, event_type: str, obj: dict[str, Any], idempotency_key: str | None = None) -> None:
@@ -298,6 +306,12 @@ def _require_status(intent: dict[str, Any], allowed: tuple[str, ...], verb: str)
             transient=False,
             code="payment_intent_unexpected_state",
         )
+
+
+def _capture_before(intent: dict[str, Any]) -> int | None:
+    if intent.get("capture_method") != "manual" or not intent.get("created"):
+        return None
+    return int(intent["created"]) + HOLD_SECONDS
 
 
 def _public(obj: dict[str, Any]) -> dict[str, Any]:

@@ -35,6 +35,13 @@ ACCOUNT_ERROR_CODES = frozenset({10, 405})
 
 
 @dataclass(frozen=True)
+class Attachment:
+    name: str
+    content_type: str  # with its parameters: text/calendar; charset=utf-8; method=REQUEST
+    content_base64: str
+
+
+@dataclass(frozen=True)
 class OutgoingEmail:
     email_id: str  # the outbox row's id, sent along as metadata so bounces can be traced back
     to: str
@@ -42,6 +49,7 @@ class OutgoingEmail:
     text_body: str
     html_body: str
     tag: str  # the template name: Postmark groups its statistics by tag
+    attachments: tuple[Attachment, ...] = ()
 
 
 class EmailDeliveryError(Exception):
@@ -105,6 +113,12 @@ class PostmarkMailer:
                 Tag=message.tag,
                 Metadata={"email_id": message.email_id},
                 MessageStream=MESSAGE_STREAM,
+                # Postmark's own shape (Name, base64 Content, ContentType); None sends no key.
+                Attachments=[
+                    {"Name": a.name, "Content": a.content_base64, "ContentType": a.content_type}
+                    for a in message.attachments
+                ]
+                or None,
             )
         except requests.exceptions.JSONDecodeError as exc:
             # A 2xx we cannot read was most likely accepted: retrying could deliver it twice.
@@ -160,11 +174,13 @@ class DevMailbox:
 
     def send(self, message: OutgoingEmail) -> str:
         message_id = f"dev-{uuid.uuid4()}"
+        attached = "".join(f"\n[attached: {a.name}, {a.content_type}]" for a in message.attachments)
         log.info(
-            "dev mailbox: email to %s\nSubject: %s\n\n%s\n(see %s/dev/mailbox/%s)",
+            "dev mailbox: email to %s\nSubject: %s\n\n%s%s\n(see %s/dev/mailbox/%s)",
             mask_email(message.to),
             message.subject,
             message.text_body,
+            attached,
             self.app_url,
             message.email_id,
             extra={"email_id": message.email_id, "template": message.tag},

@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import requests
@@ -77,6 +78,9 @@ class CheckoutSnapshot:
     metadata: dict[str, str]
     payment_intent_id: str | None
     payment_intent_status: str | None  # requires_capture | succeeded | processing | canceled | ...
+    # Until when a hold can be captured: the card charge's payment_method_details.card.capture_before
+    # (Stripe sets it on manual-capture card payments); None when the gateway does not say.
+    capture_before: datetime | None = None
 
 
 class PaymentGateway(Protocol):
@@ -142,7 +146,19 @@ def snapshot_of(session: dict[str, Any], intent: dict[str, Any] | None) -> Check
         metadata=dict(session.get("metadata") or {}),
         payment_intent_id=intent["id"] if intent else None,
         payment_intent_status=intent.get("status") if intent else None,
+        capture_before=capture_before_of(intent),
     )
+
+
+def capture_before_of(intent: dict[str, Any] | None) -> datetime | None:
+    """``latest_charge.payment_method_details.card.capture_before`` of an expanded PaymentIntent,
+    as an aware datetime. Not a card, not expanded, or not said: None."""
+    charge = (intent or {}).get("latest_charge")
+    if not isinstance(charge, dict):
+        return None
+    card = (charge.get("payment_method_details") or {}).get("card") or {}
+    value = card.get("capture_before")
+    return datetime.fromtimestamp(int(value), UTC) if isinstance(value, int | float) and value > 0 else None
 
 
 # --- Stripe --------------------------------------------------------------------------------------
@@ -195,7 +211,9 @@ class StripeGateway:
 
     def retrieve_checkout(self, session_id: str) -> CheckoutSnapshot:
         with _stripe_errors():
-            session = self.client.v1.checkout.sessions.retrieve(session_id, params={"expand": ["payment_intent"]})
+            # The charge says until when its hold can be captured (capture_before).
+            expand = ["payment_intent", "payment_intent.latest_charge"]
+            session = self.client.v1.checkout.sessions.retrieve(session_id, params={"expand": expand})
         data = session.to_dict()
         intent = data.get("payment_intent")
         if isinstance(intent, str):  # not expanded (should not happen); fetch it

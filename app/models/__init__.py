@@ -24,7 +24,7 @@ from app.models.payments import (
     Transaction,
 )
 from app.models.safety import Block, Report, ReporterRole, ReportStatus
-from app.models.users import PasswordResetToken, Profile, Role, User
+from app.models.users import PasswordResetToken, PhotoDeletion, Profile, Role, SellerAvailability, User
 
 __all__ = [
     "AutomaticPayout",
@@ -47,6 +47,7 @@ __all__ = [
     "PayoutSettings",
     "PayoutStatus",
     "PayoutTransfer",
+    "PhotoDeletion",
     "Profile",
     "Rating",
     "Report",
@@ -54,6 +55,7 @@ __all__ = [
     "ReporterRole",
     "RequestStatus",
     "Role",
+    "SellerAvailability",
     "StripeEvent",
     "StripeEventStatus",
     "Transaction",

@@ -6,7 +6,8 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, String
+from sqlalchemy import Boolean, CheckConstraint, DateTime, ForeignKey, Index, Integer, String, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base
@@ -32,7 +33,7 @@ class CancelReason(enum.StrEnum):
     PAYMENT_FAILED = "payment_failed"
     ADMIN = "admin"
     SUSPENDED = "suspended"  # the seller was suspended before the call could happen
-    BUYER_CANCELLED = "buyer_cancelled"  # the buyer withdrew the request before the seller answered
+    BUYER_CANCELLED = "buyer_cancelled"  # the buyer withdrew: before the seller answered, or a scheduled call in time
 
 
 class CallRequest(Base):
@@ -40,10 +41,31 @@ class CallRequest(Base):
     __table_args__ = (
         CheckConstraint("ends_at IS NULL OR started_at IS NOT NULL", name="ends_after_start"),
         CheckConstraint("(status = 'CANCELLED') = (cancel_reason IS NOT NULL)", name="cancel_reason_iff_cancelled"),
-        Index("ix_call_requests_seller_status", "seller_id", "status"),
+        # A seller's requests, newest first, all of them or of one status (dashboard, /requests).
+        Index("ix_call_requests_seller_status_created", "seller_id", "status", "created_at"),
+        Index("ix_call_requests_seller_created", "seller_id", "created_at"),
         # The sweeps look for overdue rows by status and deadline.
         Index("ix_call_requests_status_expires", "status", "expires_at"),
         Index("ix_call_requests_status_ends", "status", "ends_at"),
+        # The sweeps' follow-ups, each over the few rows that can still need one (bench/scale.py
+        # shows each would otherwise read a year of calls every few seconds): rooms not yet
+        # deleted, and requests declined or cancelled lately (their money may still be held or
+        # owed back). A cancelled request is the one with a cancel_reason (a CHECK above).
+        Index(
+            "ix_call_requests_room_undeleted",
+            "created_at",
+            postgresql_where=text("room_name IS NOT NULL AND room_deleted_at IS NULL"),
+        ),
+        Index("ix_call_requests_declined", "declined_at", postgresql_where=text("status = 'DECLINED'")),
+        Index("ix_call_requests_cancelled", "cancelled_at", postgresql_where=text("cancel_reason IS NOT NULL")),
+        # The reminder sweep: only scheduled calls with a reminder still to send.
+        Index(
+            "ix_call_requests_reminders_due",
+            "next_reminder_at",
+            postgresql_where=text("next_reminder_at IS NOT NULL"),
+        ),
+        CheckConstraint("cardinality(proposed_starts) <= 3", name="at_most_three_proposals"),
+        CheckConstraint("reschedule_by IN ('buyer', 'seller')", name="reschedule_party"),
     )
 
     id: Mapped[UUIDPk]
@@ -59,7 +81,25 @@ class CallRequest(Base):
     accepted_at: Mapped[UTCDateTime | None]
     declined_at: Mapped[UTCDateTime | None]
     cancelled_at: Mapped[UTCDateTime | None]
-    join_deadline: Mapped[UTCDateTime | None]  # both must have joined by then (accepted_at + join window)
+    join_deadline: Mapped[UTCDateTime | None]  # both must have joined by then (start + join window)
+    # Scheduling. The buyer's proposed start times (none: as soon as possible) and their time zone
+    # (an IANA name, for the times we show and send them); the start the seller accepted (None:
+    # a call for right away); when the room opens (accepted_at for a call right away).
+    proposed_starts: Mapped[list[datetime]] = mapped_column(
+        ARRAY(DateTime(timezone=True)), default=list, server_default="{}"
+    )
+    buyer_time_zone: Mapped[str | None] = mapped_column(String(64))
+    scheduled_start: Mapped[UTCDateTime | None]
+    join_opens_at: Mapped[UTCDateTime | None]
+    # The calendar invitation's SEQUENCE: bumped by a reschedule and by a cancellation.
+    schedule_sequence: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The next reminder the sweep sends (24 h, then 10 min before the start); None: none left.
+    next_reminder_at: Mapped[UTCDateTime | None]
+    # One reschedule per call: a party asks (once), the other confirms or keeps the time.
+    reschedule_start: Mapped[UTCDateTime | None]
+    reschedule_by: Mapped[str | None] = mapped_column(String(10))
+    reschedule_asked_at: Mapped[UTCDateTime | None]
+    reschedule_answered_at: Mapped[UTCDateTime | None]
     # Random per-request key from which each party's join credential is derived; rotating it
     # revokes both links.
     join_key: Mapped[str | None] = mapped_column(String(64))
@@ -85,11 +125,15 @@ class CallRequest(Base):
 
 class Rating(Base):
     __tablename__ = "ratings"
-    __table_args__ = (CheckConstraint("stars BETWEEN 1 AND 5", name="stars_range"),)
+    __table_args__ = (
+        CheckConstraint("stars BETWEEN 1 AND 5", name="stars_range"),
+        # The paywall's rating summary (count and average of a seller's stars) from the index alone.
+        Index("ix_ratings_seller_stars", "seller_id", postgresql_include=["stars", "id"]),
+    )
 
     id: Mapped[UUIDPk]
     call_request_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("call_requests.id", ondelete="CASCADE"), unique=True)
-    seller_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    seller_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     stars: Mapped[int]
     # What the buyer wrote with the stars, for the seller's eyes only (their dashboard).
     comment: Mapped[str] = mapped_column(String(COMMENT_MAX), default="", server_default="")

@@ -18,6 +18,7 @@ class EmailStatus(enum.StrEnum):
     PENDING = "pending"
     SENT = "sent"
     FAILED = "failed"  # permanent: the provider refused it and a retry cannot help
+    WITHDRAWN = "withdrawn"  # never sent: its cause stopped holding first (a reminder of a cancelled call)
 
 
 class OutboxEmail(Base):
@@ -61,6 +62,8 @@ class EventLog(Base):
     __table_args__ = (
         Index("ix_event_log_type_created", "type", "created_at"),
         Index("ix_event_log_ref_id", "ref_id"),
+        # The admin's event log, newest first, unfiltered.
+        Index("ix_event_log_created", "created_at"),
     )
 
     id: Mapped[UUIDPk]

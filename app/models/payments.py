@@ -11,8 +11,19 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base
@@ -35,6 +46,12 @@ class Checkout(Base):
     seller_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     buyer_email: Mapped[Email]
     note: Mapped[str] = mapped_column(String(280), default="", server_default="")
+    # The start times the buyer proposed (none: as soon as possible) and their IANA time zone,
+    # carried to the request the payment creates.
+    proposed_starts: Mapped[list[datetime]] = mapped_column(
+        ARRAY(DateTime(timezone=True)), default=list, server_default="{}"
+    )
+    buyer_time_zone: Mapped[str | None] = mapped_column(String(64))
     amount_cents: Mapped[int] = mapped_column(Integer)
     currency: Mapped[str] = mapped_column(String(3))
     # The form's one-time token: a double submit finds the first attempt instead of a new one.
@@ -65,6 +82,10 @@ class Transaction(Base):
         CheckConstraint("platform_fee_cents >= 0 AND net_cents >= 0", name="parts_non_negative"),
         CheckConstraint("platform_fee_cents + net_cents = gross_cents", name="parts_sum_to_gross"),
         CheckConstraint("refunded_cents BETWEEN 0 AND gross_cents", name="refund_within_gross"),
+        # The admin's disputes page (every payment ever disputed, latest first) and its count of
+        # open ones: a handful among a year of payments.
+        Index("ix_transactions_disputed", "disputed_at", postgresql_where=text("disputed_at IS NOT NULL")),
+        Index("ix_transactions_open_disputes", "seller_id", postgresql_where=text("payment_state = 'disputed'")),
     )
 
     id: Mapped[UUIDPk]
@@ -82,6 +103,9 @@ class Transaction(Base):
     voided_at: Mapped[UTCDateTime | None]
     refunded_at: Mapped[UTCDateTime | None]
     disputed_at: Mapped[UTCDateTime | None]
+    # Until when the hold can be captured (the card charge's ``capture_before``), when the
+    # gateway says; a pending request must be decided before then.
+    capture_before: Mapped[UTCDateTime | None]
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime] = updated_at_column()
 
@@ -129,6 +153,8 @@ class LedgerEntry(Base):
         UniqueConstraint("kind", "call_request_id", name="uq_ledger_entries_kind_call_request_id"),
         UniqueConstraint("kind", "payout_request_id", name="uq_ledger_entries_kind_payout_request_id"),
         Index("ix_ledger_entries_seller_created", "seller_id", "created_at"),
+        # The balance (sum of a seller's rows) from the index alone, however long the history.
+        Index("ix_ledger_entries_seller_balance", "seller_id", "currency", postgresql_include=["amount_cents"]),
     )
 
     id: Mapped[UUIDPk]
@@ -152,7 +178,11 @@ class PayoutStatus(enum.StrEnum):
 
 class PayoutRequest(Base):
     __tablename__ = "payout_requests"
-    __table_args__ = (CheckConstraint("amount_cents > 0", name="amount_positive"),)
+    __table_args__ = (
+        CheckConstraint("amount_cents > 0", name="amount_positive"),
+        # The admin's payout queue by status: waiting ones oldest first, decided ones newest first.
+        Index("ix_payout_requests_status_created", "status", "created_at"),
+    )
 
     id: Mapped[UUIDPk]
     seller_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)

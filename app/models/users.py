@@ -1,12 +1,14 @@
-"""Sellers and admins, their public profile, and password reset tokens."""
+"""Sellers and admins, their public profile, their availability, and password reset tokens."""
 
 from __future__ import annotations
 
 import enum
 import uuid
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Integer, String, Text
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base
@@ -27,6 +29,11 @@ class Role(enum.StrEnum):
 
 class User(Base):
     __tablename__ = "users"
+    __table_args__ = (
+        # The admin's sellers list (newest first) and count of suspended sellers.
+        Index("ix_users_created", "created_at"),
+        Index("ix_users_suspended", "role", postgresql_where=text("suspended_at IS NOT NULL")),
+    )
 
     id: Mapped[UUIDPk]
     # Stored normalised (trimmed, lower-case); a deleted account's email is replaced by a tombstone.
@@ -89,6 +96,23 @@ class Profile(Base):
     user: Mapped[User] = relationship(back_populates="profile")
 
 
+class SellerAvailability(Base):
+    """When a seller takes calls: weekly hours in their own time zone (``weekly`` is a list of
+    ``{"day": "mon".."sun", "from": "HH:MM", "to": "HH:MM"}``, validated by
+    ``app.services.availability``), and the "available now" switch, which is on until
+    ``available_now_until`` (pushed forward while the seller is around)."""
+
+    __tablename__ = "seller_availability"
+
+    id: Mapped[UUIDPk]
+    seller_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), unique=True)
+    time_zone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
+    weekly: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list, server_default="[]")
+    available_now_until: Mapped[UTCDateTime | None]
+    created_at: Mapped[datetime] = created_at_column()
+    updated_at: Mapped[datetime] = updated_at_column()
+
+
 class PasswordResetToken(Base):
     __tablename__ = "password_reset_tokens"
 
@@ -99,3 +123,16 @@ class PasswordResetToken(Base):
     expires_at: Mapped[UTCDateTime]
     used_at: Mapped[UTCDateTime | None]
     created_at: Mapped[datetime] = created_at_column()
+
+
+class PhotoDeletion(Base):
+    """A deleted profile's stored photos still to be removed: the durable to-do behind the task,
+    so a broker down at the moment of deletion delays the removal, never loses it."""
+
+    __tablename__ = "photo_deletions"
+    __table_args__ = (Index("ix_photo_deletions_due", "next_attempt_at", postgresql_where=text("done_at IS NULL")),)
+
+    profile_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)  # the row it outlives is gone
+    requested_at: Mapped[datetime] = created_at_column()
+    next_attempt_at: Mapped[UTCDateTime]
+    done_at: Mapped[UTCDateTime | None]

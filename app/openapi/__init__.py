@@ -16,10 +16,10 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from app.openapi import admin, auth, buyers, calls, live, operations, sellers
+from app.openapi import admin, auth, buyers, calls, live, operations, scheduling, sellers
 from app.openapi._build import ERROR_SCHEMA, SECURITY_SCHEMES, error_responses
 
-AREAS: tuple[ModuleType, ...] = (auth, buyers, sellers, calls, live, admin, operations)
+AREAS: tuple[ModuleType, ...] = (auth, buyers, sellers, scheduling, calls, live, admin, operations)
 VERSION = "1.0.0"
 
 DESCRIPTION = """\

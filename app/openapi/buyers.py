@@ -12,6 +12,7 @@ from app.openapi._build import (
     TIME,
     UUID,
     Schema,
+    array,
     nullable,
     obj,
     operation,
@@ -30,6 +31,8 @@ SCHEMAS: dict[str, Schema] = {
         sellerName=STRING,
         expiresAt=OPTIONAL_TIME,
         cancelReason=nullable(STRING),
+        proposedStarts=array(TIME),
+        scheduledStart=OPTIONAL_TIME,
         joinUrl={
             "type": ["string", "null"],
             "description": "The buyer's call link, once accepted, and only for the browser that started the "
@@ -72,6 +75,13 @@ PATHS: dict[str, dict[str, Any]] = {
                 buyerEmail=EMAIL,
                 note={"type": "string", "maxLength": 280},
                 submissionKey={"type": "string", "minLength": 16, "maxLength": 64},
+                proposedStarts={
+                    **array(TIME),
+                    "maxItems": 3,
+                    "description": "Up to three start times (instants with their offset) within the seller's hours "
+                    "and the card-hold window; omitted or empty: as soon as possible.",
+                },
+                timeZone={"type": "string", "maxLength": 64, "description": "The buyer's IANA time zone."},
             ),
             ok={201: obj(("checkoutUrl", "sessionId"), checkoutUrl=STRING, sessionId=STRING)},
             errors=(403, 404, 409),

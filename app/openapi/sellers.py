@@ -44,6 +44,11 @@ SCHEMAS: dict[str, Schema] = {
         endedAt=OPTIONAL_TIME,
         cancelReason=nullable(STRING),
         joinUrl={"type": ["string", "null"], "description": "The seller's own call link, once accepted."},
+        proposedStarts={**array(TIME), "description": "The buyer's proposed starts; empty: as soon as possible."},
+        scheduledStart={**OPTIONAL_TIME, "description": "The start the seller accepted; null: right away."},
+        joinOpensAt=OPTIONAL_TIME,
+        buyerTimeZone=nullable(STRING),
+        reschedule=nullable(obj(startAt=TIME, askedBy=STRING, answered={"type": "boolean"})),
     ),
     "Profile": obj(
         ("displayName", "slug", "bio", "priceCents", "currency", "paused", "status", "paywallUrl"),
@@ -103,7 +108,11 @@ def _op(summary: str, **kwargs: Any) -> dict[str, Any]:
     return operation(summary, tag=TAG[0], **kwargs)
 
 
-_DECISION_BODY = obj((), message={"type": "string", "maxLength": 500})
+_DECISION_BODY = obj(
+    (),
+    startAt={**TIME, "description": "Accept only: one of the request's proposedStarts."},
+    message={"type": "string", "maxLength": 500, "description": "Decline only: for the buyer's email."},
+)
 
 PATHS: dict[str, dict[str, Any]] = {
     "/api/requests": {
@@ -123,12 +132,15 @@ PATHS: dict[str, dict[str, Any]] = {
         "post": _op(
             "Accept or decline a request",
             changes=True,
-            description="Accept captures the buyer's payment and opens the room; decline releases the hold. "
-            "A decline may carry a `message` for the buyer: it goes into the email that tells them.",
+            description="Accept captures the buyer's payment and opens the room; decline releases the hold. An "
+            "accept may send `startAt`, one of the request's `proposedStarts`: the call is then booked for that "
+            "time (both parties get a calendar invitation), otherwise it is for right now. A decline may carry a "
+            "`message` for the buyer: it goes into the email that tells them.",
             parameters=[_REQUEST_ID, path_param("action", {"type": "string", "enum": ["accept", "decline"]})],
             ok={200: obj(("request",), request=ref("CallRequest"))},
             errors=(409,),
         )
+        # The body is optional: without one, the accept is for right now (as before scheduling).
         | {"requestBody": {"required": False, "content": {"application/json": {"schema": _DECISION_BODY}}}}
     },
     "/api/requests/{request_id}/block": {

@@ -58,6 +58,9 @@ class BuyerStatus:
     can_cancel: bool = False
     rate_url: str | None = None
     rated_stars: int | None = None
+    proposed_starts: tuple[datetime, ...] = ()
+    scheduled_start: datetime | None = None  # the start the seller accepted (None: right away)
+    time_zone: str = "UTC"  # the buyer's, as they paid
 
     @property
     def is_final(self) -> bool:
@@ -73,6 +76,8 @@ class BuyerStatus:
             "joinUrl": self.join_url,
             "joinDeadline": iso(self.join_deadline),
             "canCancel": self.can_cancel,
+            "proposedStarts": [iso(start) for start in self.proposed_starts],
+            "scheduledStart": iso(self.scheduled_start),
         }
 
 
@@ -104,6 +109,9 @@ def buyer_status(
         amount_cents=checkout.amount_cents,
         currency=checkout.currency,
         join_deadline=call_request.join_deadline if call_request else None,
+        proposed_starts=tuple(call_request.proposed_starts if call_request else checkout.proposed_starts),
+        scheduled_start=call_request.scheduled_start if call_request else None,
+        time_zone=checkout.buyer_time_zone or "UTC",
     )
     if call_request is None or not _browser_matches(checkout, browser_key):
         return status

@@ -22,7 +22,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, cast, exists, func, select, update
+from sqlalchemy import String, cast, exists, func, select, true, update
 from sqlalchemy.orm import Session
 
 from app.config import Settings
@@ -46,6 +46,9 @@ REFUND_FAILED_EVENT = "payment.refund_failed"
 # and gives up on deleting a room after RELEASE_GIVE_UP: by then Daily has expired it anyway.
 RECOVER_AFTER = timedelta(seconds=30)
 RELEASE_GIVE_UP = timedelta(hours=1)
+# How far back the every-few-seconds sweep looks for seller no-shows not yet refunded; see
+# FOLLOW_UP_WINDOW in app/services/request_payments.py for why, and for the hourly full sweep.
+REFUND_WINDOW = timedelta(days=2)
 
 
 # The end of a call.
@@ -88,6 +91,12 @@ def end_by_party(session: Session, access: CallAccess, *, config: CallConfig, no
             raise Forbidden("seller_only", "Only the seller can end the call early.")
         end_call(session, call.id, ended_by=ended_by, config=config, now=now)
     return call_state(require_request(session, call.id), now)
+
+
+def recover_call_work_all_history(session: Session, now: datetime, settings: Settings) -> dict[str, int]:
+    """Hourly step: ``recover_call_work`` over all of history, so a refund still undone after the
+    sweep's look-back is published again, never forgotten."""
+    return recover_call_work(session, now, settings, look_back=None)
 
 
 # The room after the end.
@@ -172,15 +181,19 @@ def refund_seller_no_show(session: Session, request_id: uuid.UUID, *, gateway: P
 # Sweep steps.
 
 
-def recover_call_work(session: Session, now: datetime, settings: Settings) -> dict[str, int]:
+def recover_call_work(
+    session: Session, now: datetime, settings: Settings, *, look_back: timedelta | None = REFUND_WINDOW
+) -> dict[str, int]:
     """Sweep step: re-publish the call's work whose message was lost (broker down at commit, a
     dead worker, retries exhausted). A paid, accepted call without a room gets one; an ended
     call whose room still exists has it deleted; a seller no-show not yet refunded is refunded.
     Every task is repeat-safe; each row is re-published RECOVER_AFTER after its transition,
-    then at most once per RECOVER_AFTER (its sweep lease)."""
+    then at most once per RECOVER_AFTER (its sweep lease). Refunds are looked for ``look_back``
+    into the past (None: all of history)."""
     provisions = claim(
         session,
-        follow_up_due(CallRequest.accepted_at, now, RECOVER_AFTER),
+        # From the room's opening: a call accepted for later gets its room shortly before the start.
+        follow_up_due(func.coalesce(CallRequest.join_opens_at, CallRequest.accepted_at), now, RECOVER_AFTER),
         CallRequest.status == RequestStatus.ACCEPTED,
         CallRequest.room_ready_at.is_(None),
         CallRequest.join_deadline > now,
@@ -199,6 +212,7 @@ def recover_call_work(session: Session, now: datetime, settings: Settings) -> di
         session,
         follow_up_due(CallRequest.cancelled_at, now, RECOVER_AFTER),
         CallRequest.cancel_reason == CancelReason.SELLER_NO_SHOW,
+        CallRequest.cancelled_at > now - look_back if look_back is not None else true(),
         Transaction.payment_state.in_((PaymentState.CAPTURED, PaymentState.HELD)),
         # A refusal is for an operator to look at, not for the sweep to repeat.
         ~exists().where(EventLog.type == REFUND_FAILED_EVENT, EventLog.ref_id == cast(CallRequest.id, String)),

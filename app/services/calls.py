@@ -167,8 +167,9 @@ def provision_room(
 ) -> str:
     """Create the room of an ACCEPTED, paid request and send the buyer their link.
 
-    Returns ``created``, ``exists`` (already done: a repeat is a no-op) or ``skipped`` (not
-    accepted, not captured, or too late for a call to happen).
+    Returns ``created``, ``exists`` (already done: a repeat is a no-op), ``not_yet`` (a call
+    accepted for later whose room does not open yet) or ``skipped`` (not accepted, not captured,
+    or too late for a call to happen).
     """
     call = load_request(session, request_id)
     if call is None or call.status != RequestStatus.ACCEPTED or call.join_deadline is None:
@@ -177,6 +178,9 @@ def provision_room(
         return "exists"
     if call.transaction.payment_state != PaymentState.CAPTURED or now >= call.join_deadline:
         return "skipped"
+    if call.join_opens_at is not None and now < call.join_opens_at:
+        # A call accepted for later: its room is made when it opens (the page or the sweep).
+        return "not_yet"
     try:
         room = provider.create_room(
             name=room_name_for(config.secret_key, call),
@@ -198,6 +202,8 @@ def provision_room(
     if won is None:
         return "exists"
     record_event(session, "call.room_ready", ref_id=call.id, actor=SYSTEM, payload={"provider": provider.name})
+    if call.scheduled_start is not None:
+        return "created"  # its invitation and reminders carry the join link
     context = email_context(session, call) | {
         "join_url": join_url(config.app_url, config.secret_key, call, "buyer"),
         "join_deadline": iso(call.join_deadline),
@@ -220,6 +226,9 @@ def prepare_room(
     """``POST /api/video/create``: make sure the room exists (the page calls it first; the task
     normally did it already). Repeat-safe."""
     _require_open(access)
+    opens = access.call.join_opens_at
+    if opens is not None and now < opens:
+        raise Conflict("not_open", "The room is not open yet: it opens a few minutes before the start.")
     if access.call.room_ready_at is None:
         try:
             provision_room(session, access.call.id, provider=provider, config=config, now=now)
@@ -246,6 +255,25 @@ def call_state(call: CallRequest, now: datetime) -> dict[str, Any]:
         "buyerPresent": call.buyer_present,
         "sellerPresent": call.seller_present,
         "serverTime": iso(now),
+    }
+
+
+def schedule_state(call: CallRequest) -> dict[str, Any]:
+    """A call booked for later, as its parties' API sees it (``/api/calls/<id>/...``)."""
+    return {
+        "id": str(call.id),
+        "status": call.status.value.lower(),
+        "cancelReason": call.cancel_reason.value if call.cancel_reason else None,
+        "scheduledStart": iso(call.scheduled_start),
+        "joinOpensAt": iso(call.join_opens_at),
+        "joinDeadline": iso(call.join_deadline),
+        "reschedule": None
+        if call.reschedule_start is None
+        else {
+            "startAt": iso(call.reschedule_start),
+            "askedBy": call.reschedule_by,
+            "answered": call.reschedule_answered_at is not None,
+        },
     }
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,7 +26,7 @@ from sqlalchemy.orm import Session
 from app import metrics
 from app.config import Settings
 from app.db import on_commit
-from app.formats import call_length, format_money, iso
+from app.formats import call_length, format_money, format_when, iso
 from app.integrations.payments import CheckoutRequest, CheckoutSnapshot, PaymentError, PaymentGateway
 from app.models import (
     CallRequest,
@@ -39,11 +40,13 @@ from app.models import (
 from app.observability import mask_email
 from app.refusals import Conflict, Forbidden, NotFound, Unavailable
 from app.services.audit import record_event
+from app.services.availability import check_time_zone, load_availability
 from app.services.blocks import is_blocked, normalise_email
 from app.services.fees import split_fee
 from app.services.lifecycle.decisions import open_request
 from app.services.outbox import queue_email
 from app.services.profiles import seller_unavailable_reason
+from app.services.scheduling import ScheduleConfig, check_proposals
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +77,15 @@ def start_checkout(
     capture_manually: bool,
     now: datetime,
     browser_key_hash: str | None = None,
+    proposed_starts: Sequence[datetime] = (),
+    buyer_time_zone: str | None = None,
+    schedule: ScheduleConfig | None = None,
     call_seconds: int = Settings.call_duration_seconds,
 ) -> Checkout:
     """Open (or, for a repeated ``submission_key``, find again) the checkout for this buyer.
+
+    ``proposed_starts`` (at most three; none: as soon as possible) must fit the seller's hours and
+    the card-hold window (``scheduling.check_proposals``); ``buyer_time_zone`` is an IANA name.
 
     ``browser_key_hash`` is the hash of the key the caller gives the submitting browser; a
     repeated submission rebinds the checkout to the newest key (the same form is only ever in
@@ -84,11 +93,20 @@ def start_checkout(
     CALL_DURATION_SECONDS) names the product at the checkout.
 
     Raises a refusal: 404 unknown seller, 409 seller not taking calls, 403 blocked
-    email, 503 the gateway failed (the caller rolls back, so nothing is kept).
+    email, 503 the gateway failed (the caller rolls back, so nothing is kept), 422 proposed
+    times or a zone the rules refuse.
     """
     user, profile = _seller(session, slug)
     email = normalise_email(buyer_email)
     _check_seller(session, user, profile, email)
+    zone = check_time_zone(buyer_time_zone) if buyer_time_zone is not None else None
+    proposals: list[datetime] = []
+    if proposed_starts:
+        assert schedule is not None, "proposed times are checked against the schedule's settings"
+        availability = load_availability(session, user.id)
+        proposals = check_proposals(
+            proposed_starts, availability=availability, now=now, config=schedule, field="proposedStarts"
+        )
     existing = _by_submission_key(session, submission_key)
     if existing is not None:
         return _rebind(session, _same_attempt(existing, user.id), browser_key_hash)
@@ -100,6 +118,8 @@ def start_checkout(
             seller_id=user.id,
             buyer_email=email,
             note=note.strip(),
+            proposed_starts=proposals,
+            buyer_time_zone=zone,
             amount_cents=profile.price_cents,
             currency=profile.currency,
             submission_key=submission_key,
@@ -220,6 +240,9 @@ def fulfil_checkout(
         refused=_refusal_at_payment(session, checkout.seller_id, emails),
         request_ttl_seconds=request_ttl_seconds,
         now=now,
+        proposed_starts=checkout.proposed_starts,
+        buyer_time_zone=checkout.buyer_time_zone,
+        capture_before=snapshot.capture_before,
     )
     session.execute(
         update(Checkout)
@@ -252,9 +275,9 @@ def _refusal_at_payment(session: Session, seller_id: uuid.UUID, buyer_emails: se
 _INSERT_TRANSACTION = text(
     "INSERT INTO transactions (id, seller_id, buyer_email, stripe_checkout_session_id, stripe_payment_intent_id,"
     " gross_cents, platform_fee_cents, net_cents, currency, payment_state, refunded_cents, captured_at,"
-    " created_at, updated_at)"
+    " capture_before, created_at, updated_at)"
     " VALUES (:id, :seller_id, :buyer_email, :session_id, :intent_id, :gross, :fee, :net, :currency, :state, 0,"
-    " :captured_at, :now, :now)"
+    " :captured_at, :capture_before, :now, :now)"
     " ON CONFLICT DO NOTHING RETURNING id"
 ).bindparams(bindparam("id", type_=Uuid()), bindparam("seller_id", type_=Uuid()))
 
@@ -285,6 +308,7 @@ def _insert_transaction(
             "currency": snapshot.currency or checkout.currency,
             "state": state.value,
             "captured_at": now if state == PaymentState.CAPTURED else None,
+            "capture_before": snapshot.capture_before,
             "now": now,
         },
     ).scalar_one_or_none()
@@ -329,17 +353,29 @@ def _queue_emails(session: Session, call_request: CallRequest, context: dict[str
             dedupe_key=f"payment_released:buyer:{key}",
         )
         return
+    buyer_zone = call_request.buyer_time_zone or "UTC"
+    seller_zone = load_availability(session, call_request.seller_id).time_zone
     queue_email(
         session,
         recipient=seller.email,
         template="request_created_seller",
-        context=context,
+        context=context | _proposals_context(call_request, seller_zone),
         dedupe_key=f"request_created:seller:{key}",
     )
     queue_email(
         session,
         recipient=call_request.buyer_email,
         template="payment_received_buyer",
-        context=context,
+        context=context | _proposals_context(call_request, buyer_zone),
         dedupe_key=f"payment_received:buyer:{key}",
     )
+
+
+def _proposals_context(call_request: CallRequest, zone: str) -> dict[str, Any]:
+    """The proposed times and the answer's deadline as the reader of the email reads them."""
+    if not call_request.proposed_starts:
+        return {"proposed_texts": []}
+    return {
+        "proposed_texts": [format_when(start, zone) for start in call_request.proposed_starts],
+        "answer_by_text": format_when(call_request.expires_at, zone),
+    }

@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from app import metrics
 from app.config import Settings
-from app.integrations.email import EmailDeliveryError, Mailer, OutgoingEmail
+from app.integrations.email import Attachment, EmailDeliveryError, Mailer, OutgoingEmail
 from app.models import EmailStatus, OutboxEmail
 from app.queue import enqueue_now
 from tasks import email_delivery as email_tasks
@@ -106,7 +106,9 @@ def deliver_email(
         "text_body": rendered.text_body,
         "html_body": rendered.html_body,
     }
-    message = OutgoingEmail(email_id=str(email.id), to=email.recipient, tag=email.template, **bodies)
+    message = OutgoingEmail(
+        email_id=str(email.id), to=email.recipient, tag=email.template, attachments=attachments_of(email), **bodies
+    )
     try:
         message_id = mailer.send(message)
     except EmailDeliveryError as exc:
@@ -124,6 +126,15 @@ def deliver_email(
     sent = {"provider_message_id": message_id, "sent_at": now, "attempts": email.attempts + 1, "last_error": None}
     _finish(session, email, EmailStatus.SENT, **sent, **bodies)
     return DeliveryResult(DeliveryOutcome.SENT)
+
+
+def attachments_of(email: OutboxEmail) -> tuple[Attachment, ...]:
+    """The files the email carries: built by the move that queued it (a calendar invitation)
+    and kept in its context, so a retry or the dev mailbox sends and shows the same bytes."""
+    return tuple(
+        Attachment(name=str(item["name"]), content_type=str(item["content_type"]), content_base64=str(item["content"]))
+        for item in email.context.get("attachments") or ()
+    )
 
 
 def retry_delay(attempts: int) -> timedelta:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import Uuid, bindparam, select, text
+from sqlalchemy import Uuid, bindparam, select, text, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
@@ -56,3 +56,24 @@ def queue_email(
 
 def find_email(session: Session, email_id: uuid.UUID) -> OutboxEmail | None:
     return session.scalar(select(OutboxEmail).where(OutboxEmail.id == email_id))
+
+
+def withdraw_emails(session: Session, dedupe_keys: list[str]) -> int:
+    """Withdraw queued emails whose cause no longer holds (the reminders of a call that was
+    cancelled or moved): PENDING rows with these keys become WITHDRAWN and are never sent. A row
+    a worker is sending at this very moment is left to it (``SKIP LOCKED``) rather than waited for."""
+    if not dedupe_keys:
+        return 0
+    ids = session.scalars(
+        select(OutboxEmail.id)
+        .where(OutboxEmail.dedupe_key.in_(dedupe_keys), OutboxEmail.status == EmailStatus.PENDING)
+        .with_for_update(skip_locked=True)
+    ).all()
+    if ids:
+        session.execute(
+            update(OutboxEmail)
+            .where(OutboxEmail.id.in_(ids))
+            .values(status=EmailStatus.WITHDRAWN, last_error="withdrawn: the call was cancelled or moved")
+            .execution_options(synchronize_session=False)
+        )
+    return len(ids)

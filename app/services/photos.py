@@ -24,15 +24,20 @@ import logging
 import uuid
 import warnings
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from app.db import on_commit
-from app.integrations.storage import Storage
-from app.models import Profile
-from app.refusals import Invalid
+from app.config import Settings
+from app.db import on_commit, utcnow
+from app.integrations.storage import Storage, StorageError
+from app.models import PhotoDeletion, Profile
+from app.queue import enqueue_after_commit
+from app.refusals import Invalid, Unavailable
+from tasks import photos as photo_tasks
 
 log = logging.getLogger(__name__)
 
@@ -196,9 +201,13 @@ def set_profile_photo(session: Session, *, profile_id: uuid.UUID, data: bytes, s
     """Store ``data`` as the profile's photo and return its key. The files are written first;
     the previous photo's files are deleted only once the new key is committed."""
     processed = process_photo(data)
-    key = f"photos/{profile_id.hex}/{processed.digest}"
-    storage.save(photo_variant_key(key, "512"), processed.photo, content_type="image/jpeg")
-    storage.save(photo_variant_key(key, "thumb"), processed.thumbnail, content_type="image/jpeg")
+    key = profile_photo_prefix(profile_id) + processed.digest
+    try:
+        storage.save(photo_variant_key(key, "512"), processed.photo, content_type="image/jpeg")
+        storage.save(photo_variant_key(key, "thumb"), processed.thumbnail, content_type="image/jpeg")
+    except StorageError:
+        # The bucket is unreachable: nothing changed for the seller, who may simply try again.
+        raise Unavailable("storage_unavailable", "Photos cannot be saved right now; try again shortly.") from None
     previous = _swap_photo_key(session, profile_id, key)
     if previous and previous != key:
         on_commit(session, lambda: delete_photo_files(storage, previous))
@@ -221,3 +230,69 @@ def _swap_photo_key(session: Session, profile_id: uuid.UUID, key: str | None) ->
 def delete_photo_files(storage: Storage, photo_key: str) -> None:
     for variant in VARIANTS:
         storage.delete(photo_variant_key(photo_key, variant))
+
+
+def profile_photo_prefix(profile_id: uuid.UUID) -> str:
+    """The folder holding every photo a profile ever had (``set_profile_photo`` writes there)."""
+    return f"photos/{profile_id.hex}/"
+
+
+# A deletion not done this long after it was asked for (or last re-published) is published again.
+DELETION_RETRY_AFTER = timedelta(minutes=15)
+DELETION_BATCH = 100
+
+
+def queue_photo_deletion(session: Session, profile_id: uuid.UUID, *, now: datetime) -> None:
+    """The profile's row is going: record that its photos must go too (a row written in the same
+    transaction) and have a task remove them after commit."""
+    session.execute(
+        insert(PhotoDeletion)
+        .values(profile_id=profile_id, requested_at=now, next_attempt_at=now + DELETION_RETRY_AFTER)
+        .on_conflict_do_nothing(index_elements=["profile_id"])
+    )
+    enqueue_after_commit(session, photo_tasks.delete_profile_photos, str(profile_id))
+
+
+def delete_removed_profile_photos(
+    session: Session, profile_id: uuid.UUID, *, storage: Storage, now: datetime | None = None
+) -> int:
+    """Delete every stored photo of a profile whose row is gone (its account was deleted),
+    leftovers of earlier replacements included; returns how many files went, and marks the
+    deletion done. A profile that still exists keeps its files, so a stray call cannot delete a
+    live photo. Repeat-safe."""
+    if session.get(Profile, profile_id) is not None:
+        log.warning("photos kept: the profile still exists", extra={"profile_id": str(profile_id)})
+        return 0
+    removed = storage.delete_prefix(profile_photo_prefix(profile_id))
+    session.execute(
+        update(PhotoDeletion)
+        .where(PhotoDeletion.profile_id == profile_id, PhotoDeletion.done_at.is_(None))
+        .values(done_at=now or utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return removed
+
+
+def requeue_photo_deletions(session: Session, now: datetime, settings: Settings) -> dict[str, int]:
+    """Sweep step: publish again the photo deletions still undone (the broker was down at the
+    account's deletion, or the bucket for longer than the task's retries), once per
+    DELETION_RETRY_AFTER each."""
+    due = list(
+        session.scalars(
+            select(PhotoDeletion.profile_id)
+            .where(PhotoDeletion.done_at.is_(None), PhotoDeletion.next_attempt_at <= now)
+            .order_by(PhotoDeletion.next_attempt_at)
+            .limit(DELETION_BATCH)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    if due:
+        session.execute(
+            update(PhotoDeletion)
+            .where(PhotoDeletion.profile_id.in_(due))
+            .values(next_attempt_at=now + DELETION_RETRY_AFTER)
+            .execution_options(synchronize_session=False)
+        )
+    for profile_id in due:
+        enqueue_after_commit(session, photo_tasks.delete_profile_photos, str(profile_id))
+    return {"photo_deletions_requeued": len(due)}

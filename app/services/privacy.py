@@ -27,9 +27,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.db import Base, affected_rows, on_commit
+from app.db import Base, affected_rows
 from app.formats import iso
-from app.integrations.storage import Storage
 from app.models import (
     Block,
     CallRequest,
@@ -46,6 +45,7 @@ from app.models import (
     Report,
     ReporterRole,
     RequestStatus,
+    SellerAvailability,
     Transaction,
     User,
 )
@@ -55,7 +55,7 @@ from app.services.audit import record_event, user_actor
 from app.services.blocks import erased_email, normalise_email
 from app.services.lifecycle.decisions import decline_all_pending
 from app.services.outbox import queue_email
-from app.services.photos import delete_photo_files
+from app.services.photos import queue_photo_deletion
 
 FAREWELL_TEMPLATE = "account_deleted"
 EXPORT_EVENTS_LIMIT = 5000
@@ -106,6 +106,9 @@ def export_seller_data(session: Session, user_id: uuid.UUID, *, now: datetime) -
         "ledger": rows(LedgerEntry, LedgerEntry.seller_id == user_id, order=LedgerEntry.created_at),
         "payouts": rows(PayoutRequest, PayoutRequest.seller_id == user_id, order=PayoutRequest.created_at),
         "payoutSettings": rows(PayoutSettings, PayoutSettings.seller_id == user_id, order=PayoutSettings.created_at),
+        "availability": rows(
+            SellerAvailability, SellerAvailability.seller_id == user_id, order=SellerAvailability.created_at
+        ),
         "connectAccount": rows(ConnectAccount, ConnectAccount.seller_id == user_id, order=ConnectAccount.created_at),
         "blocks": rows(Block, Block.seller_id == user_id, order=Block.created_at),
         "reportsFiled": rows(
@@ -151,7 +154,7 @@ def _json_value(value: Any) -> Any:
 # --- Account deletion -------------------------------------------------------------------------
 
 
-def delete_account(session: Session, user_id: uuid.UUID, *, password: str, now: datetime, storage: Storage) -> str:
+def delete_account(session: Session, user_id: uuid.UUID, *, password: str, now: datetime) -> str:
     """Delete the seller's account after checking ``password``; returns the tombstone email.
 
     Refused (409) while an accepted call has not happened yet: it ends within the join window
@@ -161,7 +164,7 @@ def delete_account(session: Session, user_id: uuid.UUID, *, password: str, now: 
     actor = user_actor(user_id)
     email, tombstone = user.email, deleted_email(user_id)
     decline_all_pending(session, user_id, now=now, actor=actor)
-    _remove_profile(session, user_id, storage)
+    _remove_profile(session, user_id, now=now)
     session.execute(delete(Block).where(Block.seller_id == user_id))
     session.execute(delete(PasswordResetToken).where(PasswordResetToken.user_id == user_id))
     # The bank account or PayPal address goes with the account (payouts already made keep their rows).
@@ -223,10 +226,12 @@ def _retire_user(session: Session, user: User, tombstone: str, now: datetime) ->
     session.expire(user)  # the bulk UPDATE does not refresh the loaded object
 
 
-def _remove_profile(session: Session, user_id: uuid.UUID, storage: Storage) -> None:
-    photo_key = session.scalar(delete(Profile).where(Profile.user_id == user_id).returning(Profile.photo_key))
-    if photo_key:
-        on_commit(session, lambda: delete_photo_files(storage, photo_key))
+def _remove_profile(session: Session, user_id: uuid.UUID, *, now: datetime) -> None:
+    session.execute(delete(SellerAvailability).where(SellerAvailability.seller_id == user_id))
+    profile_id = session.scalar(delete(Profile).where(Profile.user_id == user_id).returning(Profile.id))
+    if profile_id is not None:
+        # Every photo the profile ever had: a durable to-do and a task (photos.queue_photo_deletion).
+        queue_photo_deletion(session, profile_id, now=now)
 
 
 def _silence_mail_to(session: Session, email: str, *, reason: str) -> None:

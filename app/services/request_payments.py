@@ -18,8 +18,8 @@ import logging
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import String, cast, exists, func
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, String, cast, exists, func, true
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from app.config import Settings
 from app.integrations.payments import PaymentError, PaymentGateway
@@ -47,6 +47,11 @@ RELEASE_FAILED_EVENT = "payment.release_failed"
 # The sweep re-publishes payment work still undone this long after the transition that published
 # it, and then no more often than that (the row's sweep lease).
 FOLLOW_UP_AFTER = timedelta(seconds=120)
+# How far back the every-few-seconds sweep looks for releases still undone. Without a bound each
+# sweep would re-read every declined or cancelled request of the platform's history
+# (bench/scale.py: 600 ms on a year of calls); within it, it reads two days' worth. Older work is
+# not abandoned: the hourly full sweep (``payment_followups_all_history``) looks at all of it.
+FOLLOW_UP_WINDOW = timedelta(days=2)
 SYSTEM = "system"
 
 
@@ -78,8 +83,9 @@ def capture_accepted_payment(session: Session, request_id: uuid.UUID, *, gateway
 
 def release_payment(session: Session, request_id: uuid.UUID, *, gateway: PaymentGateway, now: datetime) -> str:
     """Give the buyer's money back for a DECLINED request or a CANCELLED one (expired,
-    payment_failed, blocked): a hold is cancelled (VOIDED), a captured payment (under
-    ``PAYMENT_CAPTURE=immediate``) is refunded (REFUNDED).
+    payment_failed, blocked, suspended, buyer_cancelled in time): a hold is cancelled (VOIDED),
+    a captured payment (under ``PAYMENT_CAPTURE=immediate``, or a scheduled call cancelled in
+    time) is refunded (REFUNDED).
 
     Returns ``voided``, ``refunded``, ``unchanged`` (already settled), ``skipped`` (not a request
     this applies to) or ``failed`` (the gateway refused for good; recorded for an operator).
@@ -95,10 +101,14 @@ def release_payment(session: Session, request_id: uuid.UUID, *, gateway: Payment
     return "unchanged"
 
 
-def payment_followups(session: Session, now: datetime, settings: Settings) -> dict[str, int]:
+def payment_followups(
+    session: Session, now: datetime, settings: Settings, *, look_back: timedelta | None = FOLLOW_UP_WINDOW
+) -> dict[str, int]:
     """Sweep step: re-publish captures and releases whose task was lost (broker down at commit,
     retries exhausted during a gateway outage). Both tasks are repeat-safe, so a duplicate of a
-    task still in flight is harmless."""
+    task still in flight is harmless. Releases are looked for ``look_back`` into the past (None:
+    all of history)."""
+    since = now - look_back if look_back is not None else None
     captures = claim(
         session,
         follow_up_due(CallRequest.accepted_at, now, FOLLOW_UP_AFTER),
@@ -109,8 +119,13 @@ def payment_followups(session: Session, now: datetime, settings: Settings) -> di
     releases = claim(
         session,
         follow_up_due(func.coalesce(CallRequest.declined_at, CallRequest.cancelled_at), now, FOLLOW_UP_AFTER),
-        (CallRequest.status == RequestStatus.DECLINED)
-        | ((CallRequest.status == RequestStatus.CANCELLED) & CallRequest.cancel_reason.in_(RELEASE_REASONS)),
+        # Each arm names its status and its time, so each is served by its partial index.
+        ((CallRequest.status == RequestStatus.DECLINED) & _after(CallRequest.declined_at, since))
+        | (
+            (CallRequest.status == RequestStatus.CANCELLED)
+            & CallRequest.cancel_reason.in_(RELEASE_REASONS)
+            & _after(CallRequest.cancelled_at, since)
+        ),
         Transaction.payment_state.in_((PaymentState.HELD, PaymentState.CAPTURED)),
         ~exists().where(EventLog.type == RELEASE_FAILED_EVENT, EventLog.ref_id == cast(CallRequest.id, String)),
     )
@@ -120,6 +135,16 @@ def payment_followups(session: Session, now: datetime, settings: Settings) -> di
     for request_id in releases:
         enqueue_after_commit(session, payment_tasks.release_hold, str(request_id))
     return {"captures_requeued": len(captures), "releases_requeued": len(releases)}
+
+
+def payment_followups_all_history(session: Session, now: datetime, settings: Settings) -> dict[str, int]:
+    """Hourly step: ``payment_followups`` over all of history, so a release still undone after the
+    sweep's look-back (a gateway down for days) is published again, never forgotten."""
+    return payment_followups(session, now, settings, look_back=None)
+
+
+def _after(moment: InstrumentedAttribute[datetime | None], since: datetime | None) -> ColumnElement[bool]:
+    return moment > since if since is not None else true()
 
 
 def _capture(session: Session, call_request: CallRequest, gateway: PaymentGateway, now: datetime) -> str:

@@ -71,4 +71,21 @@ def serialize_request(call_request: CallRequest, *, join_url: str | None = None)
         "endedAt": iso(call_request.ended_at),
         "cancelReason": call_request.cancel_reason.value if call_request.cancel_reason else None,
         "joinUrl": join_url,
+        # Scheduling: the buyer's proposed starts (empty: as soon as possible), the start the
+        # seller accepted (null: right away), and a pending request to move it.
+        "proposedStarts": [iso(start) for start in call_request.proposed_starts or ()],
+        "scheduledStart": iso(call_request.scheduled_start),
+        "joinOpensAt": iso(call_request.join_opens_at),
+        "buyerTimeZone": call_request.buyer_time_zone,
+        "reschedule": _reschedule(call_request),
+    }
+
+
+def _reschedule(call_request: CallRequest) -> dict[str, Any] | None:
+    if call_request.reschedule_start is None:
+        return None
+    return {
+        "startAt": iso(call_request.reschedule_start),
+        "askedBy": call_request.reschedule_by,
+        "answered": call_request.reschedule_answered_at is not None,
     }

@@ -40,6 +40,11 @@ def register_blueprints(app: Flask) -> None:
 
     app.register_blueprint(calls.bp)
 
+    from app.web import availability, schedule
+
+    app.register_blueprint(availability.bp)
+    app.register_blueprint(schedule.bp)
+
     from app.web import admin_payouts, admin_transfers, dev_connect, metrics, money, payouts_setup
 
     app.register_blueprint(money.bp)

@@ -25,6 +25,7 @@ from app.refusals import Conflict
 from app.services import call_endings, call_presence, calls, ratings
 from app.services.calls import AccessDenied, CallAccess, CallConfig
 from app.services.signaling import CLIENT_ID, PresenceSlots, Signaling, validate_message
+from app.web.schedule import waiting_room
 
 bp = Blueprint("calls", __name__)
 csrf.exempt(bp)
@@ -55,6 +56,8 @@ def call_page(request_id: str) -> Response:
             rating_stars=rating.stars,
         )
         return _private(page_html, 410)
+    if access.call.join_opens_at is not None and utcnow() < access.call.join_opens_at:
+        return waiting_room(page, request.args["t"])  # booked for later: the room is not open yet
     response = _private(
         render_template(
             "call/room.html",

@@ -10,7 +10,7 @@ from flask_login import login_required
 
 from app import live
 from app.db import db, utcnow
-from app.formats import format_money
+from app.formats import format_local, format_money, iso
 from app.services.overview import load_overview
 from app.services.profiles import get_profile
 from app.services.requests import accepted_join_url
@@ -54,5 +54,7 @@ def dashboard() -> ResponseReturnValue:
         live_version=version,
         refresh_seconds=NO_SCRIPT_REFRESH_SECONDS,
         payout_next="/dashboard",
+        local_time=format_local,
+        iso=iso,
         **balance_card_context(user),
     )

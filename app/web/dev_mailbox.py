@@ -1,22 +1,24 @@
 """The dev mailbox: every outbox email, readable in the browser, when no Postmark token is set.
 
 ``/dev/mailbox`` lists them newest first; ``/dev/mailbox/<id>`` shows one (its HTML inside a
-sandboxed iframe served by ``/dev/mailbox/<id>/html``); ``/dev/mailbox.json`` is the same list for
+sandboxed iframe served by ``/dev/mailbox/<id>/html``, its attachments served as downloads by
+``/dev/mailbox/<id>/attachments/<n>``); ``/dev/mailbox.json`` is the same list for
 scripts and browser tests that need a link from an email. Outside development (a Postmark token
 set, or APP_ENV=production) every one of these answers 404.
 """
 
 from __future__ import annotations
 
+import base64
 import uuid
 
-from flask import Blueprint, Response, abort, current_app, jsonify, render_template, request
+from flask import Blueprint, Response, abort, current_app, jsonify, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
 from app.db import db
 from app.formats import iso
 from app.models import OutboxEmail
-from app.services.email_delivery import list_emails
+from app.services.email_delivery import attachments_of, list_emails
 from app.services.outbox import find_email
 from app.web.security import content_security_policy
 
@@ -83,6 +85,21 @@ def message_html(email_id: uuid.UUID) -> ResponseReturnValue:
     return response
 
 
+@bp.get("/mailbox/<uuid:email_id>/attachments/<int:index>")
+def attachment(email_id: uuid.UUID, index: int) -> ResponseReturnValue:
+    """One attached file (a calendar invitation), exactly as it was sent, as a download."""
+    email = find_email(db.session, email_id) or abort(404)
+    files = attachments_of(email)
+    if not 0 <= index < len(files):
+        abort(404)
+    item = files[index]
+    response = Response(base64.b64decode(item.content_base64), content_type=item.content_type)
+    response.headers["Content-Disposition"] = f'attachment; filename="{item.name}"'
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 def _allow_self_frames(policy: str) -> str:
     """``policy`` with our own origin added to ``frame-src`` (replacing ``'none'``)."""
     directives = [part.strip() for part in policy.split(";") if part.strip()]
@@ -102,4 +119,12 @@ def _as_json(email: OutboxEmail) -> dict[str, object]:
         "htmlBody": email.html_body,
         "createdAt": iso(email.created_at),
         "sentAt": iso(email.sent_at),
+        "attachments": [
+            {
+                "name": item.name,
+                "contentType": item.content_type,
+                "url": url_for("dev_mailbox.attachment", email_id=email.id, index=index),
+            }
+            for index, item in enumerate(attachments_of(email))
+        ],
     }

@@ -28,13 +28,14 @@ from app import live
 from app.db import db, utcnow
 from app.errors import ApiError, refusal_status
 from app.extensions import limiter, redis_client
-from app.formats import call_length, format_money
+from app.formats import call_length, format_money, format_when
 from app.integrations.payments import payment_gateway
 from app.models import Checkout
 from app.refusals import Refusal
 from app.services.buyer_status import abandoned_checkout, buyer_status, hash_browser_key
 from app.services.checkout import CHECKOUT_TTL, start_checkout
 from app.services.paywall import load_paywall
+from app.services.scheduling import ScheduleConfig, parse_instants
 from app.web.forms.paywall import NOTE_MAX, PaywallForm
 from app.web.live import page_version
 from app.web.paywall import render_paywall
@@ -73,7 +74,15 @@ def _give_browser_key(response: BaseResponse, checkout: Checkout, key: str) -> B
     return response
 
 
-def _start(slug: str, email: str, note: str, submission_key: str, browser_key: str) -> Checkout:
+def _start(
+    slug: str,
+    email: str,
+    note: str,
+    submission_key: str,
+    browser_key: str,
+    proposed_starts: list[datetime] | None = None,
+    time_zone: str | None = None,
+) -> Checkout:
     settings = current_app.extensions["settings"]
     return start_checkout(
         db.session,
@@ -87,6 +96,9 @@ def _start(slug: str, email: str, note: str, submission_key: str, browser_key: s
         app_env=settings.app_env,
         capture_manually=settings.payment_capture == "manual",
         now=utcnow(),
+        proposed_starts=proposed_starts or (),
+        buyer_time_zone=time_zone,
+        schedule=ScheduleConfig.from_settings(settings),
         call_seconds=settings.call_duration_seconds,
     )
 
@@ -98,8 +110,15 @@ def paywall_checkout(slug: str) -> ResponseReturnValue:
     if form.validate_on_submit():
         key = secrets.token_urlsafe(32)
         try:
+            zone, starts = form.proposals()
             checkout = _start(
-                slug, form.buyer_email.data or "", form.note.data or "", form.submission_key.data or "", key
+                slug,
+                form.buyer_email.data or "",
+                form.note.data or "",
+                form.submission_key.data or "",
+                key,
+                starts,
+                zone,
             )
         except Refusal as refusal:
             db.session.rollback()
@@ -132,13 +151,18 @@ def api_checkout() -> ResponseReturnValue:
         fields["note"] = f"Keep the note under {NOTE_MAX} characters."
     if fields:
         raise ApiError(422, "Some fields need attention.", fields=fields)
+    # Omitted (or empty): as soon as possible, exactly as before scheduling existed.
+    starts = parse_instants(body.get("proposedStarts"), field="proposedStarts")
+    time_zone = body.get("timeZone")
+    if time_zone is not None and not isinstance(time_zone, str):
+        raise ApiError(422, "timeZone is an IANA name such as Europe/Paris.", fields={"timeZone": "IANA name"})
     # A client retrying the same purchase sends the same key and gets the same session back.
     key = request.headers.get("Idempotency-Key") or body.get("submissionKey") or secrets.token_urlsafe(24)
     # Printable ASCII only: a header is not checked by the input guard, and the key is stored.
     if not isinstance(key, str) or not 16 <= len(key) <= 64 or not (key.isascii() and key.isprintable()):
         raise ApiError(422, "The idempotency key must be 16 to 64 characters.", fields={"submissionKey": "16-64"})
     browser_key = secrets.token_urlsafe(32)
-    checkout = _start(cast(str, slug), cast(str, email), cast(str, note), key, browser_key)  # the checks above
+    checkout = _start(cast(str, slug), cast(str, email), cast(str, note), key, browser_key, starts, time_zone)
     db.session.commit()
     response = jsonify(checkoutUrl=checkout.checkout_url, sessionId=checkout.stripe_checkout_session_id)
     response.status_code = 201
@@ -180,6 +204,7 @@ def success() -> ResponseReturnValue:
             live_version=version,
             # Without JavaScript: quick while the payment is confirmed, then gently.
             refresh_seconds=REFRESH_SECONDS if status.status == "processing" else 30,
+            in_buyer_zone=lambda value: format_when(value, status.time_zone),
         )
     )
     response.headers["Cache-Control"] = "no-store"

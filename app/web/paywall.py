@@ -6,12 +6,15 @@ when the input is refused, renders the page again through ``render_paywall``.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from flask import Blueprint, Response, abort, current_app, make_response, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
 
-from app.db import db
+from app.db import db, utcnow
 from app.extensions import limiter
-from app.formats import call_length, format_money
+from app.formats import call_length, format_local, format_money
+from app.services.availability import load_availability, next_window, time_zone_names, windows
 from app.services.paywall import PaywallView, load_paywall
 from app.services.profiles import SLUG_MAX, SLUG_PATTERN
 from app.web.forms.paywall import PaywallForm
@@ -20,6 +23,7 @@ from app.web.profile import photo_url
 bp = Blueprint("paywall", __name__)
 
 UNAVAILABLE_MESSAGE = "not taking calls right now"
+UPCOMING_SHOWN = 10  # windows of the seller's hours listed under the proposed times
 _NOT_FOUND = "No seller has this link. Check the address, or ask the seller for theirs."
 
 
@@ -48,8 +52,19 @@ def render_paywall(
     settings = current_app.extensions["settings"]
     price = format_money(profile_view.price_cents, profile_view.currency)
     call_label = call_length(settings.call_duration_seconds)
+    availability = load_availability(db.session, profile_view.seller_id)
+    now = utcnow()
     html = render_template(
         "paywall.html",
+        availability=availability,
+        available_now=availability.available_now(now),
+        next_window=next_window(availability, now),
+        seller_time=lambda value: format_local(value, availability.time_zone),
+        same_day=lambda a, b: a.astimezone(availability.zone).date() == b.astimezone(availability.zone).date(),
+        now=now,
+        upcoming=windows(availability, now, now + timedelta(days=7))[:UPCOMING_SHOWN],
+        zones=time_zone_names() if availability.takes_bookings else (),
+        hold_days=max(1, settings.hold_window_seconds // 86400),
         seller=profile_view,
         form=form,
         message=message,

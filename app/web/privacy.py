@@ -19,7 +19,6 @@ from app.refusals import Refusal
 from app.services import privacy
 from app.web.forms.auth import ChangeEmailForm, ChangePasswordForm
 from app.web.forms.trust import DeleteAccountForm
-from app.web.profile import get_storage
 
 bp = Blueprint("privacy", __name__)
 
@@ -100,7 +99,7 @@ def api_delete() -> ResponseReturnValue:
 
 def _delete(password: str) -> None:
     user_id = current_user.id
-    privacy.delete_account(db.session, user_id, password=password, now=utcnow(), storage=get_storage())
+    privacy.delete_account(db.session, user_id, password=password, now=utcnow())
     db.session.commit()
     logout_user()
     current_app.logger.info("account deleted", extra={"user_id": str(user_id)})

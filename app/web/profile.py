@@ -30,9 +30,9 @@ from app.db import db
 from app.errors import ApiError, error_response, refusal_status
 from app.extensions import limiter
 from app.formats import currency_exponent, iso
-from app.integrations.storage import FileNotStored, Storage, storage_for
+from app.integrations.storage import FileNotStored, Storage, StorageError
 from app.models import Profile, User
-from app.refusals import Refusal
+from app.refusals import Refusal, Unavailable
 from app.services.photos import photo_variant_key, remove_profile_photo, set_profile_photo
 from app.services.profiles import (
     ProfileChanges,
@@ -47,7 +47,7 @@ from app.web.forms.profile import EmptyForm, PauseForm, PhotoForm, ProfileForm
 bp = Blueprint("profile", __name__)
 
 PHOTO_CACHE_CONTROL = "public, max-age=31536000, immutable"
-_MEDIA_KEY = re.compile(r"^photos/[0-9a-f]{32}/[0-9a-f]{20}/(512|thumb)\.jpg$")
+_MEDIA_KEY = re.compile(r"^photos/[0-9a-f]{32}/(?P<digest>[0-9a-f]{20})/(512|thumb)\.jpg$")
 _TOO_LARGE = "The photo is larger than 5 MB. Choose a smaller one."
 # Service field names → the JSON API's camelCase keys and the page form's fields.
 _API_FIELDS = {"display_name": "displayName", "slug": "slug", "bio": "bio", "price_cents": "priceCents"}
@@ -75,10 +75,7 @@ def no_store(response: Response) -> Response:
 
 
 def get_storage() -> Storage:
-    extensions = current_app.extensions
-    if "storage" not in extensions:
-        extensions["storage"] = storage_for(extensions["settings"])
-    storage: Storage = extensions["storage"]
+    storage: Storage = current_app.extensions["storage"]
     return storage
 
 
@@ -332,14 +329,26 @@ def api_remove_photo() -> ResponseReturnValue:
 
 @bp.get("/media/<path:key>")
 def media(key: str) -> ResponseReturnValue:
-    if not _MEDIA_KEY.match(key):
+    """A photo, read from storage by this app (on local disk or S3 alike) rather than by redirect
+    to a presigned bucket URL: the page's CSP keeps ``img-src 'self'``, the URL in ``og:image``
+    never expires, and the bytes are cached for a year by browsers and any CDN in front."""
+    match = _MEDIA_KEY.match(key)
+    if not match:
         abort(404)
-    try:
-        data = get_storage().open(key)
-    except FileNotStored:
-        abort(404)
-    response = make_response(data)
-    response.headers["Content-Type"] = "image/jpeg"
-    # The key holds a digest of the picture: a new photo is a new URL, so this one never changes.
+    # The key holds a digest of the picture, so the digest is a strong validator: a revalidation
+    # is answered without reading storage at all.
+    etag = match.group("digest")
+    if request.if_none_match.contains(etag):
+        response = make_response("", 304)
+    else:
+        try:
+            response = make_response(get_storage().open(key))
+        except FileNotStored:
+            abort(404)
+        except StorageError:
+            raise Unavailable("storage_unavailable", "Photos cannot be loaded right now; try again shortly.") from None
+        response.headers["Content-Type"] = "image/jpeg"
+    response.set_etag(etag)
+    # A new photo is a new URL, so this one never changes.
     response.headers["Cache-Control"] = PHOTO_CACHE_CONTROL
     return response

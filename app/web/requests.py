@@ -8,6 +8,7 @@ service; the loser of a race (double click, two tabs, the expiry sweep) gets 409
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from flask import Blueprint, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
@@ -16,11 +17,13 @@ from flask_login import current_user, login_required
 from app import live
 from app.db import db, utcnow
 from app.errors import ApiError
-from app.formats import format_money
+from app.formats import format_local, format_money, iso
 from app.models import CallRequest, RequestStatus
 from app.refusals import Conflict, Invalid
+from app.services.availability import load_availability
 from app.services.lifecycle.decisions import accept_request, decline_request
 from app.services.requests import LIST_LIMIT, accepted_join_url, list_requests, parse_status, serialize_request
+from app.services.scheduling import ScheduleConfig, parse_instant
 from app.web.forms.requests import DecisionForm
 from app.web.live import page_version
 
@@ -39,8 +42,12 @@ def page() -> ResponseReturnValue:
         chosen = "all"
     version = page_version(live.seller_channel(current_user.id))  # before the data (app/live.py)
     rows = list_requests(db.session, current_user.id, parse_status(chosen))
+    zone = load_availability(db.session, current_user.id).time_zone
     return render_template(
         "requests.html",
+        zone=zone,
+        local_time=format_local,
+        iso=iso,
         rows=rows,
         chosen=chosen,
         filters=FILTERS,
@@ -65,12 +72,15 @@ def decide_form(request_id: uuid.UUID, action: str) -> ResponseReturnValue:
     else:
         target = url_for("requests.page", status=back) if back in FILTERS[1:] else url_for("requests.page")
     try:
-        _decide(action, request_id, message=form.message.data or "")
+        start_at = parse_instant(form.start_at.data, field="startAt") if form.start_at.data else None
+        _decide(action, request_id, start_at, message=form.message.data or "")
     except (Conflict, Invalid) as refusal:
         db.session.rollback()
         flash(refusal.message, "error")
         return redirect(target, code=303)
-    if action == "accept":
+    if action == "accept" and form.start_at.data:
+        flash("Accepted for the time you picked. You and the buyer get a calendar invitation by email.", "success")
+    elif action == "accept":
         flash("Accepted. We are charging the buyer and preparing your room; your join link appears here.", "success")
     else:
         flash("Declined. The buyer's payment is released and they have been told.", "success")
@@ -92,15 +102,19 @@ def api_list() -> ResponseReturnValue:
 @login_required
 def api_decide(request_id: uuid.UUID, action: str) -> ResponseReturnValue:
     body = request.get_json(silent=True)
-    message = body.get("message") if isinstance(body, dict) and action == "decline" else None
+    body = body if isinstance(body, dict) else {}
+    raw = body.get("startAt") if action == "accept" else None
+    start_at = parse_instant(raw, field="startAt") if raw is not None else None
+    message = body.get("message") if action == "decline" else None
     if message is not None and not isinstance(message, str):
         raise ApiError(422, "message must be text.", fields={"message": "Text, up to 500 characters."})
-    return jsonify(request=_serialize(_decide(action, request_id, message=message or "")))
+    return jsonify(request=_serialize(_decide(action, request_id, start_at, message=message or "")))
 
 
-def _decide(action: str, request_id: uuid.UUID, *, message: str = "") -> CallRequest:
-    """Run the seller's decision and commit; a refusal is answered by app/errors.py. ``message``:
-    the seller's words to the buyer with a decline."""
+def _decide(action: str, request_id: uuid.UUID, start_at: datetime | None = None, *, message: str = "") -> CallRequest:
+    """Run the seller's decision and commit; a refusal is answered by app/errors.py. ``start_at``:
+    accept for one of the buyer's proposed times instead of for right now; ``message``: the
+    seller's words to the buyer with a decline."""
     settings = current_app.extensions["settings"]
     if action == "accept":
         call_request = accept_request(
@@ -109,6 +123,8 @@ def _decide(action: str, request_id: uuid.UUID, *, message: str = "") -> CallReq
             seller_id=current_user.id,
             now=utcnow(),
             join_window_seconds=settings.join_window_seconds,
+            start_at=start_at,
+            schedule=ScheduleConfig.from_settings(settings),
         )
     else:
         call_request = decline_request(db.session, request_id, seller_id=current_user.id, now=utcnow(), message=message)

@@ -1,5 +1,6 @@
-// The seller's dashboard: copy the paywall link. Everything else on the page works without a
-// script (plain forms); live.js keeps it current.
+// The seller's dashboard: copy the paywall link, and keep "Available now" on while the page is
+// open and seen. Everything else on the page works without a script (plain forms); live.js keeps
+// it current.
 (function () {
   "use strict";
 
@@ -23,4 +24,19 @@
       done(ok);
     }
   });
+
+  // --- "Available now" stays on while this page is open and seen ------------------------------
+  var csrfMeta = document.querySelector('meta[name="csrf-token"]');
+  var csrfToken = csrfMeta ? csrfMeta.getAttribute("content") : "";
+  var switchForm = document.getElementById("available-now");
+  if (switchForm && switchForm.getAttribute("data-available") === "1") {
+    setInterval(function () {
+      if (document.hidden) return;
+      fetch("/api/availability/heartbeat", {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { Accept: "application/json", "X-CSRFToken": csrfToken }
+      }).catch(function () { /* next minute */ });
+    }, 60000);
+  }
 })();

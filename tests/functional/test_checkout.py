@@ -311,6 +311,8 @@ class TestBuyerStatus:
             "joinUrl": None,
             "joinDeadline": None,
             "canCancel": False,
+            "proposedStarts": [],
+            "scheduledStart": None,
         }
         html = client.get("/success?session_id=cs_test_waiting").get_data(as_text=True)
         assert "Confirming your payment" in html

@@ -144,6 +144,7 @@ class TestMailboxJson:
             "htmlBody": "<p>Hello 2</p>",
             "createdAt": "2026-11-25T09:02:00Z",
             "sentAt": "2026-11-25T09:02:01Z",
+            "attachments": [],
         }
 
     def test_filters_by_recipient_and_limits(self, client, db_session: Session) -> None:  # type: ignore[no-untyped-def]

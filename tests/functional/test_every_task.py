@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
@@ -189,8 +189,41 @@ def sweep(world: World) -> tuple[Any, ...]:
     return (), None
 
 
+def sweep_full_history(world: World) -> tuple[Any, ...]:
+    """A decline whose release was lost three days ago, beyond the sweep's look-back."""
+    request_id, _ = release_hold(world)
+    three_days_ago = utcnow() - timedelta(days=3)
+    world.session.execute(
+        update(CallRequest).where(CallRequest.id == uuid.UUID(request_id[0])).values(declined_at=three_days_ago)
+    )
+    world.session.commit()
+    return (), {
+        "captures_requeued": 0,
+        "releases_requeued": 1,
+        "rooms_requeued": 0,
+        "room_releases_requeued": 0,
+        "refunds_requeued": 0,
+    }
+
+
 def ping(world: World) -> tuple[Any, ...]:
     return (), None
+
+
+def delete_profile_photos(world: World) -> tuple[Any, ...]:
+    from app.models import Profile
+    from app.services.photos import set_profile_photo
+    from tests.unit.test_photos import make_image
+
+    profile = ProfileFactory()
+    world.session.commit()
+    storage = world.app.extensions["storage"]
+    set_profile_photo(world.session, profile_id=profile.id, data=make_image("PNG"), storage=storage)
+    world.session.commit()
+    # The account's deletion removes the profile row, then queues this task.
+    world.session.execute(delete(Profile).where(Profile.id == profile.id))
+    world.session.commit()
+    return (str(profile.id),), 2  # the photo and its thumbnail
 
 
 def _connect_seller(world: World, *, balance: int) -> uuid.UUID:
@@ -241,6 +274,8 @@ SCENARIOS: dict[str, Callable[[World], tuple[Any, ...]]] = {
     "tasks.email_delivery.send_email": send_email,
     "tasks.maintenance.ping": ping,
     "tasks.maintenance.sweep": sweep,
+    "tasks.maintenance.sweep_full_history": sweep_full_history,
+    "tasks.photos.delete_profile_photos": delete_profile_photos,
     "tasks.request_payments.capture_accepted": capture_accepted,
     "tasks.request_payments.release_hold": release_hold,
     "tasks.stripe_events.process_stripe_event": process_stripe_event,

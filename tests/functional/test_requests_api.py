@@ -32,6 +32,11 @@ KEYS = {
     "endedAt",
     "cancelReason",
     "joinUrl",
+    "proposedStarts",
+    "scheduledStart",
+    "joinOpensAt",
+    "buyerTimeZone",
+    "reschedule",
 }
 
 

@@ -430,6 +430,17 @@ class TestSweeps:
         db_session.commit()
         assert ("tasks.call_endings.refund_no_show", (str(call.id),), {}) in enqueued
 
+    def test_a_refund_is_followed_up_for_the_window_only(self, db_session, settings, enqueued) -> None:
+        call = accepted_call()
+        call.status, call.cancel_reason = RequestStatus.CANCELLED, CancelReason.SELLER_NO_SHOW
+        call.cancelled_at = utcnow() - call_endings.REFUND_WINDOW - timedelta(minutes=1)
+        db_session.flush()
+        # Unrefunded a full window after the no-show (every attempt failed): an operator's now.
+        assert call_endings.recover_call_work(db_session, utcnow(), settings)["refunds_requeued"] == 0
+        call.cancelled_at = utcnow() - call_endings.REFUND_WINDOW + timedelta(minutes=1)
+        db_session.flush()
+        assert call_endings.recover_call_work(db_session, utcnow(), settings)["refunds_requeued"] == 1
+
 
 class TestEndCallTask:
     def test_an_eta_task_that_wakes_early_comes_back_at_the_end(self, app, db_session, enqueued) -> None:  # type: ignore[no-untyped-def]

@@ -57,6 +57,45 @@ class TestValidation:
         assert s.webrtc_ice_servers == ({"urls": "stun:stun.example.org:3478"},)
 
 
+class TestObjectStorage:
+    def test_local_disk_unless_a_bucket_is_named(self) -> None:
+        assert settings().uses_local_storage
+        # AWS keys alone (there for other tools, say) change nothing.
+        assert settings(AWS_ACCESS_KEY_ID="AKIA", AWS_SECRET_ACCESS_KEY="s").uses_local_storage
+
+    def test_a_bucket_with_its_endpoint_and_keys(self) -> None:
+        s = settings(
+            S3_BUCKET="chatlink-photos",
+            S3_ENDPOINT_URL="https://acct.r2.cloudflarestorage.com",
+            S3_REGION="auto",
+            AWS_ACCESS_KEY_ID="key",
+            AWS_SECRET_ACCESS_KEY="secret",
+        )
+        assert not s.uses_local_storage
+        assert (s.s3_bucket, s.s3_endpoint_url, s.s3_region) == (
+            "chatlink-photos",
+            "https://acct.r2.cloudflarestorage.com",
+            "auto",
+        )
+
+    def test_no_keys_leaves_them_to_boto3(self) -> None:
+        s = settings(S3_BUCKET="chatlink-photos")
+        assert (s.aws_access_key_id, s.aws_secret_access_key, s.s3_region) == (None, None, "us-east-1")
+
+    @pytest.mark.parametrize(
+        ("env", "named"),
+        [
+            ({"S3_BUCKET": "Photos_Bucket"}, "S3_BUCKET"),
+            ({"S3_BUCKET": "ok-bucket", "AWS_ACCESS_KEY_ID": "key"}, "AWS_SECRET_ACCESS_KEY"),
+            ({"S3_BUCKET": "ok-bucket", "AWS_SECRET_ACCESS_KEY": "secret"}, "AWS_ACCESS_KEY_ID"),
+            ({"S3_BUCKET": "ok-bucket", "S3_ENDPOINT_URL": "minio:9000"}, "S3_ENDPOINT_URL"),
+        ],
+    )
+    def test_bad_storage_settings_name_the_variable(self, env: dict[str, str], named: str) -> None:
+        with pytest.raises(ConfigError, match=f"^{named}:"):
+            settings(**env)
+
+
 class TestProduction:
     REAL = {
         "APP_ENV": "production",
@@ -68,6 +107,7 @@ class TestProduction:
         "STRIPE_WEBHOOK_SECRET": "whsec_real",
         "DAILY_API_KEY": "daily-key",
         "POSTMARK_SERVER_TOKEN": "pm-token",
+        "S3_BUCKET": "chatlink-photos",
         "METRICS_TOKEN": "m" * 32,
     }
 
@@ -83,6 +123,7 @@ class TestProduction:
             "STRIPE_WEBHOOK_SECRET",
             "DAILY_API_KEY",
             "POSTMARK_SERVER_TOKEN",
+            "S3_BUCKET",
         ],
     )
     def test_refuses_any_builtin_provider_or_engine(self, missing: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterator
 
@@ -9,6 +10,7 @@ import pytest
 
 from app.config import Settings
 from app.integrations.email import (
+    Attachment,
     DevMailbox,
     EmailDeliveryError,
     OutgoingEmail,
@@ -59,6 +61,21 @@ class TestPostmarkMailer:
         assert body["MessageStream"] == "outbound"
         assert body["Tag"] == "payment_received"
         assert body["Metadata"] == {"email_id": MESSAGE.email_id}
+        assert body["Attachments"] == []
+
+    def test_sends_attachments_in_postmarks_shape(self, postmark: FakePostmark) -> None:
+        invite = Attachment("chatlink-call.ics", "text/calendar; charset=utf-8; method=REQUEST", "QkVHSU46VkNBTEVOREFS")
+        postmark.respond(Reply.ok("msg-2"))
+
+        assert mailer(postmark).send(dataclasses.replace(MESSAGE, attachments=(invite,))) == "msg-2"
+
+        assert postmark.requests[0].json["Attachments"] == [
+            {
+                "Name": "chatlink-call.ics",
+                "Content": "QkVHSU46VkNBTEVOREFS",
+                "ContentType": "text/calendar; charset=utf-8; method=REQUEST",
+            }
+        ]
 
     def test_a_path_in_the_api_base_is_dropped_by_postmarker(self, postmark: FakePostmark) -> None:
         PostmarkMailer(TOKEN, api_base=postmark.url + "/some/path", sender=SENDER).send(MESSAGE)

@@ -86,7 +86,11 @@ class TestStripeGateway:
 
         snapshot = gateway.retrieve_checkout(session_id)
 
-        assert fake_stripe.requests[-1].query == {"expand[0]": "payment_intent"}
+        # The charge is expanded too: its card details say until when the hold can be captured.
+        assert fake_stripe.requests[-1].query == {
+            "expand[0]": "payment_intent",
+            "expand[1]": "payment_intent.latest_charge",
+        }
         assert snapshot.payment_intent_id == "pi_fake_hold"
         assert snapshot.payment_intent_status == "requires_capture"
         assert snapshot.status == "complete"

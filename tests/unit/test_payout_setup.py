@@ -203,8 +203,7 @@ class TestAutomaticPayouts:
 
 
 class TestPrivacy:
-    def test_the_export_has_the_last_four_and_deletion_removes_the_method(self, db_session, settings):
-        from app.integrations.storage import storage_for
+    def test_the_export_has_the_last_four_and_deletion_removes_the_method(self, db_session):
         from app.services import privacy
         from tests.factories import PASSWORD
 
@@ -216,5 +215,5 @@ class TestPrivacy:
         assert row["methodLast4"] == "3000" and "methodCiphertext" not in row
         assert "DE89370400440532013000" not in str(exported)
 
-        privacy.delete_account(db_session, seller.id, password=PASSWORD, now=utcnow(), storage=storage_for(settings))
+        privacy.delete_account(db_session, seller.id, password=PASSWORD, now=utcnow())
         assert db_session.scalars(select(PayoutSettings).where(PayoutSettings.seller_id == seller.id)).all() == []

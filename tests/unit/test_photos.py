@@ -3,15 +3,17 @@ import io
 import pytest
 from PIL import Image
 
-from app.integrations.storage import FileNotStored, LocalStorage, StorageError
+from app.integrations.storage import FileNotStored, LocalStorage
 from app.models import Profile
 from app.services.photos import (
     MAX_PHOTO_BYTES,
     PHOTO_SIDE,
     THUMB_SIDE,
     PhotoError,
+    delete_removed_profile_photos,
     photo_variant_key,
     process_photo,
+    profile_photo_prefix,
     remove_profile_photo,
     set_profile_photo,
     sniff_format,
@@ -169,23 +171,6 @@ class TestSniffFormat:
         assert sniff_format(head) == name
 
 
-class TestLocalStorage:
-    def test_save_open_delete(self, tmp_path) -> None:
-        storage = LocalStorage(tmp_path)
-        storage.save("photos/a/b.jpg", b"data", content_type="image/jpeg")
-        assert storage.open("photos/a/b.jpg") == b"data"
-        storage.delete("photos/a/b.jpg")
-        storage.delete("photos/a/b.jpg")  # repeat-safe
-        with pytest.raises(FileNotStored):
-            storage.open("photos/a/b.jpg")
-
-    @pytest.mark.parametrize("key", ["../escape.jpg", "/etc/passwd", "a//b", "a/../../b", ".hidden", "a/b/", "sp ace"])
-    def test_unsafe_keys_are_refused(self, tmp_path, key: str) -> None:
-        with pytest.raises(StorageError):
-            LocalStorage(tmp_path / "root").save(key, b"x", content_type="image/jpeg")
-        assert not (tmp_path / "escape.jpg").exists()
-
-
 class TestSetProfilePhoto:
     def test_stores_both_variants_and_points_the_profile_at_them(self, db_session, tmp_path) -> None:
         storage = LocalStorage(tmp_path)
@@ -240,6 +225,64 @@ class TestSetProfilePhoto:
         assert db_session.get(Profile, profile.id).photo_key is None
         with pytest.raises(FileNotStored):
             storage.open(photo_variant_key(key, "512"))
+
+
+class TestDeleteRemovedProfilePhotos:
+    def test_a_live_profile_keeps_its_files(self, db_session, tmp_path) -> None:
+        storage = LocalStorage(tmp_path)
+        profile = ProfileFactory()
+        key = set_profile_photo(db_session, profile_id=profile.id, data=make_image("PNG"), storage=storage)
+        assert delete_removed_profile_photos(db_session, profile.id, storage=storage) == 0
+        assert storage.open(photo_variant_key(key, "512"))
+
+    def test_a_removed_profile_loses_every_file_it_had(self, db_session, tmp_path) -> None:
+        storage = LocalStorage(tmp_path)
+        profile, other = ProfileFactory(), ProfileFactory()
+        set_profile_photo(db_session, profile_id=profile.id, data=make_image("PNG"), storage=storage)
+        kept = set_profile_photo(db_session, profile_id=other.id, data=make_image("PNG"), storage=storage)
+        db_session.delete(profile)
+        db_session.flush()
+        assert delete_removed_profile_photos(db_session, profile.id, storage=storage) == 2
+        assert not (tmp_path / profile_photo_prefix(profile.id)).exists()
+        assert storage.open(photo_variant_key(kept, "512"))
+
+
+class TestPhotoDeletionIsDurable:
+    """A deleted profile's photos are a row to do, not only a message: a broker down at the
+    account's deletion delays their removal and never loses it."""
+
+    def test_the_sweep_publishes_an_undone_deletion_until_it_is_done(
+        self, db_session, tmp_path, settings, enqueued
+    ) -> None:  # type: ignore[no-untyped-def]
+        from datetime import timedelta
+
+        from app.db import utcnow
+        from app.models import PhotoDeletion
+        from app.services.photos import DELETION_RETRY_AFTER, queue_photo_deletion, requeue_photo_deletions
+        from tasks.photos import delete_profile_photos
+
+        storage = LocalStorage(tmp_path)
+        profile = ProfileFactory()
+        set_profile_photo(db_session, profile_id=profile.id, data=make_image("PNG"), storage=storage)
+        db_session.delete(profile)
+        now = utcnow()
+        queue_photo_deletion(db_session, profile.id, now=now)
+        db_session.commit()
+        enqueued.clear()  # the message of the deletion itself was lost with the broker
+
+        assert requeue_photo_deletions(db_session, now + timedelta(minutes=1), settings) == {
+            "photo_deletions_requeued": 0
+        }
+        later = now + DELETION_RETRY_AFTER
+        assert requeue_photo_deletions(db_session, later, settings) == {"photo_deletions_requeued": 1}
+        db_session.commit()
+        assert enqueued == [(delete_profile_photos.name, (str(profile.id),), {})]
+        assert requeue_photo_deletions(db_session, later, settings) == {"photo_deletions_requeued": 0}  # leased
+
+        assert delete_removed_profile_photos(db_session, profile.id, storage=storage, now=later) == 2
+        assert db_session.get(PhotoDeletion, profile.id).done_at == later
+        again = later + 2 * DELETION_RETRY_AFTER
+        assert requeue_photo_deletions(db_session, again, settings) == {"photo_deletions_requeued": 0}
 
 
 class TestDecodingIsBounded:

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from app.db import utcnow
 from app.errors import refusal_status
-from app.integrations.storage import FileNotStored, LocalStorage
+from app.integrations.storage import FileNotStored, Storage
 from app.models import (
     Block,
     CallRequest,
@@ -36,8 +36,9 @@ from app.services import privacy, safety
 from app.services.accounts import password_matches
 from app.services.audit import record_event
 from app.services.blocks import erased_email, is_blocked
-from app.services.photos import photo_variant_key
+from app.services.photos import photo_variant_key, profile_photo_prefix
 from app.services.safety import ReportDraft
+from tasks import photos as photo_tasks
 from tests.factories import PASSWORD, AdminFactory, CallRequestFactory, ProfileFactory, TransactionFactory
 from tests.trust_support import finished_call, where_is
 
@@ -46,16 +47,20 @@ BUYER = "pest@example.org"
 
 
 @pytest.fixture
-def storage(tmp_path) -> LocalStorage:  # type: ignore[no-untyped-def]
-    return LocalStorage(tmp_path / "uploads")
+def storage(app) -> Storage:  # type: ignore[no-untyped-def]
+    """The app's own storage, where the photo-deleting task looks."""
+    return app.extensions["storage"]
 
 
 def seller_with_history(session, storage):  # type: ignore[no-untyped-def]
     """A seller with a bit of everything: photo, calls, money, blocks, mail, reports, events."""
-    profile = ProfileFactory(user__email=SELLER_EMAIL, display_name="Jane Seller", photo_key="photos/abc/def")
+    profile = ProfileFactory(user__email=SELLER_EMAIL, display_name="Jane Seller")
+    profile.photo_key = profile_photo_prefix(profile.id) + "a" * 20
     seller = profile.user
-    for variant in ("512", "thumb"):
-        storage.save(photo_variant_key(profile.photo_key, variant), b"jpeg", content_type="image/jpeg")
+    # The current photo, and an earlier one whose deletion failed when it was replaced.
+    for key in (profile.photo_key, profile_photo_prefix(profile.id) + "b" * 20):
+        for variant in ("512", "thumb"):
+            storage.save(photo_variant_key(key, variant), b"jpeg", content_type="image/jpeg")
     done = finished_call(seller=seller, buyer_email="happy@example.org")
     pending = CallRequestFactory(transaction=TransactionFactory(seller=seller, buyer_email="waiting@example.org"))
     session.add(
@@ -113,13 +118,17 @@ class TestExport:
 
 class TestDeleteAccount:
     def test_leaves_no_trace_of_the_sellers_email_and_keeps_the_money_trail(
-        self, db_session, storage, settings, enqueued
+        self, app, db_session, storage, settings, enqueued
     ) -> None:
-        _profile, seller, done, pending = seller_with_history(db_session, storage)
-        version = seller.session_version
+        profile, seller, done, pending = seller_with_history(db_session, storage)
+        photo_key, version = profile.photo_key, seller.session_version
 
-        tombstone = privacy.delete_account(db_session, seller.id, password=PASSWORD, now=utcnow(), storage=storage)
+        tombstone = privacy.delete_account(db_session, seller.id, password=PASSWORD, now=utcnow())
         db_session.commit()
+        # Every photo the profile had goes, by a task (retried while the bucket is unreachable).
+        assert ("tasks.photos.delete_profile_photos", (str(profile.id),), {}) in enqueued
+        with app.app_context():  # the task runs with this app's storage, as a worker of this app would
+            assert photo_tasks.delete_profile_photos(str(profile.id)) == 4
 
         assert tombstone == f"deleted-{seller.id}@invalid"
         db_session.refresh(seller)
@@ -128,7 +137,7 @@ class TestDeleteAccount:
         assert not password_matches(PASSWORD, seller.password_hash)
         assert db_session.scalar(select(Profile).where(Profile.user_id == seller.id)) is None
         with pytest.raises(FileNotStored):
-            storage.open(photo_variant_key("photos/abc/def", "512"))
+            storage.open(photo_variant_key(photo_key, "512"))
         assert db_session.scalars(select(Block)).all() == []
         assert db_session.scalars(select(PasswordResetToken)).all() == []
 
@@ -164,21 +173,21 @@ class TestDeleteAccount:
     def test_a_wrong_password_changes_nothing(self, db_session, storage) -> None:
         profile = ProfileFactory(user__email=SELLER_EMAIL)
         with pytest.raises(Refusal) as refused:
-            privacy.delete_account(db_session, profile.user_id, password="wrong", now=utcnow(), storage=storage)
+            privacy.delete_account(db_session, profile.user_id, password="wrong", now=utcnow())
         assert (refusal_status(refused.value), next(iter(refused.value.fields), None)) == (403, "password")
         assert db_session.get(User, profile.user_id).deleted_at is None
 
     def test_refused_while_an_accepted_call_has_not_happened(self, db_session, storage) -> None:
         call = finished_call(status=RequestStatus.ACCEPTED)
         with pytest.raises(Refusal) as refused:
-            privacy.delete_account(db_session, call.seller_id, password=PASSWORD, now=utcnow(), storage=storage)
+            privacy.delete_account(db_session, call.seller_id, password=PASSWORD, now=utcnow())
         assert (refusal_status(refused.value), refused.value.code) == (409, "call_in_progress")
 
     def test_a_deleted_account_cannot_be_deleted_again(self, db_session, storage) -> None:
         profile = ProfileFactory()
-        privacy.delete_account(db_session, profile.user_id, password=PASSWORD, now=utcnow(), storage=storage)
+        privacy.delete_account(db_session, profile.user_id, password=PASSWORD, now=utcnow())
         with pytest.raises(Refusal) as again:
-            privacy.delete_account(db_session, profile.user_id, password=PASSWORD, now=utcnow(), storage=storage)
+            privacy.delete_account(db_session, profile.user_id, password=PASSWORD, now=utcnow())
         assert refusal_status(again.value) == 404
 
 
@@ -290,3 +299,20 @@ class TestEraseBuyer:
         with pytest.raises(Refusal) as refused:
             privacy.erase_buyer_email(db_session, bad, admin_id=AdminFactory().id, now=utcnow())
         assert refusal_status(refused.value) == 422
+
+
+def test_the_sellers_hours_are_exported_and_go_with_the_account(db_session, storage) -> None:  # type: ignore[no-untyped-def]
+    from app.models import SellerAvailability
+    from app.services.availability import parse_weekly, save_availability
+
+    _profile, seller, _done, _pending = seller_with_history(db_session, storage)
+    weekly = parse_weekly([{"day": "wed", "from": "09:00", "to": "12:00"}])
+    save_availability(db_session, seller.id, now=utcnow(), idle_seconds=60, time_zone="Europe/Lisbon", weekly=weekly)
+
+    [exported] = privacy.export_seller_data(db_session, seller.id, now=utcnow())["availability"]
+    assert exported["timeZone"] == "Europe/Lisbon" and exported["weekly"] == [
+        {"day": "wed", "from": "09:00", "to": "12:00"}
+    ]
+
+    privacy.delete_account(db_session, seller.id, password=PASSWORD, now=utcnow())
+    assert db_session.scalar(select(SellerAvailability).where(SellerAvailability.seller_id == seller.id)) is None

@@ -8,7 +8,7 @@ raises scripted errors.
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from freezegun import freeze_time
@@ -19,6 +19,7 @@ from app.integrations.payments import CheckoutRequest, CheckoutSnapshot, Created
 from app.models import CallRequest, CancelReason, EventLog, OutboxEmail, PaymentState, RequestStatus, Transaction
 from app.services.lifecycle.decisions import accept_request, decline_request
 from app.services.request_payments import (
+    FOLLOW_UP_WINDOW,
     GatewayUnavailable,
     capture_accepted_payment,
     payment_followups,
@@ -386,8 +387,38 @@ class TestPaymentFollowups:
         assert report == {"captures_requeued": 0, "releases_requeued": 2}
         assert {args[0] for name, args, _ in enqueued if name == RELEASE} == {str(held.id), str(captured.id)}
 
+    def test_a_release_is_followed_up_for_the_window_and_then_left_to_an_operator(  # type: ignore[no-untyped-def]
+        self, db_session, settings, enqueued
+    ) -> None:
+        declined_at = datetime(2026, 11, 25, 12, tzinfo=UTC)
+        with freeze_time(declined_at):
+            declined = declined_request(updated_at=utcnow())
+        with freeze_time(declined_at + FOLLOW_UP_WINDOW - timedelta(minutes=1)):
+            assert payment_followups(db_session, utcnow(), settings)["releases_requeued"] == 1
+            db_session.commit()
+        # Still unreleased a full window later (each attempt failed): no longer the sweep's.
+        with freeze_time(declined_at + FOLLOW_UP_WINDOW + timedelta(minutes=1)):
+            assert payment_followups(db_session, utcnow(), settings)["releases_requeued"] == 0
+        assert [args for name, args, _ in enqueued if name == RELEASE] == [(str(declined.id),)]
+
     def test_a_pending_request_is_never_followed_up(self, db_session, settings, enqueued) -> None:  # type: ignore[no-untyped-def]
         with freeze_time("2026-11-25 12:00:00"):
             CallRequestFactory(updated_at=utcnow())
         with freeze_time("2026-11-25 13:00:00"):
             assert payment_followups(db_session, utcnow(), settings) == {"captures_requeued": 0, "releases_requeued": 0}
+
+
+class TestFollowUpsOverAllHistory:
+    def test_a_release_older_than_the_sweeps_look_back_is_found_by_the_hourly_sweep(
+        self, db_session, settings, enqueued
+    ) -> None:  # type: ignore[no-untyped-def]
+        from app.services.request_payments import FOLLOW_UP_WINDOW, payment_followups_all_history
+
+        with freeze_time("2026-11-20 12:00:00"):
+            forgotten = declined_request()
+        with freeze_time("2026-11-25 12:00:00"):
+            assert utcnow() - forgotten.declined_at > FOLLOW_UP_WINDOW
+            assert payment_followups(db_session, utcnow(), settings)["releases_requeued"] == 0
+            assert payment_followups_all_history(db_session, utcnow(), settings)["releases_requeued"] == 1
+            db_session.commit()
+        assert [args for name, args, _ in enqueued if name == RELEASE] == [(str(forgotten.id),)]

@@ -368,6 +368,11 @@ class TestSerializeRequest:
             "endedAt": None,
             "cancelReason": None,
             "joinUrl": None,
+            "proposedStarts": [],
+            "scheduledStart": None,
+            "joinOpensAt": None,
+            "buyerTimeZone": None,
+            "reschedule": None,
         }
 
     def test_cancel_reason(self, db_session) -> None:  # type: ignore[no-untyped-def]

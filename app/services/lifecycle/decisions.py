@@ -1,4 +1,5 @@
-"""A paid request from its creation to the seller's decision: open, accept, decline, cancel, expire.
+"""A paid request from its creation to the seller's decision: open, accept (now or for one of the
+buyer's proposed times), decline, cancel, expire.
 
 Each function is one move of the table (``table.py``), made by one conditional UPDATE, with its
 audit row, the tasks it publishes after commit and the emails it queues, together. The gateway
@@ -10,7 +11,8 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from datetime import datetime, timedelta
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import ColumnElement, exists, select
 from sqlalchemy.orm import Session
@@ -18,12 +20,15 @@ from sqlalchemy.orm import Session
 from app import metrics
 from app.config import Settings
 from app.db import on_commit
+from app.formats import iso
 from app.models import CallRequest, CancelReason, RequestStatus, User
 from app.queue import enqueue_after_commit
 from app.refusals import Conflict, Forbidden, Invalid, NotFound
 from app.services.audit import record_event, user_actor
+from app.services.lifecycle import invitations
 from app.services.lifecycle._moves import announce, due_batch, move_request, move_requests, require_request
 from app.services.lifecycle.notices import email_context, notify
+from app.services.scheduling import ScheduleConfig, first_reminder, join_opens, pending_deadline
 from tasks import request_payments as payment_tasks
 
 SYSTEM = "system"
@@ -41,10 +46,20 @@ def open_request(
     refused: CancelReason | None,
     request_ttl_seconds: int,
     now: datetime,
+    proposed_starts: Sequence[datetime] = (),
+    buyer_time_zone: str | None = None,
+    capture_before: datetime | None = None,
 ) -> CallRequest:
     """The paid request, as the verified webhook creates it: PENDING for the seller to decide, or
     CANCELLED at once (``refused``: the buyer is blocked, the seller suspended) with the hold
-    released after commit and only the buyer told."""
+    released after commit and only the buyer told.
+
+    A request for as soon as possible expires after ``request_ttl_seconds``; one with proposed
+    times once the last of them has passed, or earlier when the hold would lapse first."""
+    if proposed_starts:
+        expires_at = pending_deadline(proposed_starts, capture_before=capture_before)
+    else:
+        expires_at = now + timedelta(seconds=request_ttl_seconds)
     call_request = CallRequest(
         id=uuid.uuid4(),
         seller_id=seller_id,
@@ -54,7 +69,10 @@ def open_request(
         status=RequestStatus.CANCELLED if refused else RequestStatus.PENDING,
         cancel_reason=refused,
         cancelled_at=now if refused else None,
-        expires_at=now + timedelta(seconds=request_ttl_seconds),
+        created_at=now,
+        expires_at=expires_at,
+        proposed_starts=sorted(proposed_starts),
+        buyer_time_zone=buyer_time_zone,
     )
     session.add(call_request)
     session.flush()
@@ -66,9 +84,22 @@ def open_request(
 
 
 def accept_request(
-    session: Session, request_id: uuid.UUID, *, seller_id: uuid.UUID, now: datetime, join_window_seconds: int
+    session: Session,
+    request_id: uuid.UUID,
+    *,
+    seller_id: uuid.UUID,
+    now: datetime,
+    join_window_seconds: int,
+    start_at: datetime | None = None,
+    schedule: ScheduleConfig | None = None,
 ) -> CallRequest:
-    """PENDING → ACCEPTED. The hold is captured by a task after commit, which then provisions the room."""
+    """PENDING → ACCEPTED. The hold is captured by a task after commit, which then provisions the
+    room. With ``start_at`` (one of the buyer's proposed times) the call is for then
+    (``accept_for_later``); without, for right now, as it always was."""
+    if start_at is not None:
+        if schedule is None:
+            raise ValueError("a call accepted for later needs the schedule's settings")
+        return _accept_for_later(session, request_id, seller_id, start_at.astimezone(UTC), now, schedule)
     _decide(
         session,
         "accept",
@@ -76,6 +107,7 @@ def accept_request(
         seller_id,
         now,
         accepted_at=now,
+        join_opens_at=now,
         join_deadline=now + timedelta(seconds=join_window_seconds),
         # Each party's join credential is derived from this key (app.services.calls).
         join_key=secrets.token_urlsafe(32),
@@ -84,6 +116,50 @@ def accept_request(
     on_commit(session, metrics.request_accepted)
     enqueue_after_commit(session, payment_tasks.capture_accepted, str(request_id))
     return require_request(session, request_id)
+
+
+def _accept_for_later(
+    session: Session,
+    request_id: uuid.UUID,
+    seller_id: uuid.UUID,
+    start: datetime,
+    now: datetime,
+    config: ScheduleConfig,
+) -> CallRequest:
+    """PENDING → ACCEPTED for ``start``: the capture still happens now (a task after commit); the
+    room opens shortly before the start, the no-show rules count from the start, and both
+    parties get the invitation, with the reminders set."""
+    proposed = session.scalar(
+        select(CallRequest.proposed_starts).where(CallRequest.id == request_id, CallRequest.seller_id == seller_id)
+    )
+    if proposed is None:
+        raise NotFound("not_found", "No such request.")
+    if start not in proposed:
+        raise Invalid("not_proposed", "Pick one of the times the buyer proposed.", field="startAt")
+    if start <= now:
+        raise Conflict("time_passed", "That time has passed. Pick a later one, or accept for right now.")
+    _decide(
+        session,
+        "accept_for_later",
+        request_id,
+        seller_id,
+        now,
+        CallRequest.proposed_starts.contains([start]),
+        accepted_at=now,
+        scheduled_start=start,
+        join_opens_at=join_opens(start, now=now, config=config),
+        join_deadline=start + config.join_window,
+        join_key=secrets.token_urlsafe(32),
+        next_reminder_at=first_reminder(start, now=now),
+    )
+    record_event(
+        session, "request.accepted", ref_id=request_id, actor=user_actor(seller_id), payload={"start": iso(start)}
+    )
+    on_commit(session, metrics.request_accepted)
+    enqueue_after_commit(session, payment_tasks.capture_accepted, str(request_id))
+    call = require_request(session, request_id)
+    invitations.send_invitations(session, call, cause="call_scheduled", method="REQUEST", config=config, now=now)
+    return call
 
 
 def decline_request(
@@ -179,7 +255,13 @@ def expire_pending_requests(session: Session, now: datetime, settings: Settings)
 
 
 def _decide(
-    session: Session, move: str, request_id: uuid.UUID, seller_id: uuid.UUID, now: datetime, **values: object
+    session: Session,
+    move: str,
+    request_id: uuid.UUID,
+    seller_id: uuid.UUID,
+    now: datetime,
+    *conditions: ColumnElement[bool],
+    **values: object,
 ) -> None:
     """The seller's move on their own PENDING request, while it has not expired and they may sell."""
     moved = move_request(
@@ -189,6 +271,7 @@ def _decide(
         CallRequest.seller_id == seller_id,
         CallRequest.expires_at > now,
         ~_suspended(seller_id),
+        *conditions,
         now=now,
         values=values,
     )

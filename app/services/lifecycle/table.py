@@ -49,11 +49,17 @@ class Move(Generic[S]):
 REQUEST_MOVES: dict[str, Move[RequestStatus]] = {
     move.name: move
     for move in (
-        Move("accept", (PENDING,), ACCEPTED, "seller accepts"),
+        Move("accept", (PENDING,), ACCEPTED, "seller accepts, for right now"),
+        Move("accept_for_later", (PENDING,), ACCEPTED, "seller accepts one of the buyer's proposed times"),
         Move("decline", (PENDING,), DECLINED, "seller declines, or is suspended or deleted"),
-        Move("expire", (PENDING,), CANCELLED, "no answer in time, reason expired"),
+        Move("expire", (PENDING,), CANCELLED, "no answer in time or every proposed time passed, reason expired"),
         Move("cancel_pending", (PENDING,), CANCELLED, "the seller blocks the buyer, reason blocked"),
         Move("buyer_cancel_pending", (PENDING,), CANCELLED, "the buyer cancels while pending, reason buyer_cancelled"),
+        Move("ask_reschedule", (ACCEPTED,), ACCEPTED, "a party asks to move a scheduled call, once per call"),
+        Move("reschedule", (ACCEPTED,), ACCEPTED, "the other party confirms the new time"),
+        Move("keep_schedule", (ACCEPTED,), ACCEPTED, "the other party keeps the agreed time"),
+        Move("buyer_cancel", (ACCEPTED,), CANCELLED, "the buyer cancels in time, reason buyer_cancelled"),
+        Move("buyer_cancel_late", (ACCEPTED,), CANCELLED, "the buyer cancels inside the notice, reason buyer_no_show"),
         Move("start_clock", (ACCEPTED,), ACCEPTED, "both in the room, the clock starts"),
         Move("complete", (ACCEPTED,), COMPLETED, "time is up, or a party ends it"),
         Move("fail_payment", (ACCEPTED,), CANCELLED, "capture refused, reason payment_failed"),

@@ -8,8 +8,10 @@ from wtforms.validators import Optional
 
 
 class DecisionForm(FlaskForm):
-    """The CSRF token, where to return after the post, and (to decline) an optional message to
-    the buyer, which goes into their email. Its length is the lifecycle's rule, checked there."""
+    """The CSRF token, where to return after the post, for an accept the proposed start the
+    seller picked (empty: for right now), and for a decline an optional message to the buyer,
+    which goes into their email (its length is the lifecycle's rule, checked there)."""
 
     back = HiddenField(validators=[Optional()])
+    start_at = HiddenField(validators=[Optional()])
     message = TextAreaField("Message to the buyer (optional)", validators=[Optional()])

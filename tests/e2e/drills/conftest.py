@@ -104,12 +104,17 @@ class Drill:
 
     # Processes.
 
-    def start(self, role: str, *, name: str | None = None) -> subprocess.Popen[bytes]:
+    def start(
+        self, role: str, *, name: str | None = None, port: int | None = None, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start a web, worker or beat process. ``port`` (web) and ``env`` (merged over the
+        drill's) make a second instance of a role, as on a second machine."""
         name = name or role
         commands = {
             "web": [
-                *(str(BIN / "gunicorn"), "wsgi:app", "--bind", f"127.0.0.1:{self.port}"),
+                *(str(BIN / "gunicorn"), "wsgi:app", "--bind", f"127.0.0.1:{port or self.port}"),
                 *("--workers", "2", "--worker-class", "gthread", "--threads", "8", "--graceful-timeout", "5"),
+                *(("--access-logfile", "-") if port else ()),
             ],
             "worker": [
                 *(str(BIN / "celery"), "-A", "celery_worker", "worker", "--loglevel", "INFO"),
@@ -117,13 +122,19 @@ class Drill:
             ],
             "beat": [
                 *(str(BIN / "celery"), "-A", "celery_worker", "beat", "--loglevel", "INFO"),
-                *("--schedule", str(self.scratch / "celerybeat-schedule")),
+                # One schedule file per beat, as each machine has its own.
+                *("--schedule", str(self.scratch / f"celerybeat-schedule-{name}")),
             ],
         }
         # The child keeps its own descriptor of the log; the parent's copy is closed at once.
         with open(self.log_dir / f"{name}.log", "ab") as log:
             process = subprocess.Popen(
-                commands[role], cwd=PROJECT_ROOT, env=self.env, stdout=log, stderr=log, start_new_session=True
+                commands[role],
+                cwd=PROJECT_ROOT,
+                env={**self.env, **(env or {})},
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
             )
         self.processes[name] = process
         return process
