@@ -26,7 +26,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.formats import call_length, format_utc, iso
+from app.formats import call_length, format_when, iso
 from app.integrations.video import VideoError, VideoProvider
 from app.models import CallRequest, PaymentState, Profile, RequestStatus
 from app.queue import RetryLater
@@ -207,7 +207,8 @@ def provision_room(
     context = email_context(session, call) | {
         "join_url": join_url(config.app_url, config.secret_key, call, "buyer"),
         "join_deadline": iso(call.join_deadline),
-        "join_deadline_text": format_utc(call.join_deadline),
+        # In the buyer's own zone when they gave one at checkout, and always with the zone said.
+        "join_deadline_text": format_when(call.join_deadline, call.buyer_time_zone or "UTC"),
         "call_length": call_length(config.duration_seconds),
     }
     queue_email(
