@@ -200,7 +200,6 @@ def success() -> ResponseReturnValue:
             amount=format_money(status.amount_cents, status.currency),
             capture_manual=settings.payment_capture == "manual",
             call_label=call_length(settings.call_duration_seconds),
-            expires_in=_time_left(status.expires_at),
             live_version=version,
             # Without JavaScript: quick while the payment is confirmed, then gently.
             refresh_seconds=REFRESH_SECONDS if status.status == "processing" else 30,
@@ -209,19 +208,6 @@ def success() -> ResponseReturnValue:
     )
     response.headers["Cache-Control"] = "no-store"
     return response
-
-
-def _time_left(expires_at: datetime | None) -> str | None:
-    """``in about 23 hours`` / ``in 12 minutes``, as the page says it before its script runs."""
-    if expires_at is None:
-        return None
-    seconds = int((expires_at - utcnow()).total_seconds())
-    if seconds <= 0:
-        return "now"
-    if seconds >= 2 * 3600:
-        return f"in about {round(seconds / 3600)} hours"
-    minutes = max(1, seconds // 60)
-    return f"in {minutes} minute{'s' if minutes != 1 else ''}"
 
 
 @bp.get("/cancel")
