@@ -121,6 +121,7 @@ def celery_init_app(app: Flask, settings: Settings) -> Celery[Any]:
     for module in TASK_MODULES:
         importlib.import_module(module)
     from tasks.automatic_payouts import run_automatic_payouts
+    from tasks.daily_events import poll_daily_presence
     from tasks.maintenance import sweep, sweep_full_history
 
     celery.conf.beat_schedule = {
@@ -130,6 +131,10 @@ def celery_init_app(app: Flask, settings: Settings) -> Celery[Any]:
         # The same follow-ups as the sweep, over all of history (the sweep looks a few days back).
         "sweep-full-history": {"task": sweep_full_history.name, "schedule": 3600.0},
     }
+    if settings.daily_api_key and not settings.daily_webhook_secret:
+        # Without Daily's webhooks, its presence says who is in the rooms; Daily asks that it be
+        # read no more often than every 15 seconds.
+        celery.conf.beat_schedule["daily-presence"] = {"task": poll_daily_presence.name, "schedule": 15.0}
     return celery
 
 

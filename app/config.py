@@ -7,6 +7,7 @@ line instead of a stack trace deep inside a request. ``.env.example`` documents 
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import os
@@ -78,6 +79,11 @@ class Settings:
     webrtc_ice_servers: tuple[dict[str, Any], ...] = ()
     daily_api_key: str | None = None
     daily_api_base: str = "https://api.daily.co/v1"
+    # Daily's webhook HMAC secret (base64, as Daily gives it). Unset: the worker polls Daily's
+    # REST presence instead of listening to participant.joined/left.
+    daily_webhook_secret: str | None = None
+    # A seller who ends the call before this many connected seconds refunds the buyer in full.
+    early_end_minimum_seconds: int = 60
 
     # Email.
     postmark_server_token: str | None = None
@@ -171,6 +177,8 @@ class Settings:
             webrtc_ice_servers=_parse_ice_servers(reader.optional("WEBRTC_ICE_SERVERS")),
             daily_api_key=reader.optional("DAILY_API_KEY"),
             daily_api_base=reader.url("DAILY_API_BASE", "https://api.daily.co/v1").rstrip("/"),
+            daily_webhook_secret=_validate_base64("DAILY_WEBHOOK_SECRET", reader.optional("DAILY_WEBHOOK_SECRET")),
+            early_end_minimum_seconds=reader.integer("EARLY_END_MINIMUM_SECONDS", 60, low=0, high=3600),
             postmark_server_token=reader.optional("POSTMARK_SERVER_TOKEN"),
             postmark_api_base=reader.url("POSTMARK_API_BASE", "https://api.postmarkapp.com"),
             email_from=reader.text("EMAIL_FROM", "ChatLink <no-reply@chatlink.localhost>"),
@@ -330,6 +338,20 @@ def _validate_redis_url(value: str | None) -> str | None:
     if parts.scheme == "unix" and parts.path:
         return value
     raise ConfigError(f"REDIS_URL: {value!r} is not a redis://host:port/db or unix:///path URL")
+
+
+def _validate_base64(name: str, value: str | None) -> str | None:
+    """A secret given in base64 (Daily's webhook HMAC): refused at start-up if it does not decode,
+    rather than failing every delivery later."""
+    if value is None:
+        return None
+    try:
+        decoded = base64.b64decode(value, validate=True)
+    except ValueError:
+        raise ConfigError(f"{name}: is not base64 (use the hmac value Daily returned)") from None
+    if not decoded:
+        raise ConfigError(f"{name}: decodes to nothing")
+    return value
 
 
 def _parse_countries(value: str) -> tuple[str, ...]:

@@ -8,9 +8,11 @@ Procfile (gunicorn, one Celery worker, beat) on this run's own database and queu
 
 1. accepts ``--calls`` paid requests through the requests service (the worker captures and
    provisions each Daily room), and plays every call through the API as the two browsers would:
-   ``POST /api/video/join`` for both parties, then ``presence: joined`` for both, which starts
-   the clock. It waits until every call is COMPLETED and its room deleted, and prints the
-   lateness of ``ended_at`` and of the room's deletion after ``ends_at``: p50, p99, max.
+   ``POST /api/video/join`` for both parties, then ``presence: connected`` for both (a hint for
+   a Daily room), and Daily's ``participant.joined`` webhook for both, signed as Daily signs,
+   which starts the clock once the worker has processed it. It waits until every call is
+   COMPLETED and its room deleted, and prints the lateness of ``ended_at`` and of the room's
+   deletion after ``ends_at``: p50, p99, max.
    Goal: p99 under 1 s, max under 2 s.
 2. does it again, but SIGKILLs the worker right after the calls start (losing the ETA tasks it
    held) and starts a new one at once: every call must still end, within the sweep interval
@@ -49,7 +51,7 @@ from paywall import bench_engines  # noqa: E402 (the benchmarks share their scra
 from sqlalchemy import select  # noqa: E402
 
 from app.config import Settings  # noqa: E402
-from tests.fakes.daily_api import FakeDaily  # noqa: E402
+from tests.fakes.daily_api import WEBHOOK_SECRET, FakeDaily  # noqa: E402
 
 BIN = Path(sys.executable).parent
 SECRET_KEY = "bench-secret-key-" + "x" * 32
@@ -200,7 +202,7 @@ def accepted_calls(seller_id, count: int) -> list[uuid.UUID]:  # type: ignore[no
     task, run on the worker and make each Daily room."""
     from app.db import db, utcnow
     from app.models import CallRequest, PaymentState, RequestStatus, Transaction
-    from app.services.requests import accept_request
+    from app.services.lifecycle.decisions import accept_request
 
     ids = []
     with db.session_scope() as session:
@@ -255,8 +257,9 @@ def completed(ids: list[uuid.UUID]) -> int:
         return session.scalar(query) or 0
 
 
-def play(base: str, call) -> None:  # type: ignore[no-untyped-def]
-    """What the two pages do: join, then report presence; the second presence starts the clock."""
+def play(base: str, call, fake: FakeDaily) -> None:  # type: ignore[no-untyped-def]
+    """What the two pages do (join, report presence) and what Daily then says (both joined): the
+    webhook, processed by the worker, starts the clock."""
     from app.services.calls import join_token
 
     http = requests.Session()
@@ -276,9 +279,16 @@ def play(base: str, call) -> None:  # type: ignore[no-untyped-def]
 
     post("join", "seller")
     post("join", "buyer")
-    post("presence", "buyer", state="joined")
-    if not post("presence", "seller", state="joined")["startedAt"]:
-        raise RuntimeError("the call did not start")
+    for party in ("buyer", "seller"):
+        post("presence", party, state="connected")
+        evt = fake.joined(call.room_name, party, f"bench-{party}-{call.id.hex}", time.time())
+        if fake.deliver(f"{base}/api/webhooks/daily", evt) != 200:
+            raise RuntimeError("Daily's webhook was refused")
+    deadline = time.monotonic() + 30
+    while not post("presence", "seller", state="connected")["startedAt"]:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the call did not start")
+        time.sleep(0.2)
 
 
 @dataclass
@@ -318,7 +328,7 @@ def run_round(
     wait_until(lambda: all(c.room_ready_at for c in load(ids)), 60, "the rooms to be provisioned", 0.5)
     calls = load(ids)
     with ThreadPoolExecutor(max_workers=25) as pool:
-        list(pool.map(lambda call: play(base, call), calls))
+        list(pool.map(lambda call: play(base, call, fake), calls))
     if processes is not None:
         # Right after the calls start: the worker dies with every ETA timer it held.
         processes.kill_worker()
@@ -382,6 +392,7 @@ def main() -> int:
             "SWEEP_INTERVAL_SECONDS": str(args.sweep),
             "DAILY_API_KEY": DAILY_KEY,
             "DAILY_API_BASE": fake.url,
+            "DAILY_WEBHOOK_SECRET": WEBHOOK_SECRET,
             "WORKER_CONCURRENCY": str(args.concurrency),
         }
         config = Config(str(ROOT / "alembic.ini"))

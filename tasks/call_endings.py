@@ -1,5 +1,5 @@
 """The end of a call and what follows it (``app.services.call_endings``): end it on time, delete
-its room, refund a seller's no-show.
+its room, give the buyer what the settlement owes them.
 
 All are repeat-safe (conditional UPDATEs, idempotency keys). The end of a call does not depend on
 these retries: the sweep ends anything overdue every few seconds, and Daily's room expires at
@@ -51,9 +51,11 @@ def release_room(request_id: str) -> str:
 
 
 @chatlink_task(retry_on=(RetryLater,), max_retries=10, backoff=2)
-def refund_no_show(request_id: str) -> str:
+def refund_buyer(request_id: str) -> str:
+    """What the call's settlement gives back: all of it (a seller no-show, a technical failure)
+    or the unused share (the seller ended early)."""
     from app.services import call_endings
 
     gateway = _runtime.payments()
     with db.session_scope() as session:
-        return call_endings.refund_seller_no_show(session, uuid.UUID(request_id), gateway=gateway, now=utcnow())
+        return call_endings.refund_buyer(session, uuid.UUID(request_id), gateway=gateway, now=utcnow())

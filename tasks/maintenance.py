@@ -16,11 +16,13 @@ from app.db import db, utcnow
 from app.extensions import redis_client
 from app.services import (
     call_endings,
+    daily_events,
     email_delivery,
     health,
     maintenance,
     photos,
     privacy,
+    problems,
     request_payments,
     stripe_events,
     transfers,
@@ -45,6 +47,8 @@ SWEEP_STEPS: tuple[SweepStep, ...] = (
     schedule.send_due_reminders,
     request_payments.payment_followups,
     stripe_events.requeue_stuck_events,
+    daily_events.requeue_stuck_events,
+    problems.recover_problem_refunds,
     transfers.resend_stuck_transfers,
     builtin_payments.expire_builtin_checkouts,
     privacy.scrub_farewell_emails,

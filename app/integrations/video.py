@@ -11,6 +11,9 @@ One interface, four operations, all repeat-safe:
   worker is down. Daily's ``eject_after_elapsed`` is deliberately never used: it counts from
   each participant's own join and would cut off whoever joined first.
 * ``end`` deletes the room; a room that is already gone (404) counts as deleted.
+
+Daily alone also answers ``presence`` (who is in which room now), which the worker polls when no
+Daily webhook is configured (``app.services.daily_events``).
 """
 
 from __future__ import annotations
@@ -178,6 +181,17 @@ class DailyVideo:
     def start(self, room_name: str, *, ends_at: datetime) -> None:
         body = {"properties": {"exp": unix_seconds(ends_at), "eject_at_room_exp": True}}
         self._json(self._request("POST", f"/rooms/{room_name}", json=body), "move room exp")
+
+    def presence(self) -> dict[str, list[dict[str, Any]]]:
+        """Who is in every room of the domain now (``GET /presence``: room name → participants,
+        each with ``id``, ``userId`` and ``joinTime``; Daily says it lags up to 15 s). One call
+        for all rooms, so polling it costs one request whatever the number of calls."""
+        data = self._json(self._request("GET", "/presence"), "read presence")
+        return {
+            room: [p for p in people if isinstance(p, dict)]
+            for room, people in data.items()
+            if isinstance(people, list)
+        }
 
     def end(self, room_name: str) -> None:
         response = self._request("DELETE", f"/rooms/{room_name}")

@@ -23,17 +23,28 @@ from app.models.payments import (
     StripeEventStatus,
     Transaction,
 )
+from app.models.presence import DailyEvent, DailyEventStatus, PresenceInterval, PresenceSource
 from app.models.safety import Block, Report, ReporterRole, ReportStatus
+from app.models.settlement import (
+    CallSettlement,
+    ProblemCase,
+    ProblemReason,
+    ProblemStatus,
+    SettlementOutcome,
+)
 from app.models.users import PasswordResetToken, PhotoDeletion, Profile, Role, SellerAvailability, User
 
 __all__ = [
     "AutomaticPayout",
     "Block",
     "CallRequest",
+    "CallSettlement",
     "CancelReason",
     "Checkout",
     "CheckoutStatus",
     "ConnectAccount",
+    "DailyEvent",
+    "DailyEventStatus",
     "EmailStatus",
     "EventLog",
     "LedgerEntry",
@@ -48,6 +59,11 @@ __all__ = [
     "PayoutStatus",
     "PayoutTransfer",
     "PhotoDeletion",
+    "PresenceInterval",
+    "PresenceSource",
+    "ProblemCase",
+    "ProblemReason",
+    "ProblemStatus",
     "Profile",
     "Rating",
     "Report",
@@ -56,6 +72,7 @@ __all__ = [
     "RequestStatus",
     "Role",
     "SellerAvailability",
+    "SettlementOutcome",
     "StripeEvent",
     "StripeEventStatus",
     "Transaction",

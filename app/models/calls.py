@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import uuid
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Boolean, CheckConstraint, DateTime, ForeignKey, Index, Integer, String, text
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -13,6 +14,9 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from app.db import Base
 from app.models._types import Email, UTCDateTime, UUIDPk, created_at_column, enum_column, updated_at_column
 from app.models.payments import Transaction
+
+if TYPE_CHECKING:
+    from app.models.settlement import CallSettlement
 
 COMMENT_MAX = 500  # a rating's comment
 
@@ -34,6 +38,7 @@ class CancelReason(enum.StrEnum):
     ADMIN = "admin"
     SUSPENDED = "suspended"  # the seller was suspended before the call could happen
     BUYER_CANCELLED = "buyer_cancelled"  # the buyer withdrew: before the seller answered, or a scheduled call in time
+    TECHNICAL_FAILURE = "technical_failure"  # both joined, but media never connected between them
 
 
 class CallRequest(Base):
@@ -115,12 +120,14 @@ class CallRequest(Base):
     started_at: Mapped[UTCDateTime | None]  # both present for the first time
     ends_at: Mapped[UTCDateTime | None]  # started_at + CALL_DURATION_SECONDS
     ended_at: Mapped[UTCDateTime | None]
-    ended_by: Mapped[str | None] = mapped_column(String(20))  # timer, seller, sweep, admin
+    ended_by: Mapped[str | None] = mapped_column(String(20))  # timer, sweep, seller, buyer, admin
     # The beat sweep leaves the row's follow-up work (capture, release, room) alone until then
     # (app.services.lifecycle._moves.follow_up_due): its own column, so no ordinary write moves it.
     sweep_lease_until: Mapped[UTCDateTime | None]
 
     transaction: Mapped[Transaction] = relationship()
+    # Written once by the move that ends the call (app.services.lifecycle.settlement).
+    settlement: Mapped[CallSettlement | None] = relationship(viewonly=True, lazy="select")
 
 
 class Rating(Base):

@@ -138,7 +138,7 @@ class StripeEvent(Base):
 class LedgerKind(enum.StrEnum):
     EARNING = "earning"  # + net of a completed call (or a buyer no-show)
     PAYOUT = "payout"  # - amount requested for payout
-    REVERSAL = "reversal"  # + a rejected payout returned, or - a lost dispute
+    REVERSAL = "reversal"  # + a rejected payout returned, or - a lost dispute or an admin's refund of a problem
     DISPUTE_HOLD = "dispute_hold"  # - the seller's share of a disputed payment, held while it is open
     DISPUTE_RELEASE = "dispute_release"  # + that hold given back when the dispute closes
 
@@ -152,6 +152,8 @@ class LedgerEntry(Base):
         # One earning per call and one row of each kind per payout: repeats are no-ops.
         UniqueConstraint("kind", "call_request_id", name="uq_ledger_entries_kind_call_request_id"),
         UniqueConstraint("kind", "payout_request_id", name="uq_ledger_entries_kind_payout_request_id"),
+        # One reversal per problem case an admin refunds (a call may have two cases, one per party).
+        UniqueConstraint("kind", "problem_case_id", name="uq_ledger_entries_kind_problem_case_id"),
         Index("ix_ledger_entries_seller_created", "seller_id", "created_at"),
         # The balance (sum of a seller's rows) from the index alone, however long the history.
         Index("ix_ledger_entries_seller_balance", "seller_id", "currency", postgresql_include=["amount_cents"]),
@@ -164,6 +166,7 @@ class LedgerEntry(Base):
     currency: Mapped[str] = mapped_column(String(3))
     call_request_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("call_requests.id", ondelete="RESTRICT"))
     payout_request_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("payout_requests.id", ondelete="RESTRICT"))
+    problem_case_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("problem_cases.id", ondelete="RESTRICT"))
     memo: Mapped[str] = mapped_column(String(200), default="", server_default="")
     created_at: Mapped[datetime] = created_at_column()
 

@@ -65,7 +65,7 @@ _AUTH_NOTES = {
     "admin": "Admins only: 401 without a session, 403 for a seller.",
     "call": "No session and no CSRF token: the body's `token` is the party's call credential "
     "(the `t` of the call link).",
-    "signature": "No session: authenticated by the `Stripe-Signature` header over the raw body.",
+    "signature": "No session: authenticated by the provider's signature header over the raw body.",
 }
 _AUTH_ERRORS: dict[Auth, tuple[int, ...]] = {
     "session": (401,),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.openapi._build import (
+    CENTS,
     EMAIL,
     OPTIONAL_TIME,
     STRING,
@@ -19,7 +20,7 @@ from app.openapi._build import (
     ref,
 )
 
-TAG = ("Admin", "Reports, payouts, sellers and erasure. Admins only.")
+TAG = ("Admin", "Reports, problems with calls, payouts, sellers and erasure. Admins only.")
 
 SCHEMAS: dict[str, Schema] = {
     "Report": obj(
@@ -34,7 +35,28 @@ SCHEMAS: dict[str, Schema] = {
         resolvedAt=OPTIONAL_TIME,
         resolutionNote=nullable(STRING),
     ),
+    "ProblemCase": obj(
+        ("id", "requestId", "party", "reason", "status", "facts", "refundableCents"),
+        id=UUID,
+        requestId=UUID,
+        party={"type": "string", "enum": ["buyer", "seller"]},
+        reason={"type": "string", "enum": ["no_connection", "ended_early", "poor_quality", "no_show", "other"]},
+        details=STRING,
+        status={"type": "string", "enum": ["open", "refunded", "closed"]},
+        facts={
+            "type": "object",
+            "description": "The call as the server measured it when the case opened: each party's connected "
+            "intervals, when each joined, the clock, who ended it, the settlement's amounts and the payment.",
+        },
+        refundableCents=CENTS,
+        refundCents=CENTS,
+        reversalCents={"type": "integer", "description": "Taken back from the seller's balance, in cents."},
+        resolutionNote=nullable(STRING),
+        createdAt=OPTIONAL_TIME,
+        resolvedAt=OPTIONAL_TIME,
+    ),
 }
+_CASE = path_param("case_id", UUID, "The problem report.")
 
 
 def _op(summary: str, **kwargs: Any) -> dict[str, Any]:
@@ -42,6 +64,38 @@ def _op(summary: str, **kwargs: Any) -> dict[str, Any]:
 
 
 PATHS: dict[str, dict[str, Any]] = {
+    "/api/admin/problems": {
+        "get": _op(
+            "Problems reported with calls",
+            description="Open cases oldest first; the others newest first.",
+            parameters=[query_param("status", {"type": "string", "enum": ["open", "refunded", "closed"]})],
+            ok={200: obj(("problems",), problems=array(ref("ProblemCase")))},
+        )
+    },
+    "/api/admin/problems/{case_id}/refund": {
+        "post": _op(
+            "Refund a problem case",
+            changes=True,
+            description="Refunds the buyer all or part of what they still have paid for the call; the seller's share "
+            "is reversed in their balance (one reversal per case), the gateway refunds in a worker, both parties are "
+            "emailed. A case is decided once: a second decision is 409.",
+            parameters=[_CASE],
+            body=obj(("amountCents",), amountCents=CENTS, note={"type": "string", "maxLength": 1000}),
+            ok={200: obj(("problem",), problem=ref("ProblemCase"))},
+            errors=(404, 409),
+        )
+    },
+    "/api/admin/problems/{case_id}/close": {
+        "post": _op(
+            "Close a problem case without a refund",
+            changes=True,
+            description="With a note both parties read in their email.",
+            parameters=[_CASE],
+            body=obj(("note",), note={"type": "string", "maxLength": 1000}),
+            ok={200: obj(("problem",), problem=ref("ProblemCase"))},
+            errors=(404, 409),
+        )
+    },
     "/api/admin/reports": {
         "get": _op(
             "Problem reports",

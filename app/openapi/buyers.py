@@ -43,6 +43,15 @@ SCHEMAS: dict[str, Schema] = {
             "type": "boolean",
             "description": "True while pending, for the browser that started the checkout: it may cancel.",
         },
+        outcome={
+            "type": ["string", "null"],
+            "description": "Once the call is settled: what happened and what it means for the buyer's money.",
+        },
+        problemUrl={
+            "type": ["string", "null"],
+            "description": "The buyer's 'report a problem with this call' link, for 48 hours after the end, only for "
+            "the browser that started the checkout (it carries the buyer's call credential).",
+        },
     ),
 }
 _REQUEST_ID = path_param("request_id", UUID, "The call request.")

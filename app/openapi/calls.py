@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.openapi._build import OPTIONAL_TIME, STRING, UUID, Schema, array, obj, operation
+from app.openapi._build import OPTIONAL_TIME, STRING, UUID, Schema, array, obj, operation, path_param
 
-TAG = ("Calls", "The call page's own API: join, presence, end, and the built-in room's signalling.")
+TAG = (
+    "Calls",
+    "The call page's own API: join, presence, end, the built-in room's signalling, and the parties' problem reports.",
+)
 
 _CLIENT_ID = {"type": "string", "pattern": "^[A-Za-z0-9_-]{8,64}$", "description": "Names one browser window."}
 _PARTY = {
@@ -26,7 +29,19 @@ SCHEMAS: dict[str, Schema] = {
         buyerPresent={"type": "boolean"},
         sellerPresent={"type": "boolean"},
         serverTime=OPTIONAL_TIME,
+        endedBy={"type": ["string", "null"], "enum": ["timer", "sweep", "seller", "buyer", "admin", None]},
+        outcome={
+            "type": "string",
+            "description": "Once the call is over and settled: what happened and what it means for this party's "
+            "money, in plain words (for example `The seller ended the call after 2 min 10 s: you will be refunded "
+            "$5.67 for the unused time, and pay $4.33.`).",
+        },
+        problemReportOpen={
+            "type": "boolean",
+            "description": "Whether this party may still report a problem with the call (48 hours after its end).",
+        },
     ),
+    "ProblemCreated": obj(("caseId",), caseId=UUID),
 }
 _STATE = {"$ref": "#/components/schemas/CallState"}
 
@@ -72,11 +87,46 @@ PATHS: dict[str, dict[str, Any]] = {
     "/api/video/presence": {
         "post": _op(
             "Report presence",
-            body=_body("clientId", "state", state={"type": "string", "enum": ["joined", "left"]}),
+            description="`joined`: in the room, media not flowing. `connected`: media flows both ways (the built-in "
+            "room's page sends it only while its peer connection is connected and the other party's video plays), "
+            "at least every 5 s. `left`: gone. The clock starts when both parties are `connected`; for a Daily room "
+            "the pages' word is a hint and Daily's webhooks (or its presence) decide.",
+            body=_body("clientId", "state", state={"type": "string", "enum": ["joined", "connected", "left"]}),
             ok={200: _STATE},
         )
     },
-    "/api/video/end": {"post": _op("End the call", body=_body(), ok={200: _STATE})},
+    "/api/video/end": {
+        "post": _op(
+            "End the call",
+            description="Either party may end the call early: the seller then refunds the unused share (pro rata by "
+            "connected seconds, all of it under the minimum), the buyer still pays in full. Ending an ended call "
+            "answers its state.",
+            body=_body(),
+            ok={200: _STATE},
+        )
+    },
+    "/api/calls/{request_id}/problem": {
+        "post": operation(
+            "Report a problem with this call",
+            tag=TAG[0],
+            auth="call",
+            description="Either party, once per party per call, within 48 hours of its end: opens a case in the "
+            "admin's disputes queue with the call's measured facts. The seller may send their session (and the "
+            "CSRF token) instead of `token`.",
+            parameters=[path_param("request_id", UUID, "The call request.")],
+            body=obj(
+                ("reason",),
+                token={"type": "string", "maxLength": 128, "description": "The party's call credential."},
+                reason={
+                    "type": "string",
+                    "enum": ["no_connection", "ended_early", "poor_quality", "no_show", "other"],
+                },
+                details={"type": "string", "maxLength": 1000},
+            ),
+            ok={201: {"$ref": "#/components/schemas/ProblemCreated"}},
+            errors=(401, 404, 409),
+        )
+    },
     "/api/video/signal": {
         "post": _op(
             "Send a signalling message (built-in room)",

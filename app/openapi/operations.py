@@ -46,6 +46,20 @@ PATHS: dict[str, dict[str, Any]] = {
             ok={200: obj(("received",), received={"type": "boolean"})},
         )
     },
+    "/api/webhooks/daily": {
+        "post": _op(
+            "Daily webhook",
+            auth="signature",
+            description="`participant.joined`, `participant.left` and `meeting.ended`, signed by Daily: "
+            "`X-Webhook-Signature` is base64(HMAC-SHA256(base64-decoded secret, `<X-Webhook-Timestamp>.<raw body>`)); "
+            "a timestamp more than 300 s away from now is refused. Stored (a redelivery is stored once), answered "
+            "at once, processed in a worker. 404 where `DAILY_WEBHOOK_SECRET` is not configured; Daily's check of a "
+            'new webhook (`{"test": ...}`) gets a 200.',
+            body={"type": "object", "description": "A Daily event: `{version, type, id, payload, event_ts}`."},
+            ok={200: obj(("received",), received={"type": "boolean"})},
+            errors=(404,),
+        )
+    },
     "/api/openapi.json": {
         "get": _op("This document", auth="public", ok={200: {"type": "object"}}),
     },

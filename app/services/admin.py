@@ -25,6 +25,8 @@ from app.models import (
     PaymentState,
     PayoutRequest,
     PayoutStatus,
+    ProblemCase,
+    ProblemStatus,
     Profile,
     Report,
     ReportStatus,
@@ -126,9 +128,16 @@ def admin_counts(session: Session) -> dict[str, int]:
         select(func.count()).where(PayoutRequest.status == PayoutStatus.REQUESTED).scalar_subquery(),
         select(func.count()).where(Transaction.payment_state == PaymentState.DISPUTED).scalar_subquery(),
         select(func.count()).where(User.role == Role.SELLER, User.suspended_at.isnot(None)).scalar_subquery(),
+        select(func.count()).where(ProblemCase.status == ProblemStatus.OPEN).scalar_subquery(),
     )
-    reports, payouts, disputes, suspended = session.execute(counts).one()
-    return {"open_reports": reports, "requested_payouts": payouts, "disputes": disputes, "suspended": suspended}
+    reports, payouts, disputes, suspended, problems = session.execute(counts).one()
+    return {
+        "open_reports": reports,
+        "requested_payouts": payouts,
+        "disputes": disputes,
+        "suspended": suspended,
+        "open_problems": problems,
+    }
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ dashboard. Anyone holding it sees where the request stands; the buyer's join lin
 for the browser that started the checkout. That browser got a random key in a cookie when it
 submitted the paywall (or ``POST /api/payments/checkout``); the checkout row keeps only the key's
 SHA-256 (``browser_key_hash``), so neither the database nor an export can give the key away. The
-buyer always gets the link by email as well.
+buyer always gets the link by email as well. The same goes for the "report a problem" link once
+the call is over; what happened and what it means for the money (``outcome``) is for anyone.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.db import utcnow
 from app.formats import iso
 from app.models import CallRequest, Checkout, Profile, RequestStatus, Transaction
 from app.refusals import Forbidden, NotFound
+from app.services.calls import after_the_call
 from app.services.lifecycle.decisions import buyer_cancel_pending
 from app.services.ratings import buyer_rating
 from app.services.requests import accepted_join_url
@@ -61,6 +64,8 @@ class BuyerStatus:
     proposed_starts: tuple[datetime, ...] = ()
     scheduled_start: datetime | None = None  # the start the seller accepted (None: right away)
     time_zone: str = "UTC"  # the buyer's, as they paid
+    outcome: str | None = None  # once the call is settled: what happened, and what it means for the money
+    problem_url: str | None = None  # "report a problem with this call", for 48 hours after its end
 
     @property
     def is_final(self) -> bool:
@@ -78,6 +83,8 @@ class BuyerStatus:
             "canCancel": self.can_cancel,
             "proposedStarts": [iso(start) for start in self.proposed_starts],
             "scheduledStart": iso(self.scheduled_start),
+            "outcome": self.outcome,
+            "problemUrl": self.problem_url,
         }
 
 
@@ -98,6 +105,13 @@ def buyer_status(
     if row is None:
         return None
     checkout, name, slug, call_request = row
+    after = (
+        after_the_call(call_request, "buyer", app_url=app_url, secret_key=secret_key, now=utcnow())
+        if call_request
+        else {}
+    )
+    # The problem link carries the buyer's call credential, like the join link: the paying browser's only.
+    problem_url = after.get("problem_url")
     status = BuyerStatus(
         session_id=session_id,
         status=call_request.status.value.lower() if call_request else "processing",
@@ -112,9 +126,11 @@ def buyer_status(
         proposed_starts=tuple(call_request.proposed_starts if call_request else checkout.proposed_starts),
         scheduled_start=call_request.scheduled_start if call_request else None,
         time_zone=checkout.buyer_time_zone or "UTC",
+        outcome=after.get("outcome"),
     )
     if call_request is None or not _browser_matches(checkout, browser_key):
         return status
+    status = replace(status, problem_url=problem_url)
     return _for_the_buyer(session, status, call_request, app_url=app_url, secret_key=secret_key)
 
 

@@ -28,13 +28,12 @@ from sqlalchemy.orm import Session
 from app.config import Settings
 from app.integrations.payments import PaymentError, PaymentGateway
 from app.integrations.video import VideoError, VideoProvider
-from app.models import CallRequest, CancelReason, EventLog, PaymentState, RequestStatus, Transaction
+from app.models import CallRequest, CallSettlement, EventLog, PaymentState, RequestStatus, Transaction
 from app.queue import RetryLater, enqueue_after_commit
-from app.refusals import Conflict, Forbidden
+from app.refusals import Conflict
 from app.services.audit import record_event
 from app.services.calls import SYSTEM, CallAccess, CallConfig, call_state
-from app.services.lifecycle import clock
-from app.services.lifecycle import payments as lifecycle_payments
+from app.services.lifecycle import clock, settlement
 from app.services.lifecycle._moves import claim, follow_up_due, lease_rows, load_request, require_request
 from tasks import call_endings as call_ending_tasks
 from tasks import calls as call_tasks
@@ -77,20 +76,16 @@ def end_call(
 
 
 def end_by_party(session: Session, access: CallAccess, *, config: CallConfig, now: datetime) -> dict[str, Any]:
-    """``POST /api/video/end``: the seller may end the call early; either page may end it once
-    its time is up (the page's own timer). Ending an ended call is a no-op."""
+    """``POST /api/video/end``: either party may end the call early (the seller then refunds the
+    unused share, the buyer still pays in full: ``lifecycle.settlement``); a page whose timer ran
+    out ends it as the timer would. Ending an ended call is a no-op."""
     call = access.call
     if not access.ended:
         if call.started_at is None or call.ends_at is None:
             raise Conflict("not_started", "The call has not started yet.")
-        if access.party == "seller":
-            ended_by = "seller"
-        elif call.ends_at <= now:
-            ended_by = "timer"
-        else:
-            raise Forbidden("seller_only", "Only the seller can end the call early.")
+        ended_by = "timer" if call.ends_at <= now else access.party
         end_call(session, call.id, ended_by=ended_by, config=config, now=now)
-    return call_state(require_request(session, call.id), now)
+    return call_state(require_request(session, call.id), now, party=access.party)
 
 
 def recover_call_work_all_history(session: Session, now: datetime, settings: Settings) -> dict[str, int]:
@@ -142,40 +137,46 @@ def release_room(session: Session, request_id: uuid.UUID, *, provider: VideoProv
     return "deleted"
 
 
-# No-shows.
+# The buyer's refund.
 
 
-def refund_seller_no_show(session: Session, request_id: uuid.UUID, *, gateway: PaymentGateway, now: datetime) -> str:
-    """Give the buyer's money back after a seller no-show: a captured payment is refunded
-    (``refund:<id>``), a hold never captured is released (``cancel:<id>``). Repeat-safe: the
-    idempotency key makes a second gateway call return the first refund, and the state moves once.
-    Returns ``refunded``, ``voided``, ``unchanged``, ``skipped`` or ``failed``."""
+def refund_buyer(session: Session, request_id: uuid.UUID, *, gateway: PaymentGateway, now: datetime) -> str:
+    """Give the buyer what the call's settlement owes them: all of it after a seller no-show or a
+    technical failure (a captured payment refunded, a hold never captured released), the unused
+    share after the seller ended early (a partial refund). One idempotency key per call
+    (``refund:<id>``, ``cancel:<id>``), so a retried task or a second worker gets the first answer
+    back and the payment moves once. Returns ``refunded``, ``voided``, ``unchanged``, ``skipped``
+    or ``failed``."""
     call = load_request(session, request_id)
-    if call is None or call.cancel_reason != CancelReason.SELLER_NO_SHOW:
+    settled = settlement.settlement_of(session, request_id) if call is not None else None
+    if call is None or settled is None or settled.refund_cents <= 0:
         return "skipped"
+    if settled.refund_done_at is not None:
+        return "unchanged"  # given already: a repeated task
     transaction = call.transaction
     state = transaction.payment_state
-    if state not in (PaymentState.CAPTURED, PaymentState.HELD) or not transaction.stripe_payment_intent_id:
+    full = settled.refund_cents >= settled.gross_cents
+    if not transaction.stripe_payment_intent_id or state not in (PaymentState.CAPTURED, PaymentState.HELD):
+        return "unchanged"
+    if state == PaymentState.HELD and not full:
+        log.error("partial refund of a payment never captured", extra={"request_id": str(call.id)})
         return "unchanged"
     intent = transaction.stripe_payment_intent_id
     try:
-        if state == PaymentState.CAPTURED:
-            gateway.refund(intent, idempotency_key=f"refund:{call.id}")
-        else:
+        if state == PaymentState.HELD:
             gateway.cancel(intent, idempotency_key=f"cancel:{call.id}")
+        else:
+            amount = None if full else settled.refund_cents
+            gateway.refund(intent, idempotency_key=f"refund:{call.id}", amount_cents=amount)
     except PaymentError as error:
         if error.transient:
             raise RetryLater(str(error)) from error
         if error.code != "charge_already_refunded":
-            log.error("no-show refund refused", extra={"request_id": str(call.id), "code": error.code})
+            log.error("buyer refund refused", extra={"request_id": str(call.id), "code": error.code})
             record_event(session, REFUND_FAILED_EVENT, ref_id=call.id, actor=SYSTEM, payload={"code": error.code})
             return "failed"
-    cause = {"cause": "seller_no_show"}
-    if state == PaymentState.CAPTURED:
-        lifecycle_payments.mark_refunded(session, call, now=now, payload=cause)
-        return "refunded"
-    lifecycle_payments.mark_voided(session, call, now=now, payload=cause)
-    return "voided"
+    settlement.buyer_refund_done(session, call, voided=state == PaymentState.HELD, now=now)
+    return "voided" if state == PaymentState.HELD else "refunded"
 
 
 # Sweep steps.
@@ -186,7 +187,7 @@ def recover_call_work(
 ) -> dict[str, int]:
     """Sweep step: re-publish the call's work whose message was lost (broker down at commit, a
     dead worker, retries exhausted). A paid, accepted call without a room gets one; an ended
-    call whose room still exists has it deleted; a seller no-show not yet refunded is refunded.
+    call whose room still exists has it deleted; a settlement's refund not yet given is given.
     Every task is repeat-safe; each row is re-published RECOVER_AFTER after its transition,
     then at most once per RECOVER_AFTER (its sweep lease). Refunds are looked for ``look_back``
     into the past (None: all of history)."""
@@ -210,9 +211,13 @@ def recover_call_work(
     )
     refunds = claim(
         session,
-        follow_up_due(CallRequest.cancelled_at, now, RECOVER_AFTER),
-        CallRequest.cancel_reason == CancelReason.SELLER_NO_SHOW,
-        CallRequest.cancelled_at > now - look_back if look_back is not None else true(),
+        follow_up_due(finished_at, now, RECOVER_AFTER),
+        exists().where(
+            CallSettlement.call_request_id == CallRequest.id,
+            CallSettlement.refund_cents > 0,
+            CallSettlement.refund_done_at.is_(None),
+        ),
+        finished_at > now - look_back if look_back is not None else true(),
         Transaction.payment_state.in_((PaymentState.CAPTURED, PaymentState.HELD)),
         # A refusal is for an operator to look at, not for the sweep to repeat.
         ~exists().where(EventLog.type == REFUND_FAILED_EVENT, EventLog.ref_id == cast(CallRequest.id, String)),
@@ -221,7 +226,7 @@ def recover_call_work(
     for task, ids in (
         (call_tasks.provision_room, provisions),
         (call_ending_tasks.release_room, releases),
-        (call_ending_tasks.refund_no_show, refunds),
+        (call_ending_tasks.refund_buyer, refunds),
     ):
         for call_id in ids:
             enqueue_after_commit(session, task, str(call_id))

@@ -1,12 +1,13 @@
-"""Joining the call and presence: who is in the room, and the start of the clock.
+"""Joining the call and presence: who is in the room, whose media flows, and the start of the clock.
 
 Each window of a party holds that party's presence slot (``PresenceSlots``) while it is open; a
-second window with the same link is refused. The page reports ``joined`` when its user enters
-(and again every few seconds, which keeps the slot) and ``left`` when they leave or close the
-tab. The first time both parties are present, the clock starts (``lifecycle.clock.start_clock``:
-``started_at = now``, ``ends_at = now + CALL_DURATION_SECONDS``, the end scheduled after commit)
-and Daily's room is told to expire at ``ends_at``, so the provider ends the call on time even if
-every worker is down.
+second window with the same link is refused. The page reports ``joined`` when its user enters,
+``connected`` while media flows both ways (at least every 5 s; both keep the slot) and ``left``
+when they leave or close the tab. "Joined" shows who is in the room and decides the no-show
+rules; only connected media starts the clock: the first time both parties' media is connected
+together (``media_presence``; for a Daily room, as Daily says it), ``lifecycle.clock`` starts it
+(``ends_at = started_at + CALL_DURATION_SECONDS``, the end scheduled after commit) and Daily's room
+is told to expire at ``ends_at``, so the provider ends the call on time even if every worker is down.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from sqlalchemy.orm import Session
 
 from app.db import on_commit
 from app.integrations.video import VideoError, VideoProvider
-from app.models import CallRequest, RequestStatus
+from app.models import CallRequest, PresenceSource, RequestStatus
 from app.queue import RetryLater, enqueue_now
 from app.refusals import Conflict
+from app.services import media_presence
 from app.services.calls import CallAccess, CallConfig, call_state, party_names, room_expiry
 from app.services.lifecycle import clock, load_request, require_request
 from app.services.signaling import PresenceSlots, Signaling
@@ -64,7 +66,7 @@ def join_call(
     if call.video_provider == "builtin":
         answer["iceServers"] = list(config.ice_servers)
         answer["signalCursor"] = signaling.cursor(call_id, access.party)
-    return answer | {"durationSeconds": config.duration_seconds, **call_state(call, now)}
+    return answer | {"durationSeconds": config.duration_seconds, **call_state(call, now, party=access.party)}
 
 
 def report_presence(
@@ -78,22 +80,32 @@ def report_presence(
     config: CallConfig,
     now: datetime,
 ) -> dict[str, Any]:
-    """``POST /api/video/presence``: ``joined`` (sent again every few seconds while the window is
-    in the call, which keeps its slot) or ``left``. The first time both are present, the clock starts."""
+    """``POST /api/video/presence``: ``joined`` (in the room, media not flowing), ``connected``
+    (media flows both ways: the built-in room's page sends it only while its peer connection is
+    connected and the other party's video plays, at least every 5 s) or ``left``. Each report
+    keeps the window's slot. For the built-in room, the first time both parties' media has been
+    connected together the clock starts; for a Daily room the page's word is only a hint, and
+    Daily's own webhooks (or its polled presence) decide."""
     call_id = str(access.call.id)
     if state == "left":
         if slots.release(call_id, access.party, client_id):
             _set_present(session, access, False, now)
-        return call_state(require_request(session, access.call.id), now)
+            media_presence.page_not_connected(session, access.call.id, access.party, now)
+        return call_state(require_request(session, access.call.id), now, party=access.party)
     call = _require_room(access)
     if not slots.claim(call_id, access.party, client_id):
         raise Conflict("in_use", "This link is already open in another window.")
     if not _set_present(session, access, True, now):
         raise Conflict("call_ended", "This call has ended.")
-    ends_at = clock.start_clock(session, call.id, now=now, duration_seconds=config.duration_seconds)
-    if ends_at is not None:
-        _after_start(call, ends_at, provider, session)
-    return call_state(require_request(session, call.id), now)
+    if media_presence.source_for(call) == PresenceSource.PAGE:
+        if state == "connected":
+            media_presence.page_connected(session, call.id, access.party, client_id, now)
+        else:
+            media_presence.page_not_connected(session, call.id, access.party, now)
+        ends_at = clock.start_when_connected(session, call.id, now=now, duration_seconds=config.duration_seconds)
+        if ends_at is not None:
+            after_start(call, ends_at, provider, session)
+    return call_state(require_request(session, call.id), now, party=access.party)
 
 
 def _set_present(session: Session, access: CallAccess, present: bool, now: datetime) -> bool:
@@ -102,7 +114,10 @@ def _set_present(session: Session, access: CallAccess, present: bool, now: datet
     values: dict[Any, Any] = {flag: present}
     conditions = [CallRequest.id == access.call.id, CallRequest.status == RequestStatus.ACCEPTED]
     if present:
-        values[first_join] = func.coalesce(first_join, now)  # the first join is kept
+        if access.call.video_provider != "daily":
+            # Who joined decides the no-show rules. For a Daily room Daily says it (daily_events),
+            # not the page: a buyer cannot turn their own no-show into a refund by posting "joined".
+            values[first_join] = func.coalesce(first_join, now)  # the first join is kept
         # Joining is possible until the end, or until the join deadline for a call not started.
         conditions.append(
             (CallRequest.ends_at > now) | (CallRequest.started_at.is_(None) & (CallRequest.join_deadline > now))
@@ -117,7 +132,7 @@ def _set_present(session: Session, access: CallAccess, present: bool, now: datet
     return session.execute(statement).scalar_one_or_none() is not None
 
 
-def _after_start(call: CallRequest, ends_at: datetime, provider: VideoProvider, session: Session) -> None:
+def after_start(call: CallRequest, ends_at: datetime, provider: VideoProvider, session: Session) -> None:
     """Move Daily's room ``exp`` to ``ends_at``, from the web process itself, right after commit,
     so that Daily ends the call on time even when no worker is running; a task takes over if Daily
     does not answer."""
@@ -137,7 +152,7 @@ def _after_start(call: CallRequest, ends_at: datetime, provider: VideoProvider, 
 
 
 def start_room(session: Session, request_id: uuid.UUID, *, provider: VideoProvider) -> str:
-    """Task side of ``_after_start``: move the provider room's expiry to ``ends_at``."""
+    """Task side of ``after_start``: move the provider room's expiry to ``ends_at``."""
     call = load_request(session, request_id)
     if call is None or call.ends_at is None or call.status != RequestStatus.ACCEPTED or not call.room_name:
         return "skipped"

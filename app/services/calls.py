@@ -31,6 +31,7 @@ from app.integrations.video import VideoError, VideoProvider
 from app.models import CallRequest, PaymentState, Profile, RequestStatus
 from app.queue import RetryLater
 from app.refusals import Conflict, Forbidden
+from app.services import settlement_text
 from app.services.audit import record_event
 from app.services.lifecycle import load_request, require_request
 from app.services.lifecycle.notices import email_context
@@ -39,6 +40,8 @@ from app.services.outbox import queue_email
 log = logging.getLogger(__name__)
 
 PARTIES = ("buyer", "seller")
+FINAL_STATUSES = (RequestStatus.COMPLETED, RequestStatus.CANCELLED)
+PROBLEM_WINDOW = timedelta(hours=48)
 # Daily's room outlives the join window by the call's length plus this, so a call started at the
 # last moment still has its room; at start the room's exp moves to the call's own end.
 ROOM_GRACE_SECONDS = 120
@@ -69,10 +72,18 @@ class CallConfig:
     app_url: str
     duration_seconds: int
     ice_servers: tuple[dict[str, Any], ...] = ()
+    # A seller's early end under this many connected seconds refunds the buyer in full.
+    early_end_minimum_seconds: int = 60
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CallConfig:
-        return cls(settings.secret_key, settings.app_url, settings.call_duration_seconds, settings.webrtc_ice_servers)
+        return cls(
+            settings.secret_key,
+            settings.app_url,
+            settings.call_duration_seconds,
+            settings.webrtc_ice_servers,
+            settings.early_end_minimum_seconds,
+        )
 
 
 @dataclass(frozen=True)
@@ -103,6 +114,14 @@ def join_url(app_url: str, secret_key: str, request: CallRequest, party: str) ->
 def rate_url(app_url: str, secret_key: str, call: CallRequest) -> str:
     """The buyer's "how was your call?" link; the rating page checks the buyer's token."""
     return f"{app_url.rstrip('/')}/rate/{call.id}?t={join_token(secret_key, call, 'buyer')}"
+
+
+def problem_url(app_url: str, secret_key: str, call: CallRequest, party: str) -> str | None:
+    """A party's "report a problem with this call" link (their own credential), or None before
+    the request was accepted."""
+    if not call.join_key:
+        return None
+    return f"{app_url.rstrip('/')}/call/{call.id}/problem?t={join_token(secret_key, call, party)}"
 
 
 def party_for_token(secret_key: str, request: CallRequest, token: str) -> str | None:
@@ -240,14 +259,18 @@ def prepare_room(
         access = CallAccess(require_request(session, access.call.id), access.party, access.ended)
     if access.call.room_ready_at is None:
         raise Conflict("room_not_ready", "The room is not ready yet. Trying again...")
-    return {"provider": access.call.video_provider, "roomUrl": access.call.room_url, **call_state(access.call, now)}
+    state = call_state(access.call, now, party=access.party)
+    return {"provider": access.call.video_provider, "roomUrl": access.call.room_url, **state}
 
 
 # Reading.
 
 
-def call_state(call: CallRequest, now: datetime) -> dict[str, Any]:
-    return {
+def call_state(call: CallRequest, now: datetime, *, party: str | None = None) -> dict[str, Any]:
+    """The call as the page sees it. Once it is over and settled, ``party``'s page also gets what
+    happened and what it means for their money (``outcome``), and whether a problem can still be
+    reported."""
+    state: dict[str, Any] = {
         "status": call.status.value.lower(),
         "cancelReason": call.cancel_reason.value if call.cancel_reason else None,
         "startedAt": iso(call.started_at),
@@ -257,6 +280,39 @@ def call_state(call: CallRequest, now: datetime) -> dict[str, Any]:
         "sellerPresent": call.seller_present,
         "serverTime": iso(now),
     }
+    settled = call.settlement if call.status in FINAL_STATUSES else None
+    if party in PARTIES and settled is not None:
+        state |= {
+            "endedBy": call.ended_by,
+            "outcome": settlement_text.describe(call, settled, party),
+            "problemReportOpen": problem_window_open(call, now),
+        }
+    return state
+
+
+def after_the_call(
+    call: CallRequest, party: str, *, app_url: str, secret_key: str, now: datetime
+) -> dict[str, str | None]:
+    """``outcome`` (``party``'s sentence on a settled call) and ``problem_url`` (their "report a
+    problem" link while they may still use it), for pages outside the call: the buyer's status
+    page. Empty before the call is settled."""
+    settled = call.settlement if call.status in FINAL_STATUSES else None
+    if settled is None:
+        return {}
+    link = problem_url(app_url, secret_key, call, party) if problem_window_open(call, now) else None
+    return {"outcome": settlement_text.describe(call, settled, party), "problem_url": link}
+
+
+def ended_at(call: CallRequest) -> datetime | None:
+    """When the call was over: its end, or the cancellation of a call that did not happen."""
+    return call.ended_at or call.cancelled_at
+
+
+def problem_window_open(call: CallRequest, now: datetime) -> bool:
+    """A party may report a problem with an accepted call that is over, for 48 hours after."""
+    over = ended_at(call)
+    settled = call.status in FINAL_STATUSES and call.settlement is not None  # it reached the room
+    return settled and over is not None and now < over + PROBLEM_WINDOW
 
 
 def schedule_state(call: CallRequest) -> dict[str, Any]:

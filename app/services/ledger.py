@@ -1,8 +1,9 @@
 """The seller's ledger: append-only money movements, the balance, and the CSV export.
 
-The ledger is the only source of a balance: an EARNING row (+ net) when a call completes or the
-buyer does not show up, a PAYOUT row (- amount) when the seller asks for money, a REVERSAL row
-(+ amount) when an admin rejects that payout, or (- amount) when a dispute is lost, and a
+The ledger is the only source of a balance: an EARNING row (+ net, from the call's settlement) when
+a call completes or the buyer does not show up, a PAYOUT row (- amount) when the seller asks for money, a REVERSAL row
+(+ amount) when an admin rejects that payout, or (- amount) when a dispute is lost or an admin
+refunds a buyer's problem report (one per case, ``problem_case_id``), and a
 DISPUTE_HOLD (-) / DISPUTE_RELEASE (+) pair around an open dispute (app/services/lifecycle/payments.py).
 ``available`` is the sum of the rows. ``pending`` is money a buyer has paid or has on hold for a
 call that has not happened yet, counted as the seller's share (net of the platform fee), because
@@ -116,19 +117,42 @@ def get_balance(session: Session, seller_id: uuid.UUID, *, currency: str) -> Bal
     )
 
 
-def record_earning(session: Session, request: CallRequest, *, now: datetime) -> bool:
-    """Credit the seller with the net of a call that completed or whose buyer did not show up.
+def record_earning(session: Session, request: CallRequest, *, amount_cents: int | None = None, now: datetime) -> bool:
+    """Credit the seller with their net of a call that completed or whose buyer did not show up:
+    ``amount_cents`` from the call's settlement (the whole net, or the kept part's net when the
+    seller ended early; the transaction's whole net when not given).
 
-    Called by the lifecycle in the transaction that moves the request to COMPLETED (or
-    CANCELLED/buyer_no_show), once it has checked that the money was collected. Nothing is
-    recorded when the platform keeps it all. Returns False then, and for a repeat.
+    Called by the lifecycle in the transaction that settles the call, once it has checked that the
+    money was collected. Nothing is recorded for nothing. Returns False then, and for a repeat.
     """
-    transaction = request.transaction
-    if transaction.net_cents <= 0:
+    amount = request.transaction.net_cents if amount_cents is None else amount_cents
+    if amount <= 0:
         return False
-    return record_call_entry(
-        session, request, LedgerKind.EARNING, transaction.net_cents, memo=_earning_memo(request), now=now
+    return record_call_entry(session, request, LedgerKind.EARNING, amount, memo=_earning_memo(request), now=now)
+
+
+def record_case_reversal(
+    session: Session, request: CallRequest, case_id: uuid.UUID, amount_cents: int, *, memo: str, now: datetime
+) -> bool:
+    """Take back (a negative ``amount_cents``) the seller's share of a refund an admin granted on a
+    problem case: one REVERSAL row per case (UNIQUE on kind and case), the call named in the memo
+    because a call may have two cases. Returns False for a repeat."""
+    statement = (
+        insert(LedgerEntry)
+        .values(
+            id=uuid.uuid4(),
+            seller_id=request.seller_id,
+            kind=LedgerKind.REVERSAL,
+            amount_cents=amount_cents,
+            currency=request.transaction.currency,
+            problem_case_id=case_id,
+            memo=f"{memo} (call {request.id})"[:200],
+            created_at=now,
+        )
+        .on_conflict_do_nothing(constraint="uq_ledger_entries_kind_problem_case_id")
+        .returning(LedgerEntry.id)
     )
+    return session.execute(statement).scalar_one_or_none() is not None
 
 
 def record_call_entry(
@@ -165,6 +189,9 @@ def call_entry_cents(session: Session, request_id: uuid.UUID, kind: LedgerKind) 
 def _earning_memo(request: CallRequest) -> str:
     if request.status == RequestStatus.CANCELLED:
         return "Call paid, buyer did not show up"
+    ended, due = request.ended_at, request.ends_at
+    if request.ended_by == "seller" and ended is not None and due is not None and ended < due:
+        return "Call ended early by you: the kept part"
     return "Call completed"
 
 

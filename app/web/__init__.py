@@ -54,9 +54,11 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(admin_transfers.bp)
     app.register_blueprint(metrics.bp)
 
-    from app.web import account_email, admin, privacy, safety, sessions
+    from app.web import account_email, admin, privacy, problems, safety, sessions
 
     app.register_blueprint(safety.bp)
+    app.register_blueprint(problems.bp)
+    app.register_blueprint(problems.admin_bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(privacy.bp)
     app.register_blueprint(sessions.bp)

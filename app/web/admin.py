@@ -16,11 +16,12 @@ from flask.typing import ResponseReturnValue
 from app.db import db, utcnow
 from app.errors import ApiError, refusal_status
 from app.formats import format_money
-from app.models import ReportStatus
+from app.models import ProblemStatus, ReportStatus
 from app.refusals import Refusal
-from app.services import admin, privacy, safety
+from app.services import admin, privacy, problems, safety
+from app.services.settlement_text import duration_text
 from app.web.auth import admin_required, signed_in_user_id
-from app.web.forms.trust import EmptyForm, EraseForm, ResolveForm, SuspendForm
+from app.web.forms.trust import EmptyForm, EraseForm, ProblemCloseForm, ProblemRefundForm, ResolveForm, SuspendForm
 
 bp = Blueprint("admin", __name__)
 
@@ -151,7 +152,17 @@ def _seller_action(seller_id: uuid.UUID, action: str, note: str) -> str:
 
 @bp.get("/admin/disputes")
 def disputes() -> ResponseReturnValue:
-    return _page("admin/disputes.html", rows=admin.list_disputes(db.session))
+    """Payment disputes, and the parties' problem reports (open first; the admin's actions on them
+    are in ``app.web.problems``)."""
+    return _page(
+        "admin/disputes.html",
+        rows=admin.list_disputes(db.session),
+        open_cases=problems.list_cases(db.session, ProblemStatus.OPEN),
+        done_cases=[row for row in problems.list_cases(db.session, None) if row.case.status != ProblemStatus.OPEN],
+        refund_form=ProblemRefundForm(formdata=None),
+        close_form=ProblemCloseForm(formdata=None),
+        duration=duration_text,
+    )
 
 
 @bp.get("/admin/events")

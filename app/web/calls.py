@@ -30,6 +30,7 @@ from app.web.schedule import waiting_room
 bp = Blueprint("calls", __name__)
 csrf.exempt(bp)
 
+PRESENCE_STATES = ("joined", "connected", "left")
 DAILY_FEATURES = ("camera", "microphone", "display-capture", "fullscreen", "autoplay")
 
 
@@ -44,6 +45,8 @@ def call_page(request_id: str) -> Response:
         return _private(render_template("call/denied.html", message=denied.message), 403)
     access = page.access
     if access.ended:
+        state = calls.call_state(access.call, utcnow(), party=access.party)
+        problem = f"/call/{access.call.id}/problem?t={request.args['t']}" if state.get("problemReportOpen") else None
         rating = ratings.buyer_rating(
             db.session, access.call, access.party, app_url=settings.app_url, secret_key=settings.secret_key
         )
@@ -51,6 +54,8 @@ def call_page(request_id: str) -> Response:
             "call/ended.html",
             call=access.call,
             party=access.party,
+            state=state,
+            problem=problem,
             seller_name=page.other_name,
             rate_url=rating.url,
             rating_stars=rating.stars,
@@ -104,8 +109,10 @@ def join() -> Response:
 def presence() -> Response:
     access = _access()
     state = _body().get("state")
-    if state not in ("joined", "left"):
-        raise ApiError(422, "state must be joined or left.", fields={"state": "Use joined or left."})
+    if state not in PRESENCE_STATES:
+        raise ApiError(
+            422, "state must be joined, connected or left.", fields={"state": "Use joined, connected or left."}
+        )
     answer = call_presence.report_presence(
         db.session,
         access,
@@ -146,12 +153,12 @@ def poll() -> Response:
     after = _body().get("after")
     if access.ended:
         cursor = after if isinstance(after, str) else None
-        return jsonify(messages=[], cursor=cursor, **calls.call_state(access.call, utcnow()))
+        return jsonify(messages=[], cursor=cursor, **calls.call_state(access.call, utcnow(), party=access.party))
     access = _live_builtin(access)
     if not _slots().claim(str(access.call.id), access.party, _client_id()):
         raise ApiError(409, "This link is now open in another window.", code="in_use")
     messages, cursor = _signaling().poll(str(access.call.id), access.party, after)
-    return jsonify(messages=messages, cursor=cursor, **calls.call_state(access.call, utcnow()))
+    return jsonify(messages=messages, cursor=cursor, **calls.call_state(access.call, utcnow(), party=access.party))
 
 
 # Parsing and collaborators.

@@ -1,4 +1,6 @@
-"""Stripe's webhook: verify the signature on the raw body, store the event, answer at once.
+"""The webhooks: verify the signature on the raw body, store the event, answer at once.
+
+Stripe (``/api/webhooks/stripe``):
 
 The platform endpoint and the Connect endpoint (events of sellers' connected accounts, which carry
 ``account``) post here alike; each signs with its own secret, and any configured secret is accepted.
@@ -6,6 +8,10 @@ The platform endpoint and the Connect endpoint (events of sellers' connected acc
 The work happens in ``tasks.stripe_events.process_stripe_event``, published once the row is committed,
 so the answer takes milliseconds whatever the workers are doing; a duplicate delivery answers 200
 and publishes nothing. Nothing is parsed before the signature is checked.
+
+Daily (``/api/webhooks/daily``): the same, with Daily's signature (``DAILY_WEBHOOK_SECRET``) and
+``tasks.daily_events.process_daily_event``. Without the secret the endpoint does not exist (404):
+the worker polls Daily's presence instead.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from app import metrics
 from app.db import db
 from app.errors import ApiError
 from app.extensions import csrf, limiter
+from app.integrations import daily_webhooks
+from app.services import daily_events
 from app.services.stripe_events import publish_processing, record_event
 from app.web.input_guard import clean_json_value, raw_body
 
@@ -64,6 +72,48 @@ def stripe_webhook() -> ResponseReturnValue:
     if row_id is not None:  # a duplicate delivery publishes nothing
         publish_processing(row_id)
     return jsonify(received=True)
+
+
+@bp.post("/api/webhooks/daily")
+@csrf.exempt  # authenticated by Daily's signature instead
+@limiter.exempt
+def daily_webhook() -> ResponseReturnValue:
+    secret = current_app.extensions["settings"].daily_webhook_secret
+    if not secret:
+        raise ApiError(404, "Not found.", code="not_found")
+    payload = request.get_data(cache=False)
+    if _is_daily_test_ping(payload):
+        return jsonify(received=True)
+    try:
+        daily_webhooks.verify(
+            payload,
+            request.headers.get(daily_webhooks.SIGNATURE_HEADER),
+            request.headers.get(daily_webhooks.TIMESTAMP_HEADER),
+            secret,
+            now=time.time(),
+        )
+        event = json.loads(payload)
+    except (ValueError, daily_webhooks.InvalidSignature):
+        raise ApiError(400, "Invalid payload or signature.", code="invalid_signature") from None
+    if not isinstance(event, dict) or not isinstance(event.get("id"), str) or not event["id"]:
+        raise ApiError(400, "Not a Daily event.", code="invalid_payload")
+    with db.autocommit() as connection:
+        row_id = daily_events.record_event(connection, event)
+    if row_id is not None:  # a redelivery publishes nothing
+        daily_events.publish_processing(row_id)
+    return jsonify(received=True)
+
+
+def _is_daily_test_ping(payload: bytes) -> bool:
+    """Daily checks a new webhook's address with a small test body it may not sign, and creates
+    the webhook only if it gets a 200. It is answered and nothing is stored or done."""
+    if len(payload) > 200:
+        return False
+    try:
+        body = json.loads(payload)
+    except ValueError:
+        return False
+    return isinstance(body, dict) and set(body) == {"test"}
 
 
 def _verify(payload: bytes, signature: str, secrets: tuple[str, ...]) -> None:

@@ -3,6 +3,12 @@
 // built-in room, this file runs it: camera and microphone, one RTCPeerConnection, and signaling
 // through the app (POST /api/video/signal and /api/video/signal/poll, backed by Redis).
 // static/js/daily-room.js runs the Daily room instead.
+//
+// Presence says what really happens, because the money follows it: "joined" while this window is in
+// the room, "connected" only while media flows both ways (the built-in room: the peer connection is
+// connected and the other party's video is playing), repeated every few seconds, and "left". The
+// server starts the clock when both parties are connected, and settles an early end by the seconds
+// both were connected.
 (function () {
   "use strict";
 
@@ -20,7 +26,8 @@
     durationSeconds: parseInt(root.getAttribute("data-duration-seconds"), 10) || 300
   };
   var FINAL = { completed: true, cancelled: true };
-  var HEARTBEAT_MS = 5000;
+  // The server stops counting a window's media 12 s after its last "connected": beat well within.
+  var HEARTBEAT_MS = 4000;
   var WARNING_MS = 60000;
 
   function $(id) {
@@ -58,7 +65,11 @@
     bestRttMs: Infinity,
     ended: false,
     inCall: false,
-    hangUp: function () {}
+    hangUp: function () {},
+    // What the heartbeat reports while in the call: each room says whether its media flows.
+    mediaState: function () {
+      return "joined";
+    }
   };
 
   function setStatus(text) {
@@ -97,7 +108,42 @@
     });
     if (FINAL[data.status]) {
       finish(data.status === "cancelled" ? "This call did not take place." : "Thank you for using ChatLink.");
+      showOutcome(data);
     }
+  }
+
+  // The page learnt of the end on its own (its timer ran out, or a refusal said the other party
+  // ended it between two polls): ask for the settled state until it comes. "end" on an ended
+  // call changes nothing and answers it, outcome included; the server records the end within a
+  // second or so (its timer, or its sweep).
+  var outcomeAsked = false;
+  function fetchOutcome() {
+    if (outcomeAsked) {
+      return;
+    }
+    outcomeAsked = true;
+    var attempts = 0;
+    (function ask() {
+      attempts += 1;
+      api("end").then(function (data) {
+        if (!data.outcome && attempts < 10) {
+          window.setTimeout(ask, 1500);
+        }
+      }, function () {
+        if (attempts < 10) {
+          window.setTimeout(ask, 1500);
+        }
+      });
+    })();
+  }
+
+  // What happened and what it means for this party's money, as the server settled it.
+  function showOutcome(data) {
+    if (data.outcome) {
+      $("call-outcome").textContent = data.outcome;
+      show($("call-outcome"), true);
+    }
+    show($("call-problem"), Boolean(data.problemReportOpen));
   }
 
   function api(path, body) {
@@ -126,6 +172,7 @@
           error.code = info.code;
           if (info.code === "call_ended") {
             finish("Thank you for using ChatLink.");
+            fetchOutcome();
           }
           throw error;
         }
@@ -158,7 +205,7 @@
     stopHeartbeat();
     heartbeat = window.setInterval(function () {
       if (call.inCall && !call.ended) {
-        reportPresence("joined").catch(function () {});
+        reportPresence(call.mediaState()).catch(function () {});
       }
     }, HEARTBEAT_MS);
   }
@@ -193,12 +240,10 @@
       show($("call-warning"), true);
     }
     if (left <= 0) {
-      // Time is up: hang up here. A second later, make sure the server has recorded the end:
-      // its timer normally has, and then this is a harmless no-op.
+      // Time is up: hang up here. A second later, ask the server for the settled end: its timer
+      // normally has recorded it, and "end" then only answers it.
       finish("Time is up. Thank you for using ChatLink.");
-      window.setTimeout(function () {
-        api("end").catch(function () {});
-      }, 1000);
+      window.setTimeout(fetchOutcome, 1000);
     }
   }
   var clock = window.setInterval(tick, 250);
@@ -266,12 +311,13 @@
   var endButton = $("end-button");
   if (endButton) {
     endButton.addEventListener("click", function () {
-      if (!window.confirm("End the call now for both of you?")) {
+      if (!window.confirm(endButton.getAttribute("data-confirm") || "End the call now for both of you?")) {
         return;
       }
       endButton.disabled = true;
-      api("end").then(function () {
+      api("end").then(function (data) {
         finish("You ended the call. Thank you for using ChatLink.");
+        showOutcome(data);
       }, function (error) {
         endButton.disabled = false;
         setStatus(error.message);
@@ -287,6 +333,7 @@
   call.startHeartbeat = startHeartbeat;
   call.stopHeartbeat = stopHeartbeat;
   call.finish = finish;
+  call.fetchOutcome = fetchOutcome;
   call.retrying = retrying;
   call.explain = explain;
   call.setStatus = setStatus;
@@ -317,6 +364,38 @@
     var polling = false;
     var sendChain = Promise.resolve();
     var seller = cfg.party === "seller"; // the seller makes the offers; the buyer answers
+    var remoteProgressAt = 0; // when the other party's video last advanced
+    var reported = null;
+
+    // Media flows both ways: the connection is up and the other party's video is playing (its time
+    // advanced within the last 2 s; a frozen or black stream does not count).
+    call.mediaState = function () {
+      var playing = remoteVideo.srcObject && !remoteVideo.paused && remoteVideo.videoWidth > 0 &&
+        Date.now() - remoteProgressAt < 2000;
+      return pc && pc.connectionState === "connected" && playing ? "connected" : "joined";
+    };
+
+    // Tell the server at once when that changes (the heartbeat repeats it meanwhile).
+    function mediaChanged() {
+      if (!call.inCall || call.ended) {
+        return;
+      }
+      var state = call.mediaState();
+      if (state !== reported) {
+        reported = state;
+        call.reportPresence(state).catch(function () {
+          reported = null;
+        });
+      }
+    }
+    remoteVideo.addEventListener("timeupdate", function () {
+      var first = Date.now() - remoteProgressAt >= 2000;
+      remoteProgressAt = Date.now();
+      if (first) {
+        mediaChanged();
+      }
+    });
+    window.setInterval(mediaChanged, 1000);
 
     // At the end both pages hang up by themselves: no "bye" is needed (nor accepted any more).
     call.hangUp = function () {
@@ -379,9 +458,13 @@
         }
         if (pc.connectionState === "connected") {
           call.setStatus(call.startedAt ? "You are in the call with " + cfg.otherName + "." : waitingText());
-        } else if (pc.connectionState === "failed" && seller) {
-          offer(true);
+        } else if (pc.connectionState === "failed") {
+          call.setStatus("The video could not connect to " + cfg.otherName + "; trying again…");
+          if (seller) {
+            offer(true);
+          }
         }
+        mediaChanged();
       };
     }
 
@@ -482,6 +565,7 @@
         iceServers = data.iceServers || [];
         cursor = data.signalCursor || null;
         remoteId = null;
+        reported = "joined";
         return call.reportPresence("joined");
       }).then(function () {
         call.inCall = true;
@@ -501,6 +585,7 @@
     function leave(message) {
       polling = false;
       call.inCall = false;
+      reported = null;
       call.stopHeartbeat();
       send({ type: "bye" });
       closePeer();
@@ -544,6 +629,8 @@
         call.setStatus(waitingText());
       } else if (data.startedAt && pc && pc.connectionState === "connected") {
         call.setStatus("You are in the call with " + cfg.otherName + ".");
+      } else if (!data.startedAt) {
+        call.setStatus("Connecting your video to " + cfg.otherName + "… The time starts when it connects.");
       }
     });
 

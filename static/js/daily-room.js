@@ -1,7 +1,8 @@
 // The Daily room: Daily Prebuilt in an iframe (daily-js, vendored in static/vendor/), with
-// ChatLink's own clock around it. Joins and leaves are reported to the app, which starts the
-// clock when both are in; Daily itself ejects both at the room's exp (moved to the call's end by
-// the server), and this page leaves at the same moment from the server's endsAt.
+// ChatLink's own clock around it. Joins and leaves are reported to the app as hints; the clock
+// starts when Daily itself says both are in (its webhooks, or its presence polled by the worker).
+// Daily ejects both at the room's exp (moved to the call's end by the server), and this page
+// leaves at the same moment from the server's endsAt.
 (function () {
   "use strict";
 
@@ -31,6 +32,14 @@
         leaving.destroy();
       });
     }
+  };
+
+  // A hint only: for a Daily room, Daily's own webhooks (or its presence) decide when the call starts.
+  call.mediaState = function () {
+    var others = frame ? Object.keys(frame.participants() || {}).filter(function (id) {
+      return id !== "local";
+    }) : [];
+    return others.length ? "connected" : "joined";
   };
 
   call.onState(function (data) {
@@ -70,12 +79,13 @@
     frame.on("joined-meeting", joined);
     frame.on("left-meeting", left);
     frame.on("participant-joined", function () {
-      call.reportPresence("joined").catch(function () {});
+      call.reportPresence(call.mediaState()).catch(function () {});
     });
     frame.on("error", function (event) {
       var type = event && event.error && event.error.type;
       if (FINAL_ERRORS[type]) {
         call.finish("Time is up. Thank you for using ChatLink.");
+        call.fetchOutcome();
       } else {
         call.setStatus("The video room reported a problem: " + ((event && event.errorMsg) || "unknown error"));
       }

@@ -1,8 +1,14 @@
-"""A local fake of Daily's REST API: an ``http.server`` thread on 127.0.0.1.
+"""A local fake of Daily's REST API: an ``http.server`` thread on 127.0.0.1, and Daily's webhooks.
 
 Point ``DAILY_API_BASE`` at ``fake.url`` (it serves under ``/v1`` like the real one). It keeps
 rooms and meeting tokens in memory and answers the way Daily does: ``POST /rooms`` (400 when the
-name exists), ``GET|POST|DELETE /rooms/<name>`` (404 when missing), ``POST /meeting-tokens``.
+name exists), ``GET|POST|DELETE /rooms/<name>`` (404 when missing), ``POST /meeting-tokens``,
+``GET /presence`` (who ``fake.present`` says is in each room, as Daily shapes it).
+
+As a webhook sender it builds Daily's events (``joined``/``left``/``meeting_ended``: the envelope
+``{version, type, id, payload, event_ts}``) and signs them as Daily does (``signed``: base64
+HMAC-SHA256 of ``"<timestamp>.<body>"`` keyed with the base64-decoded secret, in
+``X-Webhook-Signature`` and ``X-Webhook-Timestamp``); ``deliver`` posts one to a URL.
 Every request is recorded with the time it arrived; every deletion too (the benchmark measures
 how late rooms are deleted). Failures are scripted per call:
 
@@ -15,6 +21,9 @@ how late rooms are deleted). Failures are scripted per call:
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import threading
 import time
@@ -23,6 +32,12 @@ from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+import requests
+
+# A webhook secret as Daily returns one: base64 of random bytes.
+WEBHOOK_SECRET = base64.b64encode(b"chatlink-test-daily-webhook-key!").decode()
+
 
 ERROR_TYPES = {
     400: "invalid-request-error",
@@ -49,6 +64,9 @@ class FakeDaily:
     rooms: dict[str, dict[str, Any]] = field(default_factory=dict)
     tokens: dict[str, dict[str, Any]] = field(default_factory=dict)
     deleted: dict[str, float] = field(default_factory=dict)  # room name → time.time() of the deletion
+    # room name → participants Daily's presence lists: {"id", "userId", "userName", "joinTime"}
+    present: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    webhook_secret: str = WEBHOOK_SECRET
     _script: deque[int] = field(default_factory=deque)
     _path_script: list[tuple[str, str, int]] = field(default_factory=list)  # (method, exact path, status)
     _stalls: deque[float] = field(default_factory=deque)
@@ -117,6 +135,8 @@ class FakeDaily:
             return 200, {"token": token}
         if len(parts) == 2 and parts[0] == "rooms":
             return self._room(method, parts[1], body)
+        if parts == ["presence"] and method == "GET":
+            return 200, {room: [dict(p, room=room) for p in people] for room, people in self.present.items()}
         return 404, _error(404, "not found")
 
     def _create_room(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -149,6 +169,54 @@ class FakeDaily:
             self.deleted[name] = time.time()
             return 200, {"deleted": True, "name": name}
         return 405, _error(400, "method not allowed")
+
+    # Daily's webhooks.
+
+    def joined(self, room: str, party: str, session_id: str, joined_at: float, **extra: Any) -> dict[str, Any]:
+        payload = {"room": room, "session_id": session_id, "user_id": party, "user_name": party.title(),
+                   "owner": party == "seller", "joined_at": joined_at, **extra}  # fmt: skip
+        return event("participant.joined", payload)
+
+    def left(self, room: str, party: str, session_id: str, joined_at: float, duration: float) -> dict[str, Any]:
+        payload = {"room": room, "session_id": session_id, "user_id": party, "user_name": party.title(),
+                   "owner": party == "seller", "joined_at": joined_at, "duration": duration}  # fmt: skip
+        return event("participant.left", payload)
+
+    def meeting_ended(self, room: str, start_ts: float, end_ts: float) -> dict[str, Any]:
+        return event(
+            "meeting.ended", {"room": room, "meeting_id": str(uuid.uuid4()), "start_ts": start_ts, "end_ts": end_ts}
+        )
+
+    def signed(
+        self, evt: dict[str, Any], *, secret: str | None = None, timestamp: int | None = None
+    ) -> tuple[bytes, dict[str, str]]:
+        """The body and headers Daily would send for ``evt``."""
+        body = json.dumps(evt).encode()
+        stamp = str(int(time.time()) if timestamp is None else timestamp)
+        signature = sign_webhook(body, secret or self.webhook_secret, stamp)
+        headers = {"Content-Type": "application/json", "X-Webhook-Timestamp": stamp, "X-Webhook-Signature": signature}
+        return body, headers
+
+    def deliver(self, url: str, evt: dict[str, Any], **options: Any) -> int:
+        """POST ``evt`` to ``url`` as Daily does; the HTTP status."""
+        body, headers = self.signed(evt, **options)
+        return requests.post(url, data=body, headers=headers, timeout=10).status_code
+
+
+def event(event_type: str, payload: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "version": "1.0.0",
+        "type": event_type,
+        "id": f"evt-{uuid.uuid4()}",
+        "payload": payload,
+        "event_ts": time.time(),
+    }
+
+
+def sign_webhook(body: bytes, secret: str, timestamp: str) -> str:
+    """Daily's signature, computed here independently of the app's verifier."""
+    key = base64.b64decode(secret)
+    return base64.b64encode(hmac.new(key, timestamp.encode() + b"." + body, hashlib.sha256).digest()).decode()
 
 
 class _QuietServer(ThreadingHTTPServer):

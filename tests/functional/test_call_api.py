@@ -7,6 +7,7 @@ import re
 from datetime import datetime, timedelta
 
 import pytest
+from freezegun import freeze_time
 from sqlalchemy import func, select, update
 
 from app.db import utcnow
@@ -26,7 +27,7 @@ def post(client, path, call, party, **body):  # type: ignore[no-untyped-def]
 def both_in(client, call) -> dict:  # type: ignore[no-untyped-def]
     for party in ("buyer", "seller"):
         assert post(client, "join", call, party).status_code == 200
-        response = post(client, "presence", call, party, state="joined")
+        response = post(client, "presence", call, party, state="connected")
         assert response.status_code == 200, response.get_json()
     return response.get_json()
 
@@ -109,12 +110,12 @@ class TestCredentials:
     def test_wrong_party(self, client, db_session) -> None:
         call = accepted_call()
         both_in(client, call)
-        # The buyer's credential cannot do what only the seller may: end the call early.
+        # The buyer's credential ends the call as the buyer, never as the seller: the buyer who
+        # ends early still pays in full, and the seller is paid in full.
         response = post(client, "end", call, "buyer")
-        assert response.status_code == 403
-        assert response.get_json()["error"]["code"] == "seller_only"
+        assert (response.status_code, response.get_json()["endedBy"]) == (200, "buyer")
         db_session.refresh(call)
-        assert call.status == RequestStatus.ACCEPTED
+        assert (call.ended_by, call.settlement.refund_cents) == ("buyer", 0)
 
     def test_forged_token(self, client, db_session) -> None:
         call = accepted_call()
@@ -174,7 +175,7 @@ class TestPresenceAndEnd:
         back = post(client, "presence", call, "buyer", state="joined", clientId="buyer-window-2").get_json()
         assert back["buyerPresent"] is True and back["startedAt"] == left["startedAt"]
 
-    def test_the_seller_ends_early_and_a_repeat_is_a_no_op(self, client, db_session) -> None:
+    def test_the_seller_ends_early_and_a_repeat_is_a_no_op(self, client, db_session, enqueued) -> None:
         call = accepted_call()
         both_in(client, call)
         first = post(client, "end", call, "seller")
@@ -184,10 +185,39 @@ class TestPresenceAndEnd:
         assert (second.status_code, second.get_json()["status"]) == (200, "completed")
         db_session.refresh(call)
         assert call.ended_by == "seller"
+        # Ended at once, far under a minute of connected time: the buyer gets it all back.
+        assert (call.settlement.outcome.value, call.settlement.refund_cents) == ("seller_ended_early", 1000)
+        assert "too early for a paid call" in first.get_json()["outcome"]
+        assert enqueued.names().count("tasks.call_endings.refund_buyer") == 1
         earnings = db_session.scalar(
             select(func.count()).select_from(LedgerEntry).where(LedgerEntry.call_request_id == call.id)
         )
-        assert earnings == 1
+        assert earnings == 0
+
+    def test_the_seller_ends_after_two_minutes_the_buyer_is_refunded_the_rest(self, client, db_session) -> None:
+        call = accepted_call()
+        start = utcnow()
+        with freeze_time(start) as clock:
+            both_in(client, call)
+            for _ in range(32):  # both pages keep saying their media flows, every 4 s
+                clock.tick(4)
+                for party in ("buyer", "seller"):
+                    post(client, "presence", call, party, state="connected")
+            clock.tick(2)  # 130 s after the start
+            ended = post(client, "end", call, "seller").get_json()
+            buyer_view = post(client, "signal/poll", call, "buyer").get_json()
+
+        db_session.refresh(call)
+        settled = call.settlement
+        assert settled.connected_seconds == 130
+        # $10.00 for 300 s: 130 s kept is $4.3333..., rounded down for the buyer to $4.33.
+        assert (settled.refund_cents, settled.fee_cents, settled.net_cents) == (567, 87, 346)
+        assert ended["outcome"].startswith("You ended the call after 2 min 10 s: the buyer is refunded $5.67")
+        assert buyer_view["outcome"] == (
+            "The seller ended the call after 2 min 10 s: you will be refunded $5.67 for the unused time, and pay $4.33."
+        )
+        [earning] = db_session.scalars(select(LedgerEntry).where(LedgerEntry.call_request_id == call.id))
+        assert earning.amount_cents == 346
 
     def test_nothing_to_end_before_the_start(self, client, db_session) -> None:
         response = post(client, "end", accepted_call(), "seller")

@@ -1,21 +1,22 @@
 """A whole call on Daily, through the API, against a local fake Daily (``DAILY_API_BASE``): the
-room made private for two, a token per party, the room's exp moved to the end at the start, the
-room deleted at the end."""
+room made private for two, a token per party, the clock started by Daily's webhooks, the room's
+exp moved to the end at the start, the room deleted at the end."""
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from app.integrations.video import unix_seconds
-from app.models import CallRequest, RequestStatus
+from app.models import CallRequest, DailyEvent, RequestStatus
 from app.services.calls import ROOM_GRACE_SECONDS, join_token
 from tests.call_helpers import SECRET_KEY, accepted_call
-from tests.fakes.daily_api import FakeDaily
+from tests.fakes.daily_api import WEBHOOK_SECRET, FakeDaily
 
 
 @pytest.fixture
@@ -27,7 +28,20 @@ def fake() -> Iterator[FakeDaily]:
 @pytest.fixture
 def daily_app(db_session, make_app, settings, fake):  # type: ignore[no-untyped-def]
     # db_session first: make_app restores the database binding it finds when it starts.
-    return make_app(settings.replace(daily_api_key="daily-test-key", daily_api_base=fake.url))
+    return make_app(
+        settings.replace(daily_api_key="daily-test-key", daily_api_base=fake.url, daily_webhook_secret=WEBHOOK_SECRET)
+    )
+
+
+def daily_says_both_joined(client, fake, call, session) -> None:  # type: ignore[no-untyped-def]
+    """Daily's participant.joined for both, delivered and processed as the worker would."""
+    from tasks.daily_events import process_daily_event
+
+    for party in ("buyer", "seller"):
+        body, headers = fake.signed(fake.joined(call.room_name, party, f"s-{party}", time.time()))
+        assert client.post("/api/webhooks/daily", data=body, headers=headers).status_code == 200
+    for row_id in session.scalars(select(DailyEvent.id).order_by(DailyEvent.received_at)):
+        assert process_daily_event.apply(args=(str(row_id),)).get() == "processed"
 
 
 @pytest.fixture
@@ -42,6 +56,7 @@ def post(client, path, call, party, **body):  # type: ignore[no-untyped-def]
 
 def test_a_whole_call_on_daily(daily_client, daily_app, db_session, fake) -> None:
     from tasks.call_endings import end_call
+    from tasks.call_presence import start_room
 
     call = accepted_call(room=None, seller_name="Grace Hopper")
 
@@ -71,10 +86,15 @@ def test_a_whole_call_on_daily(daily_client, daily_app, db_session, fake) -> Non
     assert tokens["buyer"]["is_owner"] is False and tokens["buyer"]["user_name"] == "Buyer"
 
     for party in ("buyer", "seller"):
-        post(daily_client, "presence", call, party, state="joined")
+        post(daily_client, "presence", call, party, state="connected")  # the pages' word: a hint
     db_session.refresh(call)
-    assert call.started_at is not None
-    # At the start, Daily is told to eject both at the call's end.
+    assert call.started_at is None
+    with daily_app.app_context():
+        daily_says_both_joined(daily_client, fake, call, db_session)
+        db_session.refresh(call)
+        assert call.started_at is not None
+        # At the start, Daily is told to eject both at the call's end (a task, in the worker).
+        assert start_room.apply(args=(str(call.id),)).get() == "moved"
     [moved] = fake.calls("POST", f"/v1/rooms/{call.room_name}")
     assert moved.json == {"properties": {"exp": unix_seconds(call.ends_at), "eject_at_room_exp": True}}
     assert fake.rooms[call.room_name]["config"]["exp"] == unix_seconds(call.ends_at)
@@ -124,22 +144,25 @@ def test_a_daily_outage_at_join_is_a_retryable_conflict(daily_client, db_session
 
 
 def test_when_daily_misses_the_start_the_task_moves_the_rooms_exp(daily_app, db_session, fake, enqueued) -> None:
-    """The web process moves the room's exp right after the start commits; when Daily does not
-    answer then, ``tasks.call_presence.start_room`` does it, so Daily still ejects both on time."""
+    """The start publishes ``tasks.call_presence.start_room``; when Daily does not answer, the task
+    retries until it does, so Daily still ejects both on time."""
     from tasks.call_presence import start_room
 
     call = accepted_call(room=None)
-    with daily_app.test_client() as client:
-        post(client, "create", call, "buyer")
-        fake.fail_next(503, 503)  # the move at start fails, both of the adapter's tries
-        for party in ("buyer", "seller"):
-            post(client, "presence", call, party, state="joined")
+    client = daily_app.test_client()
+    post(client, "create", call, "buyer")
+    db_session.refresh(call)
+    with daily_app.app_context():
+        daily_says_both_joined(client, fake, call, db_session)
+    db_session.commit()
     db_session.refresh(call)
     assert call.ends_at is not None
-    assert fake.rooms[call.room_name]["config"]["exp"] != unix_seconds(call.ends_at)
     assert (start_room.name, (str(call.id),), {}) in enqueued
 
+    # Daily is down for a while: the adapter retries, then the task retries (with the same work).
+    fake.fail_next(503, 503, 503, 503, 503)
     with daily_app.app_context():
         assert start_room.apply(args=(str(call.id),)).get() == "moved"
     assert fake.rooms[call.room_name]["config"]["exp"] == unix_seconds(call.ends_at)
     assert fake.rooms[call.room_name]["config"]["eject_at_room_exp"] is True
+    assert len(fake.calls("POST", f"/v1/rooms/{call.room_name}")) == 6

@@ -33,7 +33,8 @@ class TestTheRoom:
         assert "Your call with Ada Lovelace" in html
         assert "Waiting for Ada Lovelace" in html
         assert 'id="local-video"' in html and 'id="join-button"' in html
-        assert 'id="end-button"' not in html  # only the seller may end early
+        # The buyer may end early too, and is told before that it does not change the price.
+        assert 'data-confirm="End the call now for both of you? Ending early does not change the price."' in html
         assert "/static/js/call.js" in html and "daily-room.js" not in html
 
     def test_the_seller_can_end_early(self, client, db_session) -> None:

@@ -313,6 +313,8 @@ class TestBuyerStatus:
             "canCancel": False,
             "proposedStarts": [],
             "scheduledStart": None,
+            "outcome": None,
+            "problemUrl": None,
         }
         html = client.get("/success?session_id=cs_test_waiting").get_data(as_text=True)
         assert "Confirming your payment" in html

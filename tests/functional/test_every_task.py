@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from app.db import utcnow
 from app.integrations.builtin_payments import builtin_gateway
-from app.models import CallRequest, CancelReason, OutboxEmail, RequestStatus, StripeEvent
+from app.models import CallRequest, OutboxEmail, StripeEvent
 from app.services.checkout import start_checkout
 from app.services.lifecycle.decisions import accept_request, decline_request
 from tests.factories import ProfileFactory
@@ -133,15 +133,64 @@ def release_room(world: World) -> tuple[Any, ...]:
     return (str(call_id),), "deleted"
 
 
-def refund_no_show(world: World) -> tuple[Any, ...]:
+def _ended_early_by_the_seller(world: World, *, after: int = 100) -> uuid.UUID:
+    """An accepted, paid call both were connected to, ended by the seller ``after`` seconds in."""
+    from app.services import call_endings, calls, media_presence
+
     call_id = world.accepted_call()
+    start = utcnow() - timedelta(seconds=after + 10)
     world.session.execute(
         update(CallRequest)
         .where(CallRequest.id == call_id)
-        .values(status=RequestStatus.CANCELLED, cancel_reason=CancelReason.SELLER_NO_SHOW, cancelled_at=utcnow())
+        .values(started_at=start, ends_at=start + timedelta(seconds=300))
     )
+    for party in ("buyer", "seller"):
+        for beat in range(0, after + 1, 4):
+            media_presence.page_connected(world.session, call_id, party, f"{party}-w", start + timedelta(seconds=beat))
+    config = calls.CallConfig.from_settings(world.app.extensions["settings"])
+    end = start + timedelta(seconds=after)
+    assert call_endings.end_call(world.session, call_id, ended_by="seller", config=config, now=end) == "ended"
     world.session.commit()
-    return (str(call_id),), "refunded"
+    return call_id
+
+
+def refund_buyer(world: World) -> tuple[Any, ...]:
+    """The unused share of a call the seller ended early, refunded in part on the built-in gateway."""
+    return (str(_ended_early_by_the_seller(world)),), "refunded"
+
+
+def refund_problem(world: World) -> tuple[Any, ...]:
+    from app.services import problems
+    from app.services.lifecycle import require_request
+    from tests.factories import AdminFactory
+
+    call = require_request(world.session, _ended_early_by_the_seller(world))
+    case = problems.open_case(world.session, call, "buyer", problems.clean_draft("ended_early", ""), now=utcnow())
+    admin = AdminFactory()
+    world.session.flush()
+    problems.refund_case(world.session, case.id, admin_id=admin.id, amount_cents=100, note="", now=utcnow())
+    world.session.commit()
+    return (str(case.id),), "refunded"
+
+
+def process_daily_event(world: World) -> tuple[Any, ...]:
+    """Daily's participant.joined for the buyer of a call in a Daily room, from the inbox."""
+    from app.services import daily_events
+
+    call_id = world.accepted_call()
+    world.session.execute(update(CallRequest).where(CallRequest.id == call_id).values(video_provider="daily"))
+    room = world.session.scalar(select(CallRequest.room_name).where(CallRequest.id == call_id))
+    payload = {"room": room, "session_id": "s-1", "user_id": "buyer", "joined_at": utcnow().timestamp()}
+    event = {"version": "1.0.0", "type": "participant.joined", "id": f"evt-{uuid.uuid4()}", "payload": payload}
+    row_id = daily_events.record_event(world.session, event)
+    world.session.commit()
+    return (str(row_id),), "processed"
+
+
+def poll_daily_presence(world: World) -> tuple[Any, ...]:
+    # This deployment has no Daily key: the poll has nothing to ask (it runs only where Daily is
+    # configured without webhooks; tests/functional/test_daily_webhooks.py polls a fake Daily).
+    return (), {"daily_calls_polled": 0}
 
 
 def release_hold(world: World) -> tuple[Any, ...]:
@@ -267,15 +316,18 @@ SCENARIOS: dict[str, Callable[[World], tuple[Any, ...]]] = {
     "tasks.builtin_connect.deliver_builtin_connect_event": deliver_builtin_connect_event,
     "tasks.builtin_payments.deliver_builtin_webhook": deliver_builtin_webhook,
     "tasks.call_endings.end_call": end_call,
-    "tasks.call_endings.refund_no_show": refund_no_show,
+    "tasks.call_endings.refund_buyer": refund_buyer,
     "tasks.call_endings.release_room": release_room,
     "tasks.call_presence.start_room": start_room,
     "tasks.calls.provision_room": provision_room,
+    "tasks.daily_events.poll_daily_presence": poll_daily_presence,
+    "tasks.daily_events.process_daily_event": process_daily_event,
     "tasks.email_delivery.send_email": send_email,
     "tasks.maintenance.ping": ping,
     "tasks.maintenance.sweep": sweep,
     "tasks.maintenance.sweep_full_history": sweep_full_history,
     "tasks.photos.delete_profile_photos": delete_profile_photos,
+    "tasks.problems.refund_problem": refund_problem,
     "tasks.request_payments.capture_accepted": capture_accepted,
     "tasks.request_payments.release_hold": release_hold,
     "tasks.stripe_events.process_stripe_event": process_stripe_event,

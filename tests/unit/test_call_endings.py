@@ -11,7 +11,6 @@ from freezegun import freeze_time
 from sqlalchemy import func, select
 
 from app.db import utcnow
-from app.errors import refusal_status
 from app.integrations.payments import PaymentError
 from app.integrations.video import BuiltinVideo, DailyVideo
 from app.models import (
@@ -23,11 +22,12 @@ from app.models import (
     OutboxEmail,
     PaymentState,
     RequestStatus,
+    SettlementOutcome,
 )
 from app.refusals import Refusal
 from app.services import call_endings, calls
 from app.services.calls import CallConfig, RetryLater
-from app.services.lifecycle import clock
+from app.services.lifecycle import clock, settlement
 from tests.call_helpers import SECRET_KEY, FakeGateway, accepted_call
 from tests.fakes.daily_api import FakeDaily
 
@@ -146,13 +146,23 @@ class TestEndByParty:
         assert state["status"] == "completed"
         assert (reload(db_session, call).ended_by, reload(db_session, call).ended_at) == ("seller", now)
 
-    def test_the_buyer_may_not(self, db_session, config) -> None:
+    def test_the_buyer_may_end_early_and_still_pays_in_full(self, db_session, config, enqueued) -> None:
         call = started_call(db_session)
         now = call.started_at + timedelta(seconds=30)
-        with pytest.raises(Refusal) as refused:
-            call_endings.end_by_party(db_session, self.access(db_session, call, "buyer", now), config=config, now=now)
-        assert (refused.value.code, refusal_status(refused.value)) == ("seller_only", 403)
-        assert reload(db_session, call).status == RequestStatus.ACCEPTED
+        state = call_endings.end_by_party(
+            db_session, self.access(db_session, call, "buyer", now), config=config, now=now
+        )
+        assert (state["status"], state["endedBy"]) == ("completed", "buyer")
+        assert "you were charged $10.00" in state["outcome"]
+        call = reload(db_session, call)
+        assert (call.ended_by, call.settlement.outcome.value, call.settlement.refund_cents) == (
+            "buyer",
+            "buyer_ended",
+            0,
+        )
+        [earning] = earnings(db_session, call)
+        assert earning.amount_cents == call.transaction.net_cents  # paid in full
+        assert "tasks.call_endings.refund_buyer" not in enqueued.names()
 
     def test_either_page_may_record_the_end_once_time_is_up(self, db_session, config) -> None:
         call = started_call(db_session)
@@ -239,7 +249,11 @@ class TestNoShows:
     def test_an_absent_seller_cancels_the_call_and_refunds_the_buyer(self, db_session, settings, enqueued) -> None:
         call = accepted_call()
         with freeze_time(call.join_deadline + timedelta(seconds=1)):
-            assert self.sweep(db_session, settings) == {"buyer_no_shows": 0, "seller_no_shows": 1}
+            assert self.sweep(db_session, settings) == {
+                "buyer_no_shows": 0,
+                "technical_failures": 0,
+                "seller_no_shows": 1,
+            }
             db_session.commit()
             now = utcnow()
 
@@ -249,8 +263,9 @@ class TestNoShows:
             CancelReason.SELLER_NO_SHOW,
             now,
         )
-        assert ("tasks.call_endings.refund_no_show", (str(call.id),), {}) in enqueued
+        assert ("tasks.call_endings.refund_buyer", (str(call.id),), {}) in enqueued
         assert set(emails(db_session, call)) == {"seller_no_show_buyer", "seller_no_show_seller"}
+        assert (call.settlement.refund_cents, call.settlement.fee_cents) == (call.transaction.gross_cents, 0)
         assert earnings(db_session, call) == []
 
     def test_an_absent_buyer_cancels_the_call_and_pays_the_seller(self, db_session, settings, enqueued) -> None:
@@ -266,7 +281,7 @@ class TestNoShows:
         [earning] = earnings(db_session, call)
         assert earning.amount_cents == call.transaction.net_cents
         assert set(emails(db_session, call)) == {"buyer_no_show_buyer", "buyer_no_show_seller"}
-        assert "tasks.call_endings.refund_no_show" not in enqueued.names()
+        assert "tasks.call_endings.refund_buyer" not in enqueued.names()
         assert ("tasks.call_endings.release_room", (str(call.id),), {}) in enqueued
 
     def test_a_buyer_who_waited_in_vain_is_refunded(self, db_session, settings) -> None:
@@ -277,19 +292,34 @@ class TestNoShows:
             self.sweep(db_session, settings)
         assert reload(db_session, call).cancel_reason == CancelReason.SELLER_NO_SHOW
 
-    def test_both_came_but_never_together_counts_as_the_sellers(self, db_session, settings) -> None:
+    def test_both_came_but_media_never_connected_is_a_technical_failure(self, db_session, settings, enqueued) -> None:
         call = accepted_call()
         call.seller_joined_at = call.accepted_at + timedelta(minutes=1)
         call.buyer_joined_at = call.accepted_at + timedelta(minutes=12)
         db_session.flush()
         with freeze_time(call.join_deadline):
-            self.sweep(db_session, settings)
-        assert reload(db_session, call).cancel_reason == CancelReason.SELLER_NO_SHOW
+            assert self.sweep(db_session, settings)["technical_failures"] == 1
+            db_session.commit()
+        call = reload(db_session, call)
+        assert call.cancel_reason == CancelReason.TECHNICAL_FAILURE
+        settled = call.settlement
+        assert (settled.outcome.value, settled.refund_cents, settled.fee_cents, settled.net_cents) == (
+            "technical_failure",
+            call.transaction.gross_cents,
+            0,
+            0,
+        )
+        assert earnings(db_session, call) == []
+        assert ("tasks.call_endings.refund_buyer", (str(call.id),), {}) in enqueued
+        sent = emails(db_session, call)
+        assert set(sent) == {"technical_failure_buyer", "technical_failure_seller"}
+        assert "the video never connected between you" in sent["technical_failure_buyer"].context["outcome_text"]
+        assert "/problem?t=" in sent["technical_failure_seller"].context["problem_url"]
 
     def test_nothing_happens_before_the_deadline(self, db_session, settings) -> None:
         call = accepted_call()
         with freeze_time(call.join_deadline - timedelta(seconds=1)):
-            assert self.sweep(db_session, settings) == {"buyer_no_shows": 0, "seller_no_shows": 0}
+            assert set(self.sweep(db_session, settings).values()) == {0}
         assert reload(db_session, call).status == RequestStatus.ACCEPTED
 
     def test_a_started_call_is_never_a_no_show(self, db_session, settings) -> None:
@@ -303,7 +333,7 @@ class TestNoShows:
         with freeze_time(call.join_deadline + timedelta(seconds=1)):
             self.sweep(db_session, settings)
         with freeze_time(call.join_deadline + timedelta(seconds=6)):
-            assert self.sweep(db_session, settings) == {"buyer_no_shows": 0, "seller_no_shows": 0}
+            assert set(self.sweep(db_session, settings).values()) == {0}
         assert len(emails(db_session, call)) == 2
 
     def test_the_beat_sweep_applies_them(self, db_session, settings, enqueued) -> None:
@@ -316,23 +346,20 @@ class TestNoShows:
         assert reload(db_session, call).cancel_reason == CancelReason.SELLER_NO_SHOW
 
 
-class TestNoShowRefund:
-    def seller_no_show(self, session, state=PaymentState.CAPTURED):  # type: ignore[no-untyped-def]
+class TestBuyerRefund:
+    def seller_no_show(self, session, state=PaymentState.CAPTURED, reason=CancelReason.SELLER_NO_SHOW):  # type: ignore[no-untyped-def]
         call = accepted_call(payment_state=state)
-        call.status, call.cancel_reason, call.cancelled_at = (
-            RequestStatus.CANCELLED,
-            CancelReason.SELLER_NO_SHOW,
-            utcnow(),
-        )
+        call.status, call.cancel_reason, call.cancelled_at = RequestStatus.CANCELLED, reason, utcnow()
         session.flush()
+        settlement.settle(session, call.id, SettlementOutcome(reason.value), minimum_seconds=0, now=utcnow())
         return call
 
     def test_refunds_a_captured_payment_once(self, db_session) -> None:
         call = self.seller_no_show(db_session)
         gateway, now = FakeGateway(), utcnow()
 
-        assert call_endings.refund_seller_no_show(db_session, call.id, gateway=gateway, now=now) == "refunded"
-        assert call_endings.refund_seller_no_show(db_session, call.id, gateway=gateway, now=now) == "unchanged"
+        assert call_endings.refund_buyer(db_session, call.id, gateway=gateway, now=now) == "refunded"
+        assert call_endings.refund_buyer(db_session, call.id, gateway=gateway, now=now) == "unchanged"
 
         intent = call.transaction.stripe_payment_intent_id
         assert gateway.calls == [("refund", intent, f"refund:{call.id}")]
@@ -348,21 +375,21 @@ class TestNoShowRefund:
     def test_a_hold_never_captured_is_released_instead(self, db_session) -> None:
         call = self.seller_no_show(db_session, PaymentState.HELD)
         gateway = FakeGateway()
-        assert call_endings.refund_seller_no_show(db_session, call.id, gateway=gateway, now=utcnow()) == "voided"
+        assert call_endings.refund_buyer(db_session, call.id, gateway=gateway, now=utcnow()) == "voided"
         assert gateway.calls == [("cancel", call.transaction.stripe_payment_intent_id, f"cancel:{call.id}")]
 
     def test_a_gateway_outage_is_retried_with_the_same_key(self, db_session) -> None:
         call = self.seller_no_show(db_session)
         gateway = FakeGateway(errors=[PaymentError("503", transient=True)])
         with pytest.raises(RetryLater):
-            call_endings.refund_seller_no_show(db_session, call.id, gateway=gateway, now=utcnow())
-        assert call_endings.refund_seller_no_show(db_session, call.id, gateway=gateway, now=utcnow()) == "refunded"
+            call_endings.refund_buyer(db_session, call.id, gateway=gateway, now=utcnow())
+        assert call_endings.refund_buyer(db_session, call.id, gateway=gateway, now=utcnow()) == "refunded"
         assert {key for _, _, key in gateway.calls} == {f"refund:{call.id}"}
 
     def test_a_refusal_is_left_for_an_operator(self, db_session, settings) -> None:
         call = self.seller_no_show(db_session)
         gateway = FakeGateway(errors=[PaymentError("no", transient=False, code="card_declined")])
-        assert call_endings.refund_seller_no_show(db_session, call.id, gateway=gateway, now=utcnow()) == "failed"
+        assert call_endings.refund_buyer(db_session, call.id, gateway=gateway, now=utcnow()) == "failed"
         assert events(db_session, call, "payment.refund_failed") == 1
         later = utcnow() + timedelta(minutes=5)
         assert call_endings.recover_call_work(db_session, later, settings)["refunds_requeued"] == 0
@@ -370,14 +397,12 @@ class TestNoShowRefund:
     def test_already_refunded_at_the_gateway_is_a_refund(self, db_session) -> None:
         call = self.seller_no_show(db_session)
         gateway = FakeGateway(errors=[PaymentError("done", transient=False, code="charge_already_refunded")])
-        assert call_endings.refund_seller_no_show(db_session, call.id, gateway=gateway, now=utcnow()) == "refunded"
+        assert call_endings.refund_buyer(db_session, call.id, gateway=gateway, now=utcnow()) == "refunded"
 
-    def test_only_a_seller_no_show_is_refunded_here(self, db_session) -> None:
-        call = self.seller_no_show(db_session)
-        call.cancel_reason = CancelReason.BUYER_NO_SHOW
-        db_session.flush()
+    def test_a_buyer_no_show_has_nothing_to_refund(self, db_session) -> None:
+        call = self.seller_no_show(db_session, reason=CancelReason.BUYER_NO_SHOW)
         gateway = FakeGateway()
-        assert call_endings.refund_seller_no_show(db_session, call.id, gateway=gateway, now=utcnow()) == "skipped"
+        assert call_endings.refund_buyer(db_session, call.id, gateway=gateway, now=utcnow()) == "skipped"
         assert gateway.calls == []
 
 
@@ -426,15 +451,18 @@ class TestSweeps:
         call.status, call.cancel_reason = RequestStatus.CANCELLED, CancelReason.SELLER_NO_SHOW
         call.cancelled_at = call.updated_at = utcnow() - timedelta(minutes=1)
         db_session.flush()
+        settlement.settle(db_session, call.id, SettlementOutcome.SELLER_NO_SHOW, minimum_seconds=0, now=utcnow())
+        enqueued.clear()
         assert call_endings.recover_call_work(db_session, utcnow(), settings)["refunds_requeued"] == 1
         db_session.commit()
-        assert ("tasks.call_endings.refund_no_show", (str(call.id),), {}) in enqueued
+        assert ("tasks.call_endings.refund_buyer", (str(call.id),), {}) in enqueued
 
     def test_a_refund_is_followed_up_for_the_window_only(self, db_session, settings, enqueued) -> None:
         call = accepted_call()
         call.status, call.cancel_reason = RequestStatus.CANCELLED, CancelReason.SELLER_NO_SHOW
         call.cancelled_at = utcnow() - call_endings.REFUND_WINDOW - timedelta(minutes=1)
         db_session.flush()
+        settlement.settle(db_session, call.id, SettlementOutcome.SELLER_NO_SHOW, minimum_seconds=0, now=utcnow())
         # Unrefunded a full window after the no-show (every attempt failed): an operator's now.
         assert call_endings.recover_call_work(db_session, utcnow(), settings)["refunds_requeued"] == 0
         call.cancelled_at = utcnow() - call_endings.REFUND_WINDOW + timedelta(minutes=1)

@@ -237,7 +237,7 @@ class TestProvisioning:
         )
 
 
-def join(session, call, party, *, provider, slots, config, now, client=None, state="joined"):  # type: ignore[no-untyped-def]
+def join(session, call, party, *, provider, slots, config, now, client=None, state="connected"):  # type: ignore[no-untyped-def]
     access = access_for(session, call, party, now=now)
     return call_presence.report_presence(
         session,
@@ -252,6 +252,31 @@ def join(session, call, party, *, provider, slots, config, now, client=None, sta
 
 
 class TestPresenceAndClock:
+    def test_joined_alone_never_starts_the_clock(self, db_session, builtin, slots, config) -> None:
+        now = utcnow()
+        call = accepted_call(now=now)
+        for party in ("buyer", "seller"):
+            state = join(db_session, call, party, provider=builtin, slots=slots, config=config, now=now, state="joined")
+        db_session.refresh(call)
+        assert (call.started_at, state["buyerPresent"], state["sellerPresent"]) == (None, True, True)
+        assert call.buyer_joined_at == call.seller_joined_at == now  # both joined: the no-show rules know it
+
+    def test_media_that_stopped_before_the_other_connected_does_not_start_it(
+        self, db_session, builtin, slots, config
+    ) -> None:
+        now = utcnow()
+        call = accepted_call(now=now)
+        join(db_session, call, "buyer", provider=builtin, slots=slots, config=config, now=now)
+        # The buyer's page stops reporting (its media stopped); the seller connects 20 s later.
+        join(db_session, call, "seller", provider=builtin, slots=slots, config=config, now=now + timedelta(seconds=20))
+        db_session.refresh(call)
+        assert call.started_at is None
+        # The buyer's media comes back while the seller's still flows: the clock starts then.
+        back = now + timedelta(seconds=24)
+        join(db_session, call, "buyer", provider=builtin, slots=slots, config=config, now=back)
+        db_session.refresh(call)
+        assert call.started_at == back
+
     def test_the_clock_starts_when_both_are_present(self, db_session, builtin, slots, config, enqueued) -> None:
         now = utcnow()
         call = accepted_call(now=now)
@@ -260,6 +285,9 @@ class TestPresenceAndClock:
         assert (first["startedAt"], first["buyerPresent"], first["sellerPresent"]) == (None, True, False)
 
         later = now + timedelta(seconds=42)
+        # The buyer's page keeps saying its media flows (a heartbeat every few seconds)...
+        join(db_session, call, "buyer", provider=builtin, slots=slots, config=config, now=later - timedelta(seconds=4))
+        # ... and the seller's media connects: the clock starts at that moment.
         second = join(db_session, call, "seller", provider=builtin, slots=slots, config=config, now=later)
         db_session.commit()
 
@@ -346,36 +374,18 @@ class TestPresenceAndClock:
             join(db_session, call, "buyer", provider=builtin, slots=slots, config=config, now=utcnow())
         assert refused.value.code == "room_not_ready"
 
-    def test_daily_is_told_to_expire_the_room_at_the_end_of_the_call(
-        self, db_session, daily, fake_daily, slots, config
-    ) -> None:
+    def test_a_page_cannot_start_a_daily_call(self, db_session, daily, fake_daily, slots, config, enqueued) -> None:
+        """For a Daily room the pages' reports are hints: Daily's own word starts the clock
+        (tests/functional/test_daily_webhooks.py), so no page can bill a call Daily never saw."""
         now = utcnow()
         call = accepted_call(now=now, room="daily")
-        fake_daily.rooms[call.room_name] = {"name": call.room_name, "url": "u", "config": {}}
-        join(db_session, call, "buyer", provider=daily, slots=slots, config=config, now=now)
-        join(db_session, call, "seller", provider=daily, slots=slots, config=config, now=now)
-        assert fake_daily.calls("POST", f"/v1/rooms/{call.room_name}") == []  # not before commit
-
+        for party in ("buyer", "seller"):
+            join(db_session, call, party, provider=daily, slots=slots, config=config, now=now)
         db_session.commit()
-
-        [update] = fake_daily.calls("POST", f"/v1/rooms/{call.room_name}")
-        expected = unix_seconds(now + timedelta(seconds=config.duration_seconds))
-        assert update.json == {"properties": {"exp": expected, "eject_at_room_exp": True}}
-
-    def test_a_task_moves_the_expiry_when_daily_does_not_answer(
-        self, db_session, daily, fake_daily, slots, config, enqueued
-    ) -> None:
-        now = utcnow()
-        call = accepted_call(now=now, room="daily")
-        join(db_session, call, "buyer", provider=daily, slots=slots, config=config, now=now)
-        join(db_session, call, "seller", provider=daily, slots=slots, config=config, now=now)
-        fake_daily.fail_next(503, 503, 503, 503)
-        db_session.commit()
-
-        assert ("tasks.call_presence.start_room", (str(call.id),), {}) in enqueued
-        fake_daily.rooms[call.room_name] = {"name": call.room_name, "url": "u", "config": {}}
-        assert call_presence.start_room(db_session, call.id, provider=daily) == "moved"
-        assert fake_daily.rooms[call.room_name]["config"]["exp"] == unix_seconds(call.ends_at)
+        db_session.refresh(call)
+        assert call.started_at is None
+        assert (call.buyer_joined_at, call.seller_joined_at) == (None, None)  # Daily says who joined
+        assert fake_daily.calls("POST", f"/v1/rooms/{call.room_name}") == []
 
     def test_join_gives_the_page_what_it_needs(self, db_session, builtin, slots, signaling, config) -> None:
         now = utcnow()
@@ -435,7 +445,7 @@ class TestConcurrentJoins:
                 call_presence.report_presence(
                     session,
                     access,
-                    "joined",
+                    "connected",
                     provider=builtin,
                     slots=slots,
                     client_id=f"{party}-window-1",

@@ -28,7 +28,7 @@ from app.models import (
     RequestStatus,
 )
 from app.refusals import Conflict, Forbidden, Invalid
-from app.services import calls
+from app.services import calls, media_presence
 from app.services.availability import parse_weekly, save_availability
 from app.services.calls import CallAccess, CallConfig
 from app.services.lifecycle import clock, load_request, schedule
@@ -129,11 +129,14 @@ def sweep_reminders(session, settings, when: datetime | str) -> int:  # type: ig
 
 
 def both_present(session, request, when: datetime) -> None:  # type: ignore[no-untyped-def]
+    """Both in the room, and their media connected (their pages' reports)."""
     session.execute(
         update(CallRequest)
         .where(CallRequest.id == request.id)
         .values(buyer_present=True, seller_present=True, buyer_joined_at=when, seller_joined_at=when)
     )
+    for party in ("buyer", "seller"):
+        media_presence.page_connected(session, request.id, party, f"{party}-window", when)
 
 
 class TestProposeAndAccept:
@@ -245,7 +248,7 @@ class TestTheWholeSchedule:
         started = TUESDAY_START + timedelta(minutes=1)
         both_present(db_session, request, started)
         with at(started):
-            ends_at = clock.start_clock(db_session, request.id, now=utcnow(), duration_seconds=300)
+            ends_at = clock.start_when_connected(db_session, request.id, now=utcnow(), duration_seconds=300)
         assert ends_at == started + timedelta(seconds=300)
         with at(ends_at):
             assert clock.complete_call(db_session, request.id, ended_by="timer", config=call_config, now=utcnow())

@@ -1,10 +1,13 @@
 """An accepted call: its clock starts, it ends (completed), or it never happens (no-shows, a
-refused capture).
+technical failure, a refused capture).
 
 Each function is one move of the table (``table.py``) with its audit row, tasks and emails. The
+clock starts when both parties' media is connected at the same time (``start_when_connected``,
+from the intervals of ``app.services.media_presence``), never because a page says "joined". The
 end is enforced three times over (the ETA task, the sweep, the provider), and each path is the
 same ``complete`` move, so whichever comes first wins and the others change nothing. The winner
-writes the seller's earning (a ledger row, UNIQUE per call and kind) and has the room deleted.
+settles the call (``settlement``: the split, the seller's earning, the buyer's refund) and has
+the room deleted.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import logging
 import uuid
 from datetime import datetime, timedelta
 from functools import partial
+from typing import Any
 
 from sqlalchemy import ColumnElement
 from sqlalchemy.orm import Session
@@ -20,12 +24,13 @@ from sqlalchemy.orm import Session
 from app import metrics
 from app.config import Settings
 from app.db import on_commit
-from app.formats import iso
-from app.models import CallRequest, CancelReason, PaymentState, RequestStatus
+from app.formats import format_money, iso
+from app.models import CallRequest, CallSettlement, CancelReason, RequestStatus, SettlementOutcome
 from app.queue import enqueue_after_commit, enqueue_now
-from app.services import ledger
+from app.services import media_presence, settlement_text
 from app.services.audit import record_event
-from app.services.calls import CallConfig, rate_url
+from app.services.calls import CallConfig, problem_url, rate_url
+from app.services.lifecycle import settlement
 from app.services.lifecycle._moves import due_batch, move_request, move_requests, require_request
 from app.services.lifecycle.notices import email_context, notify
 from tasks import call_endings as call_ending_tasks
@@ -38,28 +43,45 @@ SYSTEM = "system"
 TIMER_ENDS = ("timer", "sweep")
 
 
-def start_clock(session: Session, call_id: uuid.UUID, *, now: datetime, duration_seconds: int) -> datetime | None:
-    """The one move that starts the call, the first time both parties are present within the
-    join window: ``started_at = now``, ``ends_at = now + duration``. The end is scheduled after
-    commit (``end_call`` with ``eta=ends_at``). Returns ``ends_at``, or None if it had started."""
-    ends_at = now + timedelta(seconds=duration_seconds)
+def start_clock(
+    session: Session, call_id: uuid.UUID, *, at: datetime, now: datetime, duration_seconds: int
+) -> datetime | None:
+    """The one move that starts the call: ``started_at = at`` (the moment both parties' media was
+    first connected, which the caller measured), ``ends_at = at + duration``, if that moment is
+    within the join window. The end is scheduled after commit (``end_call`` with ``eta=ends_at``).
+    Returns ``ends_at``, or None if it had started (or the window had passed)."""
+    ends_at = at + timedelta(seconds=duration_seconds)
     started = move_request(
         session,
         "start_clock",
         call_id,
         CallRequest.started_at.is_(None),
-        CallRequest.buyer_present.is_(True),
-        CallRequest.seller_present.is_(True),
-        CallRequest.join_deadline > now,
+        CallRequest.join_deadline > at,
         now=now,
-        values={"started_at": now, "ends_at": ends_at},
+        values={"started_at": at, "ends_at": ends_at},
     )
     if not started:
         return None
-    record_event(session, "call.started", ref_id=call_id, actor=SYSTEM, payload={"ends_at": iso(ends_at)})
+    payload = {"ends_at": iso(ends_at), "started_at": iso(at)}
+    record_event(session, "call.started", ref_id=call_id, actor=SYSTEM, payload=payload)
     on_commit(session, metrics.call_started)
     enqueue_after_commit(session, call_ending_tasks.end_call, str(call_id), eta=ends_at)
     return ends_at
+
+
+def start_when_connected(
+    session: Session, call_id: uuid.UUID, *, now: datetime, duration_seconds: int
+) -> datetime | None:
+    """Start the clock if both parties' media has been connected at the same time, as the call's
+    own source says (the built-in room's pages, or Daily): "joined" alone never starts it."""
+    call = require_request(session, call_id)
+    if call.started_at is not None or call.status != RequestStatus.ACCEPTED:
+        return None
+    both = media_presence.spans(session, call.id, media_presence.source_for(call), now)
+    together = media_presence.first_overlap(both)
+    if together is None:
+        return None
+    return start_clock(session, call.id, at=min(together, now), now=now, duration_seconds=duration_seconds)
 
 
 def complete_call(
@@ -71,10 +93,11 @@ def complete_call(
     now: datetime,
     release_room_later: bool = True,
 ) -> bool:
-    """ACCEPTED (started) → COMPLETED. ``ended_by`` is ``timer`` or ``sweep`` (only once ``ends_at``
-    has passed), ``seller`` or ``admin`` (any time after the start). The room is deleted by a task
-    after commit unless the caller (the timer task) deletes it itself. False when the call was not
-    one that could end now (already ended, not started, or not yet due)."""
+    """ACCEPTED (started) → COMPLETED, settled by who ended it and when (``settlement``).
+    ``ended_by`` is ``timer`` or ``sweep`` (only once ``ends_at`` has passed), ``seller``,
+    ``buyer`` or ``admin`` (any time after the start). The room is deleted by a task after commit
+    unless the caller (the timer task) deletes it itself. False when the call was not one that
+    could end now (already ended, not started, or not yet due)."""
     conditions: list[ColumnElement[bool]] = [CallRequest.started_at.is_not(None)]
     if ended_by in TIMER_ENDS:
         conditions.append(CallRequest.ends_at <= now)
@@ -106,24 +129,27 @@ def end_overdue_calls(session: Session, now: datetime, settings: Settings) -> di
 
 def apply_no_shows(session: Session, now: datetime, settings: Settings) -> dict[str, int]:
     """Sweep step: calls still not started at their join deadline are cancelled. Only the buyer
-    absent → buyer_no_show, the seller is paid; otherwise (the seller absent, or both joined but
-    never at the same time) → seller_no_show, the buyer gets their money back."""
+    absent → buyer_no_show, the seller is paid; the seller absent (or both) → seller_no_show, the
+    buyer gets their money back; both joined but their media never connected together →
+    technical_failure, the buyer gets their money back and nobody pays a fee."""
     due = (
         CallRequest.status == RequestStatus.ACCEPTED,
         CallRequest.started_at.is_(None),
         CallRequest.join_deadline <= now,
     )
-    only_buyer_absent = (CallRequest.seller_joined_at.is_not(None), CallRequest.buyer_joined_at.is_(None))
+    seller_in, buyer_in = CallRequest.seller_joined_at.is_not(None), CallRequest.buyer_joined_at.is_not(None)
+    config = CallConfig.from_settings(settings)
     counts = {}
-    for reason, conditions in (
-        (CancelReason.BUYER_NO_SHOW, (*due, *only_buyer_absent)),
-        (CancelReason.SELLER_NO_SHOW, due),
+    for move, reason, conditions in (
+        ("no_show", CancelReason.BUYER_NO_SHOW, (*due, seller_in, CallRequest.buyer_joined_at.is_(None))),
+        ("technical_failure", CancelReason.TECHNICAL_FAILURE, (*due, seller_in, buyer_in)),
+        ("no_show", CancelReason.SELLER_NO_SHOW, due),
     ):
         cancelled = move_requests(
-            session, "no_show", due_batch(*conditions), now=now, values={"cancel_reason": reason, "cancelled_at": now}
+            session, move, due_batch(*conditions), now=now, values={"cancel_reason": reason, "cancelled_at": now}
         )
         for call_id in cancelled:
-            _no_show(session, call_id, reason, now=now)
+            _did_not_happen(session, call_id, reason, config=config, now=now)
         counts[f"{reason.value}s"] = len(cancelled)
     return counts
 
@@ -145,32 +171,45 @@ def mark_payment_failed(session: Session, request_id: uuid.UUID, *, now: datetim
 
 def _completed(session: Session, call_id: uuid.UUID, *, ended_by: str, config: CallConfig, now: datetime) -> None:
     call = require_request(session, call_id)
-    _earn(session, call, now=now)
+    outcome = settlement.outcome_of_end(call, ended_by)
+    settled = settlement.settle(session, call.id, outcome, minimum_seconds=config.early_end_minimum_seconds, now=now)
     record_event(session, "call.ended", ref_id=call.id, actor=SYSTEM, payload={"ended_by": ended_by})
     on_commit(session, partial(metrics.call_ended, ended_by, ends_at=call.ends_at, ended_at=call.ended_at))
     context = email_context(session, call) | {
         "rate_url": rate_url(config.app_url, config.secret_key, call),
         "ended_by": ended_by,
     }
-    notify(session, call, "call_completed", context=context)
+    notify(session, call, "call_completed", context=context, party_context=settled_context(call, settled, config))
 
 
-def _no_show(session: Session, call_id: uuid.UUID, reason: CancelReason, *, now: datetime) -> None:
+def _did_not_happen(
+    session: Session, call_id: uuid.UUID, reason: CancelReason, *, config: CallConfig, now: datetime
+) -> None:
     call = require_request(session, call_id)
     record_event(session, f"call.{reason.value}", ref_id=call.id, actor=SYSTEM)
     enqueue_after_commit(session, call_ending_tasks.release_room, str(call.id))
-    if reason == CancelReason.BUYER_NO_SHOW:
-        _earn(session, call, now=now)
-    else:
-        enqueue_after_commit(session, call_ending_tasks.refund_no_show, str(call.id))
-    notify(session, call, reason.value)
+    settled = settlement.settle(session, call.id, SettlementOutcome(reason.value), minimum_seconds=0, now=now)
+    notify(session, call, reason.value, party_context=settled_context(call, settled, config))
 
 
-def _earn(session: Session, call: CallRequest, *, now: datetime) -> None:
-    """The seller's earning for this call, once, if the money was collected."""
-    state = call.transaction.payment_state
-    if state != PaymentState.CAPTURED:
-        # Nothing was collected (a refused or reversed payment): there is nothing to owe.
-        log.warning("no earning for this call", extra={"request_id": str(call.id), "state": state})
-        return
-    ledger.record_earning(session, call, now=now)
+def settled_context(call: CallRequest, settled: CallSettlement, config: CallConfig) -> dict[str, dict[str, Any]]:
+    """Each party's part of a settled call's emails: what it means for their money (the same
+    sentence the end screen shows) and their "report a problem" link."""
+    split = {
+        "refund_cents": settled.refund_cents,
+        "fee_cents": settled.fee_cents,
+        "seller_net_cents": settled.net_cents,
+        "refund_amount": format_money(settled.refund_cents, settled.currency),
+        "fee_amount": format_money(settled.fee_cents, settled.currency),
+        "seller_net_amount": format_money(settled.net_cents, settled.currency),
+        "kept_amount": format_money(settled.gross_cents - settled.refund_cents, settled.currency),
+        "outcome": settled.outcome.value,
+    }
+    return {
+        party: split
+        | {
+            "outcome_text": settlement_text.describe(call, settled, party),
+            "problem_url": problem_url(config.app_url, config.secret_key, call, party),
+        }
+        for party in ("buyer", "seller")
+    }

@@ -56,8 +56,10 @@ def notify(
     *,
     parties: tuple[str, ...] = PARTIES,
     context: dict[str, Any] | None = None,
+    party_context: dict[str, dict[str, Any]] | None = None,
 ) -> None:
-    """Queue ``<cause>_<party>`` for each of ``parties``; the dedupe keys make a repeat a no-op."""
+    """Queue ``<cause>_<party>`` for each of ``parties``, each with ``context`` and its own part
+    of ``party_context`` (its links, its sentence); the dedupe keys make a repeat a no-op."""
     context = context if context is not None else email_context(session, call_request)
     recipients = {"buyer": call_request.buyer_email}
     if "seller" in parties:
@@ -67,6 +69,6 @@ def notify(
             session,
             recipient=recipients[party],
             template=f"{cause}_{party}",
-            context=context,
+            context=context | (party_context or {}).get(party, {}),
             dedupe_key=f"{cause}:{party}:{call_request.id}",
         )

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from app.models import CallRequest, LedgerKind, PaymentState, Transaction
+from app.models import CallRequest, CallSettlement, LedgerKind, PaymentState, Transaction
 from app.services import ledger
 from app.services.audit import record_event
 from app.services.lifecycle._moves import move_payment
@@ -53,6 +53,34 @@ def mark_refunded(session: Session, call: CallRequest, *, now: datetime, payload
     if moved:
         record_event(session, "payment.refunded", ref_id=call.id, actor=SYSTEM, payload=payload)
     return moved
+
+
+def record_partial_refund(
+    session: Session, call: CallRequest, total_cents: int, *, now: datetime, payload: dict[str, Any] | None = None
+) -> bool:
+    """ChatLink has given back ``total_cents`` of this payment so far (a settlement's share for
+    unused time, an admin's refund of a problem): ``refunded_cents`` only ever grows to it, so a
+    ``charge.refunded`` that got here first counts once; all of it makes the payment REFUNDED."""
+    transaction = call.transaction
+    amount = min(max(total_cents, 0), transaction.gross_cents)
+    if amount >= transaction.gross_cents:
+        return mark_refunded(session, call, now=now, payload=payload)
+    grew = session.execute(
+        update(Transaction)
+        .where(Transaction.id == transaction.id, Transaction.refunded_cents < amount)
+        .values(refunded_cents=amount, updated_at=now)
+        .returning(Transaction.id)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    if grew is not None:
+        record_event(
+            session,
+            "payment.partly_refunded",
+            ref_id=call.id,
+            actor=SYSTEM,
+            payload={"cents": amount, **(payload or {})},
+        )
+    return grew is not None
 
 
 def sync_refund(session: Session, transaction: Transaction, amount_cents: int, *, now: datetime) -> bool:
@@ -117,10 +145,17 @@ def close_dispute(session: Session, transaction: Transaction, dispute: dict[str,
 
 def _seller_share(session: Session, call: CallRequest, transaction: Transaction, disputed_cents: int) -> int:
     """The part of the seller's earning for this call that the disputed amount stands for, rounded
-    half up; nothing when the seller earned nothing from it (the call never happened)."""
+    half up; nothing when the seller earned nothing from it (the call never happened). The earning
+    stands for what the buyer kept paying: the gross, less the settlement's refund of unused time."""
     earned = ledger.call_entry_cents(session, call.id, LedgerKind.EARNING)
-    disputed = min(max(disputed_cents, 0), transaction.gross_cents)
-    share = (earned * disputed * 2 + transaction.gross_cents) // (2 * transaction.gross_cents)
+    settled_refund = session.scalar(
+        select(CallSettlement.refund_cents).where(CallSettlement.call_request_id == call.id)
+    )
+    kept = transaction.gross_cents - (settled_refund or 0)
+    if earned <= 0 or kept <= 0:
+        return 0
+    disputed = min(max(disputed_cents, 0), kept)
+    share = (earned * disputed * 2 + kept) // (2 * kept)
     return min(share, earned)
 
 

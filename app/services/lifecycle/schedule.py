@@ -28,13 +28,12 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.formats import iso
-from app.models import CallRequest, CancelReason, PaymentState, RequestStatus
+from app.models import CallRequest, CancelReason, RequestStatus, SettlementOutcome
 from app.queue import enqueue_after_commit
 from app.refusals import Conflict, Forbidden, Invalid
-from app.services import ledger
 from app.services.audit import record_event
 from app.services.availability import load_availability, within_hours
-from app.services.lifecycle import invitations
+from app.services.lifecycle import invitations, settlement
 from app.services.lifecycle._moves import SWEEP_BATCH, move_request, require_request
 from app.services.scheduling import (
     MIN_LEAD,
@@ -177,7 +176,8 @@ def cancel_by_buyer(session: Session, call: CallRequest, *, config: ScheduleConf
         enqueue_after_commit(session, call_ending_tasks.release_room, str(call.id))
     call = require_request(session, call.id)
     if not in_time:
-        _earn(session, call, now=now)
+        # Settled as a buyer no-show: the buyer pays, the seller earns the net (lifecycle.settlement).
+        settlement.settle(session, call.id, SettlementOutcome.BUYER_NO_SHOW, minimum_seconds=0, now=now)
     cause = "call_cancelled" if in_time else "call_cancelled_late"
     invitations.send_invitations(session, call, cause=cause, method="CANCEL", config=config, now=now)
     return call
@@ -242,10 +242,3 @@ def _why_not(session: Session, call_id: uuid.UUID, now: datetime, *, asking: boo
     if call.join_deadline is not None and call.join_deadline <= now:
         return Conflict("call_over", "This call is no longer on.")
     return Conflict("changed", "The call changed meanwhile. Reload the page.")
-
-
-def _earn(session: Session, call: CallRequest, *, now: datetime) -> None:
-    """The seller's earning after a late cancellation, once, if the money was collected (the
-    same rule as a buyer no-show)."""
-    if call.transaction.payment_state == PaymentState.CAPTURED:
-        ledger.record_earning(session, call, now=now)

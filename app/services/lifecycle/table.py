@@ -60,10 +60,16 @@ REQUEST_MOVES: dict[str, Move[RequestStatus]] = {
         Move("keep_schedule", (ACCEPTED,), ACCEPTED, "the other party keeps the agreed time"),
         Move("buyer_cancel", (ACCEPTED,), CANCELLED, "the buyer cancels in time, reason buyer_cancelled"),
         Move("buyer_cancel_late", (ACCEPTED,), CANCELLED, "the buyer cancels inside the notice, reason buyer_no_show"),
-        Move("start_clock", (ACCEPTED,), ACCEPTED, "both in the room, the clock starts"),
-        Move("complete", (ACCEPTED,), COMPLETED, "time is up, or a party ends it"),
+        Move("start_clock", (ACCEPTED,), ACCEPTED, "both parties' media connected, the clock starts"),
+        Move("complete", (ACCEPTED,), COMPLETED, "time is up, or a party ends it, settled by who ended it and when"),
         Move("fail_payment", (ACCEPTED,), CANCELLED, "capture refused, reason payment_failed"),
         Move("no_show", (ACCEPTED,), CANCELLED, "join window passed, reason buyer_no_show or seller_no_show"),
+        Move(
+            "technical_failure",
+            (ACCEPTED,),
+            CANCELLED,
+            "join window passed, both joined but media never connected, reason technical_failure",
+        ),
     )
 }
 

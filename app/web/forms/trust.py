@@ -1,14 +1,18 @@
-"""Forms of the block list, reports, ratings, the admin area and the account page."""
+"""Forms of the block list, reports, problem reports, ratings, the admin area and the account page."""
 
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import EmailField, HiddenField, PasswordField, RadioField, TextAreaField
+from wtforms import DecimalField, EmailField, HiddenField, PasswordField, RadioField, TextAreaField
 from wtforms.fields.choices import SelectChoice  # type: ignore[attr-defined]  # types-WTForms predates it
-from wtforms.validators import DataRequired, Length, Optional
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
 from app.models.calls import COMMENT_MAX
+from app.services.problems import DETAILS_MAX
+from app.services.problems import NOTE_MAX as PROBLEM_NOTE_MAX
+from app.services.problems import REASONS as PROBLEM_REASONS
 from app.services.safety import NOTE_MAX, REASONS, TEXT_MAX
+from app.web.forms.money import finite
 
 
 class EmptyForm(FlaskForm):
@@ -62,3 +66,35 @@ class EraseForm(FlaskForm):
 
 class DeleteAccountForm(FlaskForm):
     password = PasswordField("Your password", validators=[DataRequired("Enter your password to confirm.")])
+
+
+class ProblemForm(FlaskForm):
+    """ "Report a problem with this call": what went wrong, in a few words."""
+
+    reason = RadioField(
+        "What went wrong?",
+        choices=[SelectChoice(value, label) for value, label in PROBLEM_REASONS.items()],
+        validators=[DataRequired("Choose what went wrong.")],
+    )
+    details = TextAreaField(
+        "Tell us more (optional)",
+        validators=[Optional(), Length(max=DETAILS_MAX, message=f"Keep it under {DETAILS_MAX} characters.")],
+    )
+
+
+class ProblemRefundForm(FlaskForm):
+    """The admin's refund of a problem case, typed in the currency's major unit (``12.50``)."""
+
+    amount = DecimalField(
+        "Refund",
+        places=2,
+        validators=[InputRequired("Enter an amount."), finite, NumberRange(min=0, message="Enter a positive amount.")],
+    )
+    note = TextAreaField("Note to both parties", validators=[Optional(), Length(max=PROBLEM_NOTE_MAX)])
+
+
+class ProblemCloseForm(FlaskForm):
+    note = TextAreaField(
+        "Note to both parties",
+        validators=[DataRequired("Write a short note the parties will read."), Length(max=PROBLEM_NOTE_MAX)],
+    )

@@ -178,10 +178,11 @@ def buyer_join_url(drill: Drill, request_id: uuid.UUID, *, timeout: float = 30) 
 
 
 def enter_call(drill: Drill, request_id: uuid.UUID, join_url: str) -> dict[str, Any]:
-    """What a party's call page does on Join: ``join``, then ``presence: joined``."""
+    """What a party's call page does on Join and once its media flows: ``join``, then ``presence:
+    connected`` (the drills' calls use the built-in room, where the pages' word starts the clock)."""
     body = {"requestId": str(request_id), "token": token_of(join_url), "clientId": f"drill-{uuid.uuid4().hex[:12]}"}
     joined = requests.post(f"{drill.url}/api/video/join", json=body, timeout=15)
     assert joined.status_code == 200, joined.text
-    present = requests.post(f"{drill.url}/api/video/presence", json={**body, "state": "joined"}, timeout=15)
+    present = requests.post(f"{drill.url}/api/video/presence", json={**body, "state": "connected"}, timeout=15)
     assert present.status_code == 200, present.text
     return present.json()
