@@ -69,69 +69,75 @@ class PaywallView:
         return next((words for bound, words in ANSWER_HINTS if self.median_answer_seconds <= bound), None)
 
 
-def _paywall_query() -> Select[Any]:
-    profiles, users, ratings, calls = (
-        Profile.__table__.c,
-        User.__table__.c,
-        Rating.__table__.c,
-        CallRequest.__table__.c,
-    )
-    rating = (
+_PROFILES, _USERS = Profile.__table__.c, User.__table__.c
+
+
+def _rating_summary() -> Any:
+    ratings = Rating.__table__.c
+    return (
         select(func.count(ratings.id).label("rating_count"), func.avg(ratings.stars).label("rating_average"))
-        .where(ratings.seller_id == profiles.user_id)
+        .where(ratings.seller_id == _PROFILES.user_id)
         .lateral("rating_summary")
     )
-    completed = (
+
+
+def _completed_calls() -> Any:
+    calls = CallRequest.__table__.c
+    return (
         select(func.count().label("completed_calls"))
-        .where(calls.seller_id == profiles.user_id, calls.status == RequestStatus.COMPLETED.value)
+        .where(calls.seller_id == _PROFILES.user_id, calls.status == RequestStatus.COMPLETED.value)
         .lateral("completed")
     )
+
+
+def _answer_times() -> Any:
+    """How long the seller took to accept or decline, over their latest decisions: count and median."""
+    calls = CallRequest.__table__.c
     answered_at = func.coalesce(calls.accepted_at, calls.declined_at)
     latest = (
         select(cast(func.extract("epoch", answered_at - calls.created_at), Float).label("seconds"))
-        .where(calls.seller_id == profiles.user_id, answered_at.is_not(None))
+        .where(calls.seller_id == _PROFILES.user_id, answered_at.is_not(None))
         .order_by(calls.created_at.desc())
         .limit(ANSWERS_CONSIDERED)
         .correlate(Profile.__table__)
         .subquery("latest")
     )
-    answers = (
-        select(
-            func.count().label("answers"),
-            func.percentile_cont(0.5).within_group(latest.c.seconds).label("median_answer_seconds"),
-        )
+    median = func.percentile_cont(0.5).within_group(latest.c.seconds)
+    return (
+        select(func.count().label("answers"), median.label("median_answer_seconds"))
         .select_from(latest)
         .lateral("answers")
     )
+
+
+def _paywall_query() -> Select[Any]:
+    rating, completed, answers = _rating_summary(), _completed_calls(), _answer_times()
     # Table columns, not ORM entities, run on the session's connection: this is the hottest
     # read in the product, and the ORM layer would double its CPU cost for a dozen plain values.
+    columns = (
+        _PROFILES.id,
+        _PROFILES.user_id,
+        _PROFILES.slug,
+        _PROFILES.display_name,
+        _PROFILES.bio,
+        _PROFILES.price_cents,
+        _PROFILES.currency,
+        _PROFILES.photo_key,
+        _PROFILES.paused,
+        _USERS.deleted_at,
+        _USERS.suspended_at,
+        _USERS.email_verified_at,
+    )
     return (
-        select(
-            profiles.id,
-            profiles.user_id,
-            profiles.slug,
-            profiles.display_name,
-            profiles.bio,
-            profiles.price_cents,
-            profiles.currency,
-            profiles.photo_key,
-            profiles.paused,
-            users.deleted_at,
-            users.suspended_at,
-            users.email_verified_at,
-            rating.c.rating_count,
-            rating.c.rating_average,
-            completed.c.completed_calls,
-            answers.c.answers,
-            answers.c.median_answer_seconds,
-        )
+        select(*columns, rating.c.rating_count, rating.c.rating_average)
+        .add_columns(completed.c.completed_calls, answers.c.answers, answers.c.median_answer_seconds)
         .select_from(
-            Profile.__table__.join(User.__table__, users.id == profiles.user_id)
+            Profile.__table__.join(User.__table__, _USERS.id == _PROFILES.user_id)
             .join(rating, true())
             .join(completed, true())
             .join(answers, true())
         )
-        .where(profiles.slug == bindparam("slug"))
+        .where(_PROFILES.slug == bindparam("slug"))
     )
 
 
