@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from app.models import (
     CallRequest,
+    CallSettlement,
     CancelReason,
     EventLog,
     LedgerEntry,
@@ -260,7 +261,9 @@ class DayTotals:
 def daily_summary(session: Session, *, now: datetime, days: int = 30) -> list[DayTotals]:
     """Per UTC day, newest first, over the last ``days`` days: calls that took place, buyer
     no-shows (the seller keeps the money), and the gross, platform fee and seller net of both,
-    with any amount refunded afterwards shown apart. Days without calls are left out."""
+    with any amount refunded afterwards shown apart. The fee and the net are the call's
+    settlement where it has one (a call the seller ended early kept only part of the price).
+    Days without calls are left out."""
     days = max(1, min(days, SUMMARY_DAYS_MAX))
     finished_at = func.coalesce(CallRequest.ended_at, CallRequest.cancelled_at)
     day = cast(func.timezone("UTC", finished_at), Date).label("day")
@@ -272,11 +275,12 @@ def daily_summary(session: Session, *, now: datetime, days: int = 30) -> list[Da
             func.count(case((completed, 1))),
             func.count(case((~completed, 1))),
             func.sum(Transaction.gross_cents),
-            func.sum(Transaction.platform_fee_cents),
-            func.sum(Transaction.net_cents),
+            func.sum(func.coalesce(CallSettlement.fee_cents, Transaction.platform_fee_cents)),
+            func.sum(func.coalesce(CallSettlement.net_cents, Transaction.net_cents)),
             func.sum(Transaction.refunded_cents),
         )
         .join(Transaction, Transaction.id == CallRequest.transaction_id)
+        .outerjoin(CallSettlement, CallSettlement.call_request_id == CallRequest.id)
         .where(
             or_(
                 completed,

@@ -184,6 +184,30 @@ class TestReadModels:
         assert (totals.calls_completed, totals.gross_cents, totals.net_cents) == (2, 4500, 3600)
         assert admin.summary_totals([]) is None
 
+    def test_daily_summary_counts_what_an_early_ended_call_kept(self, db_session) -> None:
+        from app.models import CallSettlement, SettlementOutcome
+
+        now = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+        call = finished_call(ended_at=now - timedelta(hours=1), gross_cents=1000, fee_cents=200)
+        call.transaction.refunded_cents = 750  # the seller ended it early: 750 back to the buyer
+        db_session.add(
+            CallSettlement(
+                call_request_id=call.id,
+                outcome=SettlementOutcome.SELLER_ENDED_EARLY,
+                connected_seconds=75,
+                gross_cents=1000,
+                refund_cents=750,
+                fee_cents=50,
+                net_cents=200,
+                currency="usd",
+            )
+        )
+        db_session.flush()
+
+        [row] = admin.daily_summary(db_session, now=now, days=1)
+        assert (row.gross_cents, row.fee_cents, row.net_cents, row.refunded_cents) == (1000, 50, 200, 750)
+        assert row.fee_cents + row.net_cents + row.refunded_cents == row.gross_cents
+
     def test_counts_for_the_index(self, db_session) -> None:
         TransactionFactory(payment_state=PaymentState.DISPUTED)
         seller, staff = ProfileFactory().user, AdminFactory()
