@@ -65,6 +65,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     db.init_app(app, settings.database_url or "")
     app.extensions["storage"] = storage_for(settings)
     init_redis(app, settings.redis_url or "")
+    from app import live
+
+    live.configure(
+        live.LiveFeed(app.extensions["redis"], f"chatlink:{settings.celery_queue}", max_waiters=settings.live_waiters)
+    )
     csrf.init_app(app)
     login_manager.init_app(app)
     limiter.init_app(app)

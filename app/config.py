@@ -101,6 +101,9 @@ class Settings:
     trusted_proxies: int = 0
     sentry_dsn: str | None = None
     metrics_token: str | None = None
+    # Live pages: how many long-polls one web process lets wait at once (app/live.py).
+    live_waiters: int = 4
+    live_wait_seconds: int = 20
 
     @property
     def is_production(self) -> bool:
@@ -187,6 +190,8 @@ class Settings:
             trusted_proxies=reader.integer("TRUSTED_PROXIES", 0, low=0, high=5),
             sentry_dsn=reader.optional("SENTRY_DSN"),
             metrics_token=reader.optional("METRICS_TOKEN"),
+            live_waiters=reader.integer("LIVE_WAITERS", 4, low=0, high=256),
+            live_wait_seconds=reader.integer("LIVE_WAIT_SECONDS", 20, low=1, high=55),
         )
         if len(settings.currency) != 3 or not settings.currency.isalpha():
             raise ConfigError("CURRENCY: must be a three-letter ISO currency code such as usd")

@@ -1,9 +1,11 @@
 """The one way ChatLink writes a time on the wire and an amount of money for people.
 
 Times in the JSON API (and in anything a machine reads back) are ISO 8601 in UTC ending in ``Z``;
-people read a time in their own zone through ``format_when``.
-Money is integer minor units everywhere in the code; people see it through ``format_money``, on
-pages, in emails and in CSV alike, with the currency's own number of decimals.
+people read them with their zone said: in a named zone (``format_when``), or in UTC (``format_utc``)
+until their own browser puts it in theirs. Money is
+integer minor units everywhere in the code; people see it through ``format_money``, on pages, in
+emails and in CSV alike, with the currency's own number of decimals. The call's length has one
+phrase too (``call_length``).
 """
 
 from __future__ import annotations
@@ -55,3 +57,17 @@ def format_money(cents: int, currency: str, *, signed: bool = False) -> str:
     text = f"{symbol}{amount}" if symbol else f"{amount} {currency.upper()}"
     sign = MINUS if cents < 0 else ("+" if signed and cents > 0 else "")
     return sign + text
+
+
+def format_utc(value: datetime) -> str:
+    """``8 Dec 2026, 15:00 UTC``: a time for people who may be anywhere, with its zone said. Pages
+    show it inside ``<time datetime>`` until the viewer's browser puts it in their own zone
+    (``static/js/times.js``); emails keep it."""
+    utc = value.astimezone(UTC)
+    return f"{utc.day} {utc:%b %Y, %H:%M} UTC"
+
+
+def call_length(seconds: int) -> str:
+    """The call's length as every page, email and the checkout say it, from CALL_DURATION_SECONDS:
+    ``300`` → ``5-minute`` (as in "a 5-minute video call"); ``90`` → ``90-second``."""
+    return f"{seconds // 60}-minute" if seconds % 60 == 0 else f"{seconds}-second"

@@ -86,6 +86,9 @@ def settings(engine_urls: tuple[str, str], migrated: str, tmp_path_factory: pyte
             "INSTANCE_PATH": str(tmp_path_factory.mktemp("instance")),
             "SECRET_KEY": "test-secret-key-that-is-long-enough-0123456789",
             "LOG_LEVEL": "WARNING",
+            # Live pages' long-polls answer "nothing new" after a second, not twenty (the API fuzz
+            # calls them many times).
+            "LIVE_WAIT_SECONDS": "1",
         },
         dotenv=False,
     )

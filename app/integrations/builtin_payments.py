@@ -24,7 +24,6 @@ from app.integrations.payments import (
     CheckoutSnapshot,
     CreatedCheckout,
     PaymentError,
-    product_name,
     snapshot_of,
 )
 
@@ -190,7 +189,7 @@ class BuiltinGateway:
             "payment_intent": None, "expires_at": request.expires_at,
             "success_url": request.success_url, "cancel_url": request.cancel_url,
             "url": f"{self.app_url}/dev/checkout/{session_id}",
-            "_line_item": product_name(request.seller_name),
+            "_line_item": request.product_name,
             "_capture_method": "manual" if request.capture_manually else "automatic",
         }  # fmt: skip
         self._save("cs", session)

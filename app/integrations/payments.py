@@ -47,6 +47,7 @@ class PaymentError(Exception):
 class CheckoutRequest:
     seller_id: str
     seller_name: str
+    product_name: str  # "5-minute video call with Ada": what the buyer sees they are paying for
     checkout_id: str  # our Checkout row's id, also used as the idempotency key of the creation
     amount_cents: int
     currency: str
@@ -186,7 +187,7 @@ class StripeGateway:
                     "price_data": {
                         "currency": request.currency,
                         "unit_amount": request.amount_cents,
-                        "product_data": {"name": product_name(request.seller_name)},
+                        "product_data": {"name": request.product_name},
                     },
                 }
             ],
@@ -262,10 +263,6 @@ def _stripe_errors() -> Iterator[None]:
             status is not None and (status >= 500 or status in (409, 429))
         )
         raise PaymentError(exc.user_message or str(exc), transient=transient, code=exc.code) from exc
-
-
-def product_name(seller_name: str) -> str:
-    return f"5-minute video call with {seller_name}"
 
 
 # --- Choosing one --------------------------------------------------------------------------------

@@ -18,6 +18,8 @@ from app.models.payments import Transaction
 if TYPE_CHECKING:
     from app.models.settlement import CallSettlement
 
+COMMENT_MAX = 500  # a rating's comment
+
 
 class RequestStatus(enum.StrEnum):
     PENDING = "PENDING"
@@ -35,7 +37,7 @@ class CancelReason(enum.StrEnum):
     PAYMENT_FAILED = "payment_failed"
     ADMIN = "admin"
     SUSPENDED = "suspended"  # the seller was suspended before the call could happen
-    BUYER_CANCELLED = "buyer_cancelled"  # the buyer cancelled a scheduled call with enough notice
+    BUYER_CANCELLED = "buyer_cancelled"  # the buyer withdrew: before the seller answered, or a scheduled call in time
     TECHNICAL_FAILURE = "technical_failure"  # both joined, but media never connected between them
 
 
@@ -140,4 +142,6 @@ class Rating(Base):
     call_request_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("call_requests.id", ondelete="CASCADE"), unique=True)
     seller_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     stars: Mapped[int]
+    # What the buyer wrote with the stars, for the seller's eyes only (their dashboard).
+    comment: Mapped[str] = mapped_column(String(COMMENT_MAX), default="", server_default="")
     created_at: Mapped[datetime] = created_at_column()

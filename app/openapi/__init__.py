@@ -2,7 +2,7 @@
 at ``/api/docs``.
 
 The document is assembled from one module per area (``auth``, ``buyers``, ``sellers``, ``calls``,
-``admin``, ``operations``): each has ``TAG`` (name, description), ``PATHS`` (OpenAPI path items)
+``live``, ``admin``, ``operations``): each has ``TAG`` (name, description), ``PATHS`` (OpenAPI path items)
 and optionally ``SCHEMAS`` (component schemas). A new route goes into its area's ``PATHS``,
 written with ``app.openapi._build.operation``, which adds the error responses, the security
 requirement and the CSRF header from ``auth=`` and ``changes=``. A new area is a new module
@@ -16,10 +16,10 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from app.openapi import admin, auth, buyers, calls, operations, scheduling, sellers
+from app.openapi import admin, auth, buyers, calls, live, operations, scheduling, sellers
 from app.openapi._build import ERROR_SCHEMA, SECURITY_SCHEMES, error_responses
 
-AREAS: tuple[ModuleType, ...] = (auth, buyers, sellers, scheduling, calls, admin, operations)
+AREAS: tuple[ModuleType, ...] = (auth, buyers, sellers, scheduling, calls, live, admin, operations)
 VERSION = "1.0.0"
 
 DESCRIPTION = """\

@@ -119,6 +119,30 @@ PATHS: dict[str, dict[str, Any]] = {
             },
         )
     },
+    "/api/auth/email": {
+        "post": _op(
+            "Change the email",
+            changes=True,
+            description="Sends a confirmation link to `newEmail`; the account's email changes only when it is "
+            "opened (`POST /api/auth/email/confirm`, or the link's page), and the old address is told. The answer "
+            "is the same when `newEmail` already belongs to an account (whose owner is told instead).",
+            body=obj(("newEmail", "currentPassword"), newEmail=EMAIL, currentPassword=STRING),
+            ok={202: obj(("pendingEmail",), pendingEmail=EMAIL)},
+            errors=(403,),
+        )
+    },
+    "/api/auth/email/confirm": {
+        "post": _op(
+            "Confirm a new email",
+            auth="public",
+            changes=True,
+            description="The token of the link sent by `POST /api/auth/email`. Ends every session of the account; "
+            "a signed-in caller (of that account) stays signed in and gets a fresh `csrfToken`.",
+            body=obj(("token",), token={"type": "string", "maxLength": 1000}),
+            ok={200: obj(("user",), user=ref("User"), csrfToken=STRING)},
+            errors=(403, 409),
+        )
+    },
     "/api/account/delete": {
         "post": _op(
             "Delete the account",

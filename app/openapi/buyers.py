@@ -25,7 +25,7 @@ TAG = ("Buyers", "Paying for a call and following it. No account needed.")
 _STATUS = {"type": "string", "enum": ["processing", "pending", "accepted", "declined", "cancelled", "completed"]}
 SCHEMAS: dict[str, Schema] = {
     "BuyerStatus": obj(
-        ("status", "requestId", "sellerName", "expiresAt", "cancelReason", "joinUrl"),
+        ("status", "requestId", "sellerName", "expiresAt", "cancelReason", "joinUrl", "joinDeadline", "canCancel"),
         status=_STATUS,
         requestId=nullable(UUID),
         sellerName=STRING,
@@ -37,6 +37,11 @@ SCHEMAS: dict[str, Schema] = {
             "type": ["string", "null"],
             "description": "The buyer's call link, once accepted, and only for the browser that started the "
             "checkout (it holds that checkout's cookie). Everyone else gets null: the session id is no credential.",
+        },
+        joinDeadline={**OPTIONAL_TIME, "description": "Once accepted: join by then, or the call is cancelled."},
+        canCancel={
+            "type": "boolean",
+            "description": "True while pending, for the browser that started the checkout: it may cancel.",
         },
         outcome={
             "type": ["string", "null"],
@@ -95,7 +100,8 @@ PATHS: dict[str, dict[str, Any]] = {
         "get": _op(
             "The status of a paid request",
             auth="public",
-            description="Polled by the buyer's status page. `processing` until the payment's webhook arrived.",
+            description="The state of the buyer's request. `processing` until the payment's webhook arrived. "
+            "`GET /api/live/checkout` says when it changes.",
             parameters=[
                 {
                     **query_param("session_id", {"type": "string", "maxLength": 255}, "The Checkout Session id."),
@@ -106,13 +112,38 @@ PATHS: dict[str, dict[str, Any]] = {
             errors=(404,),
         )
     },
+    "/api/requests/status/cancel": {
+        "post": _op(
+            "Cancel a pending request (buyer)",
+            auth="public",
+            changes=True,
+            description="Only from the client that started the checkout (it holds that checkout's cookie): the "
+            "request is cancelled before the seller answered and the hold is released at once.",
+            body=obj(("sessionId",), sessionId={"type": "string", "minLength": 1, "maxLength": 255}),
+            ok={200: obj(("cancelled",), cancelled={"type": "boolean"})},
+            errors=(403, 404, 409),
+        )
+    },
     "/api/calls/{request_id}/rating": {
         "post": _op(
             "Rate a call (buyer)",
             auth="call",
             parameters=[_REQUEST_ID],
-            body=obj(("token", "stars"), token=STRING, stars={"type": "integer", "minimum": 1, "maximum": 5}),
-            ok={201: obj(("rating",), rating=obj(("stars", "createdAt"), stars={"type": "integer"}, createdAt=TIME))},
+            description="`comment` (optional) is shown to the seller only, on their dashboard.",
+            body=obj(
+                ("token", "stars"),
+                token=STRING,
+                stars={"type": "integer", "minimum": 1, "maximum": 5},
+                comment={"type": "string", "maxLength": 500},
+            ),
+            ok={
+                201: obj(
+                    ("rating",),
+                    rating=obj(
+                        ("stars", "comment", "createdAt"), stars={"type": "integer"}, comment=STRING, createdAt=TIME
+                    ),
+                )
+            },
             errors=(409,),
         )
     },

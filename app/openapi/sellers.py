@@ -108,6 +108,12 @@ def _op(summary: str, **kwargs: Any) -> dict[str, Any]:
     return operation(summary, tag=TAG[0], **kwargs)
 
 
+_DECISION_BODY = obj(
+    (),
+    startAt={**TIME, "description": "Accept only: one of the request's proposedStarts."},
+    message={"type": "string", "maxLength": 500, "description": "Decline only: for the buyer's email."},
+)
+
 PATHS: dict[str, dict[str, Any]] = {
     "/api/requests": {
         "get": _op(
@@ -128,13 +134,14 @@ PATHS: dict[str, dict[str, Any]] = {
             changes=True,
             description="Accept captures the buyer's payment and opens the room; decline releases the hold. An "
             "accept may send `startAt`, one of the request's `proposedStarts`: the call is then booked for that "
-            "time (both parties get a calendar invitation), otherwise it is for right now.",
+            "time (both parties get a calendar invitation), otherwise it is for right now. A decline may carry a "
+            "`message` for the buyer: it goes into the email that tells them.",
             parameters=[_REQUEST_ID, path_param("action", {"type": "string", "enum": ["accept", "decline"]})],
             ok={200: obj(("request",), request=ref("CallRequest"))},
             errors=(409,),
         )
         # The body is optional: without one, the accept is for right now (as before scheduling).
-        | {"requestBody": {"required": False, "content": {"application/json": {"schema": obj(startAt=TIME)}}}}
+        | {"requestBody": {"required": False, "content": {"application/json": {"schema": _DECISION_BODY}}}}
     },
     "/api/requests/{request_id}/block": {
         "post": _op(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import select
@@ -23,8 +23,11 @@ from sqlalchemy.orm import Session
 
 from app.db import utcnow
 from app.formats import iso
-from app.models import CallRequest, Checkout, Profile, Transaction
+from app.models import CallRequest, Checkout, Profile, RequestStatus, Transaction
+from app.refusals import Forbidden, NotFound
 from app.services.calls import after_the_call
+from app.services.lifecycle.decisions import buyer_cancel_pending
+from app.services.ratings import buyer_rating
 from app.services.requests import accepted_join_url
 
 
@@ -53,6 +56,11 @@ class BuyerStatus:
     amount_cents: int
     currency: str
     join_url: str | None = None  # the buyer's link to the call, once accepted
+    join_deadline: datetime | None = None  # join by then, or the call is cancelled
+    # For the browser that paid only: it may cancel while pending, and rate once the call ended.
+    can_cancel: bool = False
+    rate_url: str | None = None
+    rated_stars: int | None = None
     proposed_starts: tuple[datetime, ...] = ()
     scheduled_start: datetime | None = None  # the start the seller accepted (None: right away)
     time_zone: str = "UTC"  # the buyer's, as they paid
@@ -71,6 +79,8 @@ class BuyerStatus:
             "expiresAt": iso(self.expires_at),
             "cancelReason": self.cancel_reason,
             "joinUrl": self.join_url,
+            "joinDeadline": iso(self.join_deadline),
+            "canCancel": self.can_cancel,
             "proposedStarts": [iso(start) for start in self.proposed_starts],
             "scheduledStart": iso(self.scheduled_start),
             "outcome": self.outcome,
@@ -100,10 +110,9 @@ def buyer_status(
         if call_request
         else {}
     )
-    if not _browser_matches(checkout, browser_key):
-        # The problem link carries the buyer's call credential, like the join link.
-        after.pop("problem_url", None)
-    return BuyerStatus(
+    # The problem link carries the buyer's call credential, like the join link: the paying browser's only.
+    problem_url = after.get("problem_url")
+    status = BuyerStatus(
         session_id=session_id,
         status=call_request.status.value.lower() if call_request else "processing",
         seller_name=name or "The seller",
@@ -113,14 +122,47 @@ def buyer_status(
         cancel_reason=call_request.cancel_reason.value if call_request and call_request.cancel_reason else None,
         amount_cents=checkout.amount_cents,
         currency=checkout.currency,
-        join_url=accepted_join_url(call_request, "buyer", app_url=app_url, secret_key=secret_key)
-        if call_request and _browser_matches(checkout, browser_key)
-        else None,
+        join_deadline=call_request.join_deadline if call_request else None,
         proposed_starts=tuple(call_request.proposed_starts if call_request else checkout.proposed_starts),
         scheduled_start=call_request.scheduled_start if call_request else None,
         time_zone=checkout.buyer_time_zone or "UTC",
-        **after,
+        outcome=after.get("outcome"),
     )
+    if call_request is None or not _browser_matches(checkout, browser_key):
+        return status
+    status = replace(status, problem_url=problem_url)
+    return _for_the_buyer(session, status, call_request, app_url=app_url, secret_key=secret_key)
+
+
+def _for_the_buyer(
+    session: Session, status: BuyerStatus, call_request: CallRequest, *, app_url: str, secret_key: str
+) -> BuyerStatus:
+    """What only the browser that paid sees: the join link, cancelling, rating."""
+    rating = buyer_rating(session, call_request, "buyer", app_url=app_url, secret_key=secret_key)
+    return replace(
+        status,
+        join_url=accepted_join_url(call_request, "buyer", app_url=app_url, secret_key=secret_key),
+        can_cancel=call_request.status == RequestStatus.PENDING,
+        rate_url=rating.url,
+        rated_stars=rating.stars,
+    )
+
+
+def cancel_by_buyer(session: Session, session_id: str, *, browser_key: str | None, now: datetime) -> None:
+    """The buyer withdraws their pending request from the status page: only the browser that paid
+    may (the Checkout Session id alone is no credential). The hold is released right after commit."""
+    row = session.execute(
+        select(Checkout, CallRequest.id)
+        .join(Transaction, Transaction.stripe_checkout_session_id == Checkout.stripe_checkout_session_id)
+        .join(CallRequest, CallRequest.transaction_id == Transaction.id)
+        .where(Checkout.stripe_checkout_session_id == session_id)
+    ).one_or_none()
+    if row is None:
+        raise NotFound("not_found", "No paid request has this session id.")
+    checkout, request_id = row
+    if not _browser_matches(checkout, browser_key):
+        raise Forbidden("not_your_browser", "Only the browser you paid from can cancel. Reply to your receipt email.")
+    buyer_cancel_pending(session, request_id, now=now)
 
 
 @dataclass(frozen=True)

@@ -19,14 +19,14 @@ import hmac
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.formats import iso
+from app.formats import call_length, format_when, iso
 from app.integrations.video import VideoError, VideoProvider
 from app.models import CallRequest, PaymentState, Profile, RequestStatus
 from app.queue import RetryLater
@@ -226,8 +226,9 @@ def provision_room(
     context = email_context(session, call) | {
         "join_url": join_url(config.app_url, config.secret_key, call, "buyer"),
         "join_deadline": iso(call.join_deadline),
-        "join_deadline_text": call.join_deadline.astimezone(UTC).strftime("%d %b %Y, %H:%M UTC"),
-        "duration_minutes": _minutes(config.duration_seconds),
+        # In the buyer's own zone when they gave one at checkout, and always with the zone said.
+        "join_deadline_text": format_when(call.join_deadline, call.buyer_time_zone or "UTC"),
+        "call_length": call_length(config.duration_seconds),
     }
     queue_email(
         session,
@@ -350,7 +351,3 @@ def _parse_id(value: str) -> uuid.UUID | None:
         return uuid.UUID(str(value))
     except ValueError:
         return None
-
-
-def _minutes(seconds: int) -> int:
-    return max(1, round(seconds / 60))

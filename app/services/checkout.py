@@ -24,8 +24,9 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from app import metrics
+from app.config import Settings
 from app.db import on_commit
-from app.formats import format_money, format_when, iso
+from app.formats import call_length, format_money, format_when, iso
 from app.integrations.payments import CheckoutRequest, CheckoutSnapshot, PaymentError, PaymentGateway
 from app.models import (
     CallRequest,
@@ -79,6 +80,7 @@ def start_checkout(
     proposed_starts: Sequence[datetime] = (),
     buyer_time_zone: str | None = None,
     schedule: ScheduleConfig | None = None,
+    call_seconds: int = Settings.call_duration_seconds,
 ) -> Checkout:
     """Open (or, for a repeated ``submission_key``, find again) the checkout for this buyer.
 
@@ -87,7 +89,8 @@ def start_checkout(
 
     ``browser_key_hash`` is the hash of the key the caller gives the submitting browser; a
     repeated submission rebinds the checkout to the newest key (the same form is only ever in
-    one browser, whose cookie the repeat's answer overwrites).
+    one browser, whose cookie the repeat's answer overwrites). ``call_seconds`` (the setting
+    CALL_DURATION_SECONDS) names the product at the checkout.
 
     Raises a refusal: 404 unknown seller, 409 seller not taking calls, 403 blocked
     email, 503 the gateway failed (the caller rolls back, so nothing is kept), 422 proposed
@@ -133,6 +136,7 @@ def start_checkout(
     request = CheckoutRequest(
         seller_id=str(user.id),
         seller_name=profile.display_name,
+        product_name=f"{call_length(call_seconds)} video call with {profile.display_name}",
         checkout_id=str(checkout_id),
         amount_cents=profile.price_cents,
         currency=profile.currency,

@@ -26,6 +26,7 @@ from app.models import LedgerEntry, LedgerKind, PayoutRequest, PayoutStatus, Pro
 from app.refusals import Conflict, Forbidden, Invalid, NotFound
 from app.services import ledger, transfers
 from app.services.audit import record_event, user_actor
+from app.services.lifecycle.notices import seller_contact
 from app.services.outbox import queue_email
 
 MIN_PAYOUT_CENTS = 1000
@@ -205,13 +206,17 @@ def _email_seller(session: Session, payout: PayoutRequest, template: str, extra:
 
 
 def _tell_admins(session: Session, payout: PayoutRequest) -> None:
+    """Every admin hears of a payout to pay, with the seller named: the queue is not the only
+    place an admin decides from."""
+    seller = seller_contact(session, payout.seller_id)
+    context = {**_email_context(payout), "seller_name": seller["name"], "seller_email": seller["email"]}
     admins = session.scalars(select(User).where(User.role == Role.ADMIN, User.deleted_at.is_(None)))
     for admin in admins:
         queue_email(
             session,
             recipient=admin.email,
             template="payout_requested_admin",
-            context=_email_context(payout),
+            context=context,
             dedupe_key=f"payout_requested_admin:{payout.id}:{admin.id}",
         )
 

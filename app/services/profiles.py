@@ -1,5 +1,6 @@
-"""Sellers' public profiles: the rules for names, slugs, bios and prices, saving a profile, and the
-read models of the paywall and the dashboard.
+"""Sellers' public profiles: the rules for names, slugs, bios and prices, saving a profile, and
+whether a seller can be booked now. (The paywall's read model is ``app.services.paywall``; the
+dashboard's is ``app.services.overview``.)
 
 A slug is the seller's public address (``/u/<slug>``). It is generated from the display name
 (transliterated to ASCII, so "José Núñez" becomes ``jose-nunez``), checked against a list of
@@ -20,12 +21,12 @@ from datetime import datetime
 from typing import Any
 
 from anyascii import anyascii
-from sqlalchemy import Select, bindparam, func, select, true, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session
 
 from app.db import affected_rows
-from app.models import CallRequest, Profile, Rating, RequestStatus, User
+from app.models import Profile, User
 from app.refusals import Conflict, Invalid
 
 DISPLAY_NAME_MAX = 60
@@ -34,7 +35,6 @@ PRICE_MIN_CENTS = 100
 PRICE_MAX_CENTS = 100000
 PRICE_DEFAULT_CENTS = 1000
 SLUG_MIN, SLUG_MAX = 3, 40
-RATINGS_SHOWN_FROM = 3  # fewer ratings say more about luck than about the seller
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")
 # Route names, the product's own name and words that suggest authority.
@@ -246,10 +246,10 @@ def seller_unavailable_reason(user: User, profile: Profile | None) -> Unavailabl
     from the most to the least permanent, so the reason shown is the one that matters."""
     if profile is None:
         return "deleted"
-    return _unavailable_reason(user.deleted_at, user.suspended_at, user.email_verified_at, profile.paused)
+    return unavailable_reason(user.deleted_at, user.suspended_at, user.email_verified_at, profile.paused)
 
 
-def _unavailable_reason(
+def unavailable_reason(
     deleted_at: datetime | None, suspended_at: datetime | None, verified_at: datetime | None, paused: bool
 ) -> UnavailableReason | None:
     if deleted_at is not None:
@@ -261,124 +261,3 @@ def _unavailable_reason(
     if paused:
         return "paused"
     return None
-
-
-# --- Read models ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PaywallView:
-    """Everything the paywall page shows, read in one query. Plain values: the template never
-    touches the database."""
-
-    profile_id: uuid.UUID
-    seller_id: uuid.UUID
-    slug: str
-    display_name: str
-    bio: str
-    price_cents: int
-    currency: str
-    photo_key: str | None
-    unavailable_reason: UnavailableReason | None
-    rating_count: int
-    rating_average: float | None
-
-    @property
-    def is_live(self) -> bool:
-        return self.unavailable_reason is None
-
-    @property
-    def shows_rating(self) -> bool:
-        return self.rating_count >= RATINGS_SHOWN_FROM
-
-
-def _paywall_query() -> Select[Any]:
-    profiles, users, ratings = Profile.__table__.c, User.__table__.c, Rating.__table__.c
-    summary = (
-        select(func.count(ratings.id).label("rating_count"), func.avg(ratings.stars).label("rating_average"))
-        .where(ratings.seller_id == profiles.user_id)
-        .lateral("rating_summary")
-    )
-    # Table columns, not ORM entities, run on the session's connection: this is the hottest
-    # read in the product, and the ORM layer would double its CPU cost for a dozen plain values.
-    return (
-        select(
-            profiles.id,
-            profiles.user_id,
-            profiles.slug,
-            profiles.display_name,
-            profiles.bio,
-            profiles.price_cents,
-            profiles.currency,
-            profiles.photo_key,
-            profiles.paused,
-            users.deleted_at,
-            users.suspended_at,
-            users.email_verified_at,
-            summary.c.rating_count,
-            summary.c.rating_average,
-        )
-        .select_from(Profile.__table__.join(User.__table__, users.id == profiles.user_id).join(summary, true()))
-        .where(profiles.slug == bindparam("slug"))
-    )
-
-
-# Built once: SQLAlchemy then reuses its cache key and compiled form on every request.
-_PAYWALL_QUERY = _paywall_query()
-
-
-def load_paywall(session: Session, slug: str) -> PaywallView | None:
-    """The paywall's data for ``slug`` in ONE query (profile, seller, rating summary), or None
-    when no profile has that slug."""
-    row = session.connection().execute(_PAYWALL_QUERY, {"slug": slug}).one_or_none()
-    if row is None:
-        return None
-    return PaywallView(
-        profile_id=row.id,
-        seller_id=row.user_id,
-        slug=row.slug,
-        display_name=row.display_name,
-        bio=row.bio,
-        price_cents=row.price_cents,
-        currency=row.currency,
-        photo_key=row.photo_key,
-        unavailable_reason=_unavailable_reason(row.deleted_at, row.suspended_at, row.email_verified_at, row.paused),
-        rating_count=int(row.rating_count),
-        rating_average=round(float(row.rating_average), 1) if row.rating_average is not None else None,
-    )
-
-
-@dataclass(frozen=True)
-class DashboardView:
-    profile: Profile | None
-    status: str  # "live", "setup" (no profile yet), or an unavailable reason
-    pending_requests: list[CallRequest]
-
-
-def load_dashboard(session: Session, *, user: User, now: datetime, limit: int = 50) -> DashboardView:
-    """The seller's profile, status and the PENDING requests still waiting for an answer."""
-    profile = get_profile(session, user.id)
-    status = "setup" if profile is None else (seller_unavailable_reason(user, profile) or "live")
-    pending = list(
-        session.scalars(
-            select(CallRequest)
-            .options(joinedload(CallRequest.transaction))
-            .where(
-                CallRequest.seller_id == user.id,
-                CallRequest.status == RequestStatus.PENDING,
-                CallRequest.expires_at > now,
-            )
-            .order_by(CallRequest.created_at.desc())
-            .limit(limit)
-        )
-    )
-    return DashboardView(profile=profile, status=status, pending_requests=pending)
-
-
-# --- Wording ----------------------------------------------------------------------------------
-
-
-# Currencies whose smallest unit is the whole unit (Stripe's list), and the symbols we show.
-def call_length_label(seconds: int) -> str:
-    """``300`` → ``5-minute``; ``90`` → ``90-second``."""
-    return f"{seconds // 60}-minute" if seconds % 60 == 0 else f"{seconds}-second"

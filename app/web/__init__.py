@@ -6,9 +6,10 @@ from flask import Flask
 
 
 def register_blueprints(app: Flask) -> None:
-    from app.web import auth, health, input_guard, pages, security
+    from app.web import auth, health, input_guard, pages, presentation, security
 
     security.init_security_headers(app)
+    presentation.init_presentation(app)
     input_guard.init_input_guard(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(pages.bp)
@@ -28,9 +29,10 @@ def register_blueprints(app: Flask) -> None:
 
     app.register_blueprint(seller_requests.bp)
 
-    from app.web import dev_checkout, payments, webhooks
+    from app.web import buyer, dev_checkout, payments, webhooks
 
     app.register_blueprint(payments.bp)
+    app.register_blueprint(buyer.bp)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(dev_checkout.bp)
 
@@ -52,7 +54,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(admin_transfers.bp)
     app.register_blueprint(metrics.bp)
 
-    from app.web import admin, privacy, problems, safety, sessions
+    from app.web import account_email, admin, privacy, problems, safety, sessions
 
     app.register_blueprint(safety.bp)
     app.register_blueprint(problems.bp)
@@ -60,7 +62,9 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(admin.bp)
     app.register_blueprint(privacy.bp)
     app.register_blueprint(sessions.bp)
+    app.register_blueprint(account_email.bp)
 
-    from app.web import api_docs
+    from app.web import api_docs, live
 
     app.register_blueprint(api_docs.bp)
+    app.register_blueprint(live.bp)

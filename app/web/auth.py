@@ -257,7 +257,8 @@ def login() -> ResponseReturnValue:
         else:
             db.session.commit()
             _start_session(user)
-            return redirect(safe_next(form.next.data), 303)
+            # An admin's home is the admin area, not a seller dashboard they have no use for.
+            return redirect(safe_next(form.next.data, default="/admin" if user.is_admin else AFTER_LOGIN), 303)
     body, status = _page("auth/login.html", form, status=429 if headers else 200)
     return body, status, headers
 

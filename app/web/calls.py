@@ -22,7 +22,7 @@ from app.errors import ApiError
 from app.extensions import csrf, redis_client
 from app.integrations.video import VideoProvider, video_provider
 from app.refusals import Conflict
-from app.services import call_endings, call_presence, calls
+from app.services import call_endings, call_presence, calls, ratings
 from app.services.calls import AccessDenied, CallAccess, CallConfig
 from app.services.signaling import CLIENT_ID, PresenceSlots, Signaling, validate_message
 from app.web.schedule import waiting_room
@@ -47,8 +47,18 @@ def call_page(request_id: str) -> Response:
     if access.ended:
         state = calls.call_state(access.call, utcnow(), party=access.party)
         problem = f"/call/{access.call.id}/problem?t={request.args['t']}" if state.get("problemReportOpen") else None
+        rating = ratings.buyer_rating(
+            db.session, access.call, access.party, app_url=settings.app_url, secret_key=settings.secret_key
+        )
         page_html = render_template(
-            "call/ended.html", call=access.call, party=access.party, state=state, problem=problem
+            "call/ended.html",
+            call=access.call,
+            party=access.party,
+            state=state,
+            problem=problem,
+            seller_name=page.other_name,
+            rate_url=rating.url,
+            rating_stars=rating.stars,
         )
         return _private(page_html, 410)
     if access.call.join_opens_at is not None and utcnow() < access.call.join_opens_at:

@@ -24,25 +24,26 @@ from flask import Blueprint, Response, abort, current_app, jsonify, redirect, re
 from flask.typing import ResponseReturnValue
 from werkzeug.wrappers import Response as BaseResponse
 
+from app import live
 from app.db import db, utcnow
 from app.errors import ApiError, refusal_status
 from app.extensions import limiter, redis_client
-from app.formats import format_money, format_when
+from app.formats import call_length, format_money, format_when
 from app.integrations.payments import payment_gateway
 from app.models import Checkout
 from app.refusals import Refusal
 from app.services.buyer_status import abandoned_checkout, buyer_status, hash_browser_key
 from app.services.checkout import CHECKOUT_TTL, start_checkout
-from app.services.profiles import call_length_label, load_paywall
+from app.services.paywall import load_paywall
 from app.services.scheduling import ScheduleConfig, parse_instants
 from app.web.forms.paywall import NOTE_MAX, PaywallForm
+from app.web.live import page_version
 from app.web.paywall import render_paywall
 
 bp = Blueprint("payments", __name__)
 
 # Each attempt opens a session at Stripe: generous for a person, a wall for a script.
 checkout_limit = limiter.shared_limit("20/minute;200/hour", scope="checkout", methods=["POST"])
-POLL_SECONDS = 3  # the status page's script
 REFRESH_SECONDS = 5  # the same page without JavaScript
 BROWSER_KEY_COOKIE = "chatlink_checkout_"
 
@@ -98,6 +99,7 @@ def _start(
         proposed_starts=proposed_starts or (),
         buyer_time_zone=time_zone,
         schedule=ScheduleConfig.from_settings(settings),
+        call_seconds=settings.call_duration_seconds,
     )
 
 
@@ -181,6 +183,7 @@ def _valid_email(value: str) -> bool:
 def success() -> ResponseReturnValue:
     settings = current_app.extensions["settings"]
     session_id = request.args.get("session_id", "")[:255]
+    version = page_version(live.checkout_channel(session_id))  # before the data (app/live.py)
     status = buyer_status(
         db.session,
         session_id,
@@ -196,29 +199,15 @@ def success() -> ResponseReturnValue:
             view=status,
             amount=format_money(status.amount_cents, status.currency),
             capture_manual=settings.payment_capture == "manual",
-            call_label=call_length_label(settings.call_duration_seconds),
-            expires_in=_time_left(status.expires_at),
-            poll_seconds=POLL_SECONDS,
+            call_label=call_length(settings.call_duration_seconds),
+            live_version=version,
             # Without JavaScript: quick while the payment is confirmed, then gently.
             refresh_seconds=REFRESH_SECONDS if status.status == "processing" else 30,
-            when=lambda value: format_when(value, status.time_zone),
+            in_buyer_zone=lambda value: format_when(value, status.time_zone),
         )
     )
     response.headers["Cache-Control"] = "no-store"
     return response
-
-
-def _time_left(expires_at: datetime | None) -> str | None:
-    """``in about 23 hours`` / ``in 12 minutes``, as the page says it before its script runs."""
-    if expires_at is None:
-        return None
-    seconds = int((expires_at - utcnow()).total_seconds())
-    if seconds <= 0:
-        return "now"
-    if seconds >= 2 * 3600:
-        return f"in about {round(seconds / 3600)} hours"
-    minutes = max(1, seconds // 60)
-    return f"in {minutes} minute{'s' if minutes != 1 else ''}"
 
 
 @bp.get("/cancel")

@@ -13,15 +13,10 @@ from flask.typing import ResponseReturnValue
 
 from app.db import db, utcnow
 from app.extensions import limiter
-from app.formats import format_local, format_money
+from app.formats import call_length, format_local, format_money
 from app.services.availability import load_availability, next_window, time_zone_names, windows
-from app.services.profiles import (
-    SLUG_MAX,
-    SLUG_PATTERN,
-    PaywallView,
-    call_length_label,
-    load_paywall,
-)
+from app.services.paywall import PaywallView, load_paywall
+from app.services.profiles import SLUG_MAX, SLUG_PATTERN
 from app.web.forms.paywall import PaywallForm
 from app.web.profile import photo_url
 
@@ -56,7 +51,7 @@ def render_paywall(
     when the payments blueprint re-renders it) and an optional ``message`` above the form."""
     settings = current_app.extensions["settings"]
     price = format_money(profile_view.price_cents, profile_view.currency)
-    call_label = call_length_label(settings.call_duration_seconds)
+    call_label = call_length(settings.call_duration_seconds)
     availability = load_availability(db.session, profile_view.seller_id)
     now = utcnow()
     html = render_template(

@@ -17,7 +17,7 @@ from app.errors import ApiError, refusal_status
 from app.extensions import limiter
 from app.refusals import Refusal
 from app.services import privacy
-from app.web.forms.auth import ChangePasswordForm
+from app.web.forms.auth import ChangeEmailForm, ChangePasswordForm
 from app.web.forms.trust import DeleteAccountForm
 
 bp = Blueprint("privacy", __name__)
@@ -39,14 +39,20 @@ def account() -> ResponseReturnValue:
 
 
 def account_page(
-    form: DeleteAccountForm, status: int = 200, *, password_form: ChangePasswordForm | None = None
+    form: DeleteAccountForm,
+    status: int = 200,
+    *,
+    password_form: ChangePasswordForm | None = None,
+    email_form: ChangeEmailForm | None = None,
 ) -> Response:
-    """The account page; ``app.web.sessions`` renders it again with its password form's errors."""
+    """The account page; ``app.web.sessions`` and ``app.web.account_email`` render it again with
+    their form's errors."""
     html = render_template(
         "account.html",
         form=form,
         user=current_user,
         password_form=password_form or ChangePasswordForm(formdata=None),
+        email_form=email_form or ChangeEmailForm(formdata=None),
     )
     return make_response(html, status)
 

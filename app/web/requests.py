@@ -8,12 +8,13 @@ service; the loser of a race (double click, two tabs, the expiry sweep) gets 409
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 
 from flask import Blueprint, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
 
+from app import live
 from app.db import db, utcnow
 from app.errors import ApiError
 from app.formats import format_local, format_money, iso
@@ -24,9 +25,11 @@ from app.services.lifecycle.decisions import accept_request, decline_request
 from app.services.requests import LIST_LIMIT, accepted_join_url, list_requests, parse_status, serialize_request
 from app.services.scheduling import ScheduleConfig, parse_instant
 from app.web.forms.requests import DecisionForm
+from app.web.live import page_version
 
 bp = Blueprint("requests", __name__)
 
+NO_SCRIPT_REFRESH_SECONDS = 60
 FILTERS = ("all", "pending", "accepted", "declined", "cancelled", "completed")
 _STATUS_HELP = f"Use one of: {', '.join(FILTERS)}."
 
@@ -37,23 +40,25 @@ def page() -> ResponseReturnValue:
     chosen = (request.args.get("status") or "all").strip().lower()
     if chosen not in FILTERS:
         chosen = "all"
+    version = page_version(live.seller_channel(current_user.id))  # before the data (app/live.py)
     rows = list_requests(db.session, current_user.id, parse_status(chosen))
     zone = load_availability(db.session, current_user.id).time_zone
     return render_template(
         "requests.html",
         zone=zone,
-        local_time=lambda value: format_local(value, zone),
+        local_time=format_local,
         iso=iso,
         rows=rows,
         chosen=chosen,
         filters=FILTERS,
         join_urls={row.id: _join_url(row) for row in rows},
         money=format_money,
-        when=_when,
-        time_left=_time_left,
         limit=LIST_LIMIT,
         pending=RequestStatus.PENDING,
         accepted=RequestStatus.ACCEPTED,
+        capture_manual=current_app.extensions["settings"].payment_capture == "manual",
+        live_version=version,
+        refresh_seconds=NO_SCRIPT_REFRESH_SECONDS,
     )
 
 
@@ -62,11 +67,15 @@ def page() -> ResponseReturnValue:
 def decide_form(request_id: uuid.UUID, action: str) -> ResponseReturnValue:
     form = DecisionForm()
     back = (form.back.data or "").strip().lower()
-    target = url_for("requests.page", status=back) if back in FILTERS[1:] else url_for("requests.page")
+    if back == "dashboard":
+        target = url_for("dashboard.dashboard")
+    else:
+        target = url_for("requests.page", status=back) if back in FILTERS[1:] else url_for("requests.page")
     try:
         start_at = parse_instant(form.start_at.data, field="startAt") if form.start_at.data else None
-        _decide(action, request_id, start_at)
+        _decide(action, request_id, start_at, message=form.message.data or "")
     except (Conflict, Invalid) as refusal:
+        db.session.rollback()
         flash(refusal.message, "error")
         return redirect(target, code=303)
     if action == "accept" and form.start_at.data:
@@ -92,15 +101,20 @@ def api_list() -> ResponseReturnValue:
 @bp.post("/api/requests/<uuid:request_id>/<any(accept, decline):action>")
 @login_required
 def api_decide(request_id: uuid.UUID, action: str) -> ResponseReturnValue:
-    body = request.get_json(silent=True) or {}
-    raw = body.get("startAt") if isinstance(body, dict) and action == "accept" else None
+    body = request.get_json(silent=True)
+    body = body if isinstance(body, dict) else {}
+    raw = body.get("startAt") if action == "accept" else None
     start_at = parse_instant(raw, field="startAt") if raw is not None else None
-    return jsonify(request=_serialize(_decide(action, request_id, start_at)))
+    message = body.get("message") if action == "decline" else None
+    if message is not None and not isinstance(message, str):
+        raise ApiError(422, "message must be text.", fields={"message": "Text, up to 500 characters."})
+    return jsonify(request=_serialize(_decide(action, request_id, start_at, message=message or "")))
 
 
-def _decide(action: str, request_id: uuid.UUID, start_at: datetime | None = None) -> CallRequest:
+def _decide(action: str, request_id: uuid.UUID, start_at: datetime | None = None, *, message: str = "") -> CallRequest:
     """Run the seller's decision and commit; a refusal is answered by app/errors.py. ``start_at``:
-    accept for one of the buyer's proposed times instead of for right now."""
+    accept for one of the buyer's proposed times instead of for right now; ``message``: the
+    seller's words to the buyer with a decline."""
     settings = current_app.extensions["settings"]
     if action == "accept":
         call_request = accept_request(
@@ -113,7 +127,7 @@ def _decide(action: str, request_id: uuid.UUID, start_at: datetime | None = None
             schedule=ScheduleConfig.from_settings(settings),
         )
     else:
-        call_request = decline_request(db.session, request_id, seller_id=current_user.id, now=utcnow())
+        call_request = decline_request(db.session, request_id, seller_id=current_user.id, now=utcnow(), message=message)
     db.session.commit()
     return call_request
 
@@ -125,16 +139,3 @@ def _serialize(call_request: CallRequest) -> dict[str, object]:
 def _join_url(call_request: CallRequest) -> str | None:
     settings = current_app.extensions["settings"]
     return accepted_join_url(call_request, "seller", app_url=settings.app_url, secret_key=settings.secret_key)
-
-
-def _when(value: datetime | None) -> str:
-    return value.astimezone(UTC).strftime("%d %b %Y, %H:%M UTC") if value else ""
-
-
-def _time_left(deadline: datetime) -> str:
-    """``"3 h 20 min left"``; the page is static, so this is as of the page load."""
-    minutes = max(0, int((deadline - utcnow()).total_seconds()) // 60)
-    if minutes == 0:
-        return "less than a minute left"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min left" if hours else f"{minutes} min left"

@@ -257,7 +257,8 @@ def rate_page(request_id: uuid.UUID) -> ResponseReturnValue:
         status = 422
         if form.validate_on_submit():
             try:
-                ratings.rate_call(db.session, call, ratings.parse_stars(form.stars.data), now=utcnow())
+                stars = ratings.parse_stars(form.stars.data)
+                ratings.rate_call(db.session, call, stars, now=utcnow(), comment=form.comment.data or "")
             except Refusal as refusal:
                 db.session.rollback()
                 status, message = refusal_status(refusal), refusal.message
@@ -282,9 +283,10 @@ def rate_page(request_id: uuid.UUID) -> ResponseReturnValue:
 def api_rate(request_id: uuid.UUID) -> ResponseReturnValue:
     body = _json_body()
     call = safety.buyer_call(db.session, request_id, _text(body, "token"), secret_key=_settings().secret_key)
-    rating = ratings.rate_call(db.session, call, ratings.parse_stars(body.get("stars")), now=utcnow())
+    stars = ratings.parse_stars(body.get("stars"))
+    rating = ratings.rate_call(db.session, call, stars, now=utcnow(), comment=_text(body, "comment"))
     db.session.commit()
-    return jsonify(rating={"stars": rating.stars, "createdAt": iso(rating.created_at)}), 201
+    return jsonify(rating={"stars": rating.stars, "comment": rating.comment, "createdAt": iso(rating.created_at)}), 201
 
 
 def _json_body() -> dict[str, Any]:

@@ -270,6 +270,8 @@
         show(element, false);
       });
     $("call-ended-text").textContent = message;
+    // The buyer rates a call that took place (it had started) right here, not only from the email.
+    if ($("call-rate")) show($("call-rate"), Boolean(call.endsAt));
     show($("call-ended"), true);
     setStatus("This call has ended.");
   }

@@ -105,3 +105,17 @@ def test_a_refused_seller_changes_nothing(client, db_session) -> None:
     assert db_session.get(User, target.id).suspended_at is None
     assert db_session.get(Report, report.id).status == ReportStatus.OPEN
     assert db_session.scalars(select(EventLog).where(EventLog.type.like("admin.%"))).all() == []
+
+
+def test_an_admin_lands_on_the_admin_area_after_log_in(client, db_session) -> None:
+    import re
+
+    from tests.factories import PASSWORD, AdminFactory
+
+    admin = AdminFactory()
+    page = client.get("/login").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"|name="csrf_token" value="([^"]+)"', page)
+    response = client.post(
+        "/login", data={"email": admin.email, "password": PASSWORD, "csrf_token": token.group(1) or token.group(2)}
+    )
+    assert response.status_code == 303 and response.headers["Location"] == "/admin"

@@ -43,6 +43,15 @@ class TestTheRoom:
         assert 'id="end-button"' in html
         assert "Waiting for your buyer" in html
 
+    def test_the_sellers_title_names_the_buyer_and_shows_their_note(self, client, db_session) -> None:
+        call = accepted_call()
+        call.note = "Pricing <b>help</b>"
+        db_session.flush()
+        html = page(client, call, "seller").get_data(as_text=True)
+        assert f'<h1 class="call-title">Your call with {call.buyer_email}</h1>' in html
+        assert "Their note:</span> Pricing &lt;b&gt;help&lt;/b&gt;" in html
+        assert "Their note" not in page(client, call, "buyer").get_data(as_text=True)
+
     def test_the_link_is_never_cached_or_leaked_as_a_referer(self, client, db_session) -> None:
         response = page(client, accepted_call(), "buyer")
         assert response.headers["Cache-Control"] == "no-store"

@@ -223,6 +223,12 @@ class TestTestModeCheckout:
     def open(self, client) -> str:  # type: ignore[no-untyped-def]
         return SESSION_URL.match(post_paywall(client).headers["Location"]).group(1)
 
+    def test_the_product_name_says_the_call_length_of_the_setting(self, app, client, db_session, seller, monkeypatch):
+        settings = app.extensions["settings"]
+        monkeypatch.setitem(app.extensions, "settings", settings.replace(call_duration_seconds=90))
+        html = client.get(f"/dev/checkout/{self.open(client)}").get_data(as_text=True)
+        assert "90-second video call with Grace Hopper" in html
+
     def test_the_page_shows_seller_price_email_and_test_mode(self, client, db_session, seller):
         html = client.get(f"/dev/checkout/{self.open(client)}").get_data(as_text=True)
         assert "Test mode" in html
@@ -303,6 +309,8 @@ class TestBuyerStatus:
             "expiresAt": None,
             "cancelReason": None,
             "joinUrl": None,
+            "joinDeadline": None,
+            "canCancel": False,
             "proposedStarts": [],
             "scheduledStart": None,
             "outcome": None,
@@ -311,7 +319,7 @@ class TestBuyerStatus:
         html = client.get("/success?session_id=cs_test_waiting").get_data(as_text=True)
         assert "Confirming your payment" in html
         assert '<noscript><meta http-equiv="refresh" content="5"></noscript>' in html
-        assert "/static/js/status.js" in html
+        assert "/static/js/live.js" in html and 'data-live-url="/api/live/checkout?session_id=cs_test_waiting"' in html
         assert "<script>" not in html and "style=" not in html
 
     def test_pending_shows_the_seller_and_the_deadline(self, client, db_session, seller):
@@ -416,6 +424,7 @@ def test_the_sweep_expires_overdue_test_mode_sessions(app, db_session, redis, en
     request = CheckoutRequest(
         seller_id="s",
         seller_name="S",
+        product_name="5-minute video call with S",
         checkout_id="overdue",
         amount_cents=1000,
         currency="usd",

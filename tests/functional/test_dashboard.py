@@ -1,10 +1,11 @@
-"""/dashboard: link, status, pending requests, placeholders, and the script it loads."""
+"""/dashboard: the seller's overview (what needs them now, earnings, rating, recent calls and what
+buyers said), their link and status, plain forms for every action, and the live update."""
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from app.db import utcnow
-from app.models import RequestStatus
+from app.models import LedgerEntry, LedgerKind, Rating, RequestStatus, Role
 from tests.conftest import login
 from tests.factories import CallRequestFactory, ProfileFactory, TransactionFactory, UserFactory
 from tests.functional.test_profile_page import assert_no_inline_code, parse_tags
@@ -17,12 +18,27 @@ def dashboard(client) -> str:  # type: ignore[no-untyped-def]
     return response.get_data(as_text=True)
 
 
+def section(html: str, section_id: str) -> str:
+    start = html.index(f'id="{section_id}"')
+    return html[start:].split("</section>", 1)[0]
+
+
 class TestAccess:
     def test_needs_login(self, client) -> None:
         response = client.get("/dashboard")
         assert response.status_code in (302, 401)
         if response.status_code == 302:
             assert "/login" in response.headers["Location"]
+
+    def test_an_admin_without_a_seller_page_lands_on_the_admin_area(self, client, db_session) -> None:
+        login(client, UserFactory(role=Role.ADMIN))
+        response = client.get("/dashboard")
+        assert response.status_code == 302 and response.headers["Location"].endswith("/admin")
+
+    def test_an_admin_who_also_sells_keeps_their_dashboard(self, client, db_session) -> None:
+        profile = ProfileFactory(user=UserFactory(role=Role.ADMIN))
+        login(client, profile.user)
+        assert "Needs you now" in dashboard(client)
 
 
 class TestLinkAndStatus:
@@ -66,81 +82,136 @@ class TestLinkAndStatus:
         assert 'id="paywall-url"' not in page
 
 
-class TestSections:
-    def test_stable_section_ids_and_script(self, client, db_session) -> None:
+class TestNeedsYouNow:
+    def test_pending_requests_soonest_to_expire_first_with_time_left_and_plain_forms(self, client, db_session) -> None:
         profile = ProfileFactory()
-        login(client, profile.user)
-        page = dashboard(client)
-        tags = parse_tags(page)
-        ids = {attrs.get("id") for _, attrs in tags}
-        assert {"requests", "calls", "balance"} <= ids
-        requests = next(a for t, a in tags if a.get("id") == "requests")
-        assert requests["data-poll-url"] == "/api/requests?status=PENDING"
-        csrf = next(a for t, a in tags if t == "meta" and a.get("name") == "csrf-token")
-        assert len(csrf["content"]) > 20
-        assert any(t == "script" and a.get("src") == "/static/js/dashboard.js" for t, a in tags)
-        assert_no_inline_code(page)
-
-    def test_pending_requests_are_rendered_server_side(self, client, db_session) -> None:
-        profile = ProfileFactory()
-        waiting = CallRequestFactory(
+        later = CallRequestFactory(transaction=TransactionFactory(seller=profile.user))
+        sooner = CallRequestFactory(
             transaction=TransactionFactory(
                 seller=profile.user, gross_cents=2500, platform_fee_cents=500, net_cents=2000
             ),
             note="<b>Hi</b>\nsecond line",
+            expires_at=utcnow() + timedelta(hours=2, minutes=30),
         )
         CallRequestFactory(transaction=TransactionFactory(seller=profile.user), status=RequestStatus.DECLINED)
         CallRequestFactory(transaction=TransactionFactory(seller=profile.user), expires_at=utcnow() - timedelta(1))
         stranger = CallRequestFactory()
         login(client, profile.user)
-        page = dashboard(client)
-        assert waiting.buyer_email in page and stranger.buyer_email not in page
-        assert "&lt;b&gt;Hi&lt;/b&gt;\nsecond line" in page
-        assert "$25.00 · you get $20.00" in page
-        assert f'datetime="{waiting.expires_at.isoformat()}"' in page
-        tags = parse_tags(page)
-        actions = [(a["data-action"], a["data-id"]) for t, a in tags if t == "button" and "data-action" in a]
-        assert actions == [("accept", str(waiting.id)), ("decline", str(waiting.id))]
-        empty = next(a for t, a in tags if a.get("id") == "requests-empty")
-        assert "hidden" in empty
+        now = section(dashboard(client), "now")
+        assert now.index(sooner.buyer_email) < now.index(later.buyer_email)
+        assert stranger.buyer_email not in now
+        assert "&lt;b&gt;Hi&lt;/b&gt;\nsecond line" in now
+        assert "$25.00 · you get $20.00" in now
+        assert re.search(r"2 h (29|30) min left</span></span> to answer", now)
+        for item in (sooner, later):
+            assert f'action="/requests/{item.id}/accept"' in now
+            assert f'action="/requests/{item.id}/decline"' in now
+        assert now.count('<details class="decline-box">') == 2 and 'name="message"' in now
+        assert 'value="dashboard"' in now
+        assert 'id="requests-empty"' not in now
 
-    def test_empty_request_list_says_so(self, client, db_session) -> None:
+    def test_times_are_time_elements_in_utc_with_the_zone_said(self, client, db_session) -> None:
+        profile = ProfileFactory()
+        created = datetime(2026, 12, 8, 15, 4, tzinfo=UTC)
+        CallRequestFactory(
+            transaction=TransactionFactory(seller=profile.user), created_at=created, expires_at=utcnow() + timedelta(1)
+        )
+        login(client, profile.user)
+        page = dashboard(client)
+        assert '<time datetime="2026-12-08T15:04:00Z" data-local="datetime">8 Dec 2026, 15:04 UTC</time>' in page
+        assert any(t == "script" and a.get("src") == "/static/js/times.js" for t, a in parse_tags(page))
+
+    def test_an_accepted_call_has_its_join_button_at_once(self, client, db_session) -> None:
+        profile = ProfileFactory()
+        call = CallRequestFactory(
+            transaction=TransactionFactory(seller=profile.user),
+            status=RequestStatus.ACCEPTED,
+            accepted_at=utcnow(),
+            join_deadline=utcnow() + timedelta(minutes=15),
+            join_key="j" * 43,
+        )
+        login(client, profile.user)
+        now = section(dashboard(client), "now")
+        calls = now[now.index('id="calls"') :]
+        assert f"/call/{call.id}?t=" in calls and call.buyer_email in calls and "Join call" in calls
+        assert "Join by" in calls and "min left" in calls
+
+    def test_nothing_to_do_says_so(self, client, db_session) -> None:
+        login(client, ProfileFactory().user)
+        now = section(dashboard(client), "now")
+        assert 'id="requests-empty"' in now and "Nothing needs you right now" in now
+
+
+class TestNumbersAndFeedback:
+    def test_earnings_this_week_and_month_from_the_ledger(self, client, db_session) -> None:
+        profile = ProfileFactory()
+        now = utcnow()
+        monday = (now - timedelta(days=now.weekday())).replace(hour=0, minute=0, second=0, microsecond=0)
+        first = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        rows = [
+            (1200, now),  # this week and month
+            (300, monday - timedelta(seconds=1)),  # last week; this month unless the month began since
+            (700, first - timedelta(seconds=1)),  # last month
+        ]
+        for cents, at in rows:
+            entry = LedgerEntry(seller_id=profile.user_id, kind=LedgerKind.EARNING, amount_cents=cents, currency="usd")
+            entry.created_at = at
+            db_session.add(entry)
+        payout = LedgerEntry(seller_id=profile.user_id, kind=LedgerKind.PAYOUT, amount_cents=-900, currency="usd")
+        db_session.add(payout)
+        db_session.flush()
+        login(client, profile.user)
+        numbers = section(dashboard(client), "numbers")
+        week = re.search(r'data-stat="week">([^<]+)<', numbers).group(1)
+        month = re.search(r'data-stat="month">([^<]+)<', numbers).group(1)
+        expected_month = 1200 + (300 if monday - timedelta(seconds=1) >= first else 0)
+        assert week == "$12.00"
+        assert month == f"${expected_month / 100:.2f}"
+
+    def test_the_seller_reads_each_rating_and_its_comment(self, client, db_session) -> None:
+        profile = ProfileFactory()
+        for stars, comment in ((5, "Clear & kind <3"), (3, "")):
+            call = CallRequestFactory(
+                transaction=TransactionFactory(seller=profile.user), status=RequestStatus.COMPLETED, ended_at=utcnow()
+            )
+            db_session.add(Rating(call_request_id=call.id, seller_id=profile.user_id, stars=stars, comment=comment))
+        db_session.flush()
+        login(client, profile.user)
+        page = dashboard(client)
+        ratings = section(page, "ratings")
+        assert "“Clear &amp; kind &lt;3”" in ratings
+        assert "5 out of 5" in ratings and "3 out of 5" in ratings
+        assert "4.0" in section(page, "numbers") and "2 ratings" in section(page, "numbers")
+        assert "Recent calls" in section(page, "recent") and "Completed" in section(page, "recent")
+
+
+class TestLiveAndScripts:
+    def test_live_regions_the_long_poll_and_the_fallback(self, client, db_session) -> None:
         profile = ProfileFactory()
         login(client, profile.user)
-        tags = parse_tags(dashboard(client))
-        empty = next(a for t, a in tags if a.get("id") == "requests-empty")
-        assert "hidden" not in empty
+        page = dashboard(client)
+        tags = parse_tags(page)
+        main = next(a for t, a in tags if t == "main")
+        assert main["data-live-url"] == "/api/live/seller" and main["data-live-version"].isdigit()
+        regions = {a.get("id") for t, a in tags if "data-live-region" in a}
+        assert regions == {"now", "numbers", "recent", "ratings"}
+        assert '<noscript><meta http-equiv="refresh" content="60"></noscript>' in page
+        scripts = {a.get("src") for t, a in tags if t == "script"}
+        assert {"/static/js/dashboard.js", "/static/js/live.js"} <= scripts
+        assert_no_inline_code(page)
+
+    def test_the_scripts_never_put_markup_from_data_into_the_page(self, client) -> None:
+        for name in ("dashboard", "live", "times"):
+            response = client.get(f"/static/js/{name}.js")
+            assert response.status_code == 200
+            source = response.get_data(as_text=True)
+            response.close()
+            assert "innerHTML" not in source and "eval(" not in source, name
 
 
-class TestScript:
-    def test_dashboard_script_is_served_and_speaks_the_api(self, client) -> None:
-        response = client.get("/static/js/dashboard.js")
-        assert response.status_code == 200
-        source = response.get_data(as_text=True)
-        response.close()
-        assert "X-CSRFToken" in source and '"/api/requests/"' in source
-        assert "innerHTML" not in source  # buyer-provided text only ever goes through textContent
-        assert "setInterval(refresh, POLL_MS)" in source and "POLL_MS = 5000" in source
-
-
-def test_dashboard_shows_accepted_calls_with_the_join_link_and_the_balance(client, db_session) -> None:
-    from app.db import utcnow
-    from app.models import LedgerEntry, LedgerKind, RequestStatus
-    from tests.conftest import login
-    from tests.factories import CallRequestFactory, ProfileFactory, TransactionFactory
-
+def test_the_balance_card_stays(client, db_session) -> None:
     profile = ProfileFactory()
-    call = CallRequestFactory(
-        transaction=TransactionFactory(seller=profile.user),
-        status=RequestStatus.ACCEPTED,
-        accepted_at=utcnow(),
-        join_key="j" * 43,
-    )
     db_session.add(LedgerEntry(seller_id=profile.user_id, kind=LedgerKind.EARNING, amount_cents=1234, currency="usd"))
     db_session.flush()
     login(client, profile.user)
-    html = client.get("/dashboard").get_data(as_text=True)
-    calls = html.split('id="calls"', 1)[1].split("</section>", 1)[0]
-    assert f"/call/{call.id}?t=" in calls and call.buyer_email in calls
-    balance = html.split('id="balance"', 1)[1].split("</section>", 1)[0]
-    assert "$12.34" in balance
+    assert "$12.34" in section(dashboard(client), "balance")

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import event
 
 from app.db import db, utcnow
-from app.models import Rating
-from app.services.profiles import load_paywall
+from app.models import Rating, RequestStatus
+from app.services.paywall import load_paywall
 from app.web.forms.paywall import PaywallForm
 from app.web.paywall import render_paywall
 from tests.conftest import login
@@ -99,6 +99,19 @@ class TestLivePaywall:
         monkeypatch.setitem(app.extensions, "settings", settings.replace(call_duration_seconds=600))
         ProfileFactory(slug="jane")
         assert "10-minute video call" in client.get("/u/jane").get_data(as_text=True)
+
+    def test_a_sellers_page_proof_hold_line_and_no_account_links(self, client, db_session) -> None:
+        profile = ProfileFactory(slug="jane", display_name="Jane Doe")
+        add_ratings(db_session, profile, 5, 5, 4)
+        for _ in range(3):
+            CallRequestFactory(transaction=TransactionFactory(seller=profile.user), status=RequestStatus.COMPLETED)
+        page = client.get("/u/jane").get_data(as_text=True)
+        proof = page[page.index('class="seller-proof"') :].split("</ul>", 1)[0]
+        assert "4.7" in proof and "from 3 ratings" in proof and "calls completed" in proof
+        assert "Paying only places a hold on your card" in page
+        for account_link in ('href="/login"', 'href="/signup"', 'href="/dashboard"', "Log in", "Sign up"):
+            assert account_link not in page
+        assert "<script" not in page
 
     def test_is_not_cached_by_shared_caches(self, client, db_session) -> None:
         ProfileFactory(slug="jane")
@@ -234,8 +247,11 @@ class TestBudget:
         client.get("/u/jane")
         with count_queries() as statements:
             response = client.get("/u/jane")
-        assert response.status_code == 200 and "/logout" in response.get_data(as_text=True)  # really logged in
+        assert response.status_code == 200
         assert len(statements) <= 3, statements
+        # Really logged in, yet the seller's page offers the visitor no account links of ours.
+        assert client.get("/account").status_code == 200
+        assert "/logout" not in response.get_data(as_text=True)
 
     def test_html_and_css_under_50_kb(self, client, db_session) -> None:
         # Worst case: longest name and bio, a photo and ratings.

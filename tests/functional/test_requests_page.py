@@ -25,7 +25,7 @@ def signed_in(client, seller):  # type: ignore[no-untyped-def]
 
 def page_token(client) -> str:  # type: ignore[no-untyped-def]
     html = client.get("/requests").get_data(as_text=True)
-    return re.search(r'<meta name="csrf-token" content="([^"]+)"', html).group(1)
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
 
 
 def status_of(db_session, call_request: CallRequest) -> RequestStatus:  # type: ignore[no-untyped-def]
@@ -55,10 +55,16 @@ class TestPage:
         assert f'action="/requests/{mine.id}/decline"' in html
         row = html[html.index(f'id="request-{mine.id}"') :].split("</tr>")[0]
         assert row.count('name="csrf_token"') == 2
+        # Decline is a second step (a disclosure), with an optional message for the buyer's email.
+        decline = row[row.index('<details class="decline-box">') :].split("</details>")[0]
+        assert "Decline…" in decline and 'name="message"' in decline and "release the hold" in decline
         # The buyer's note is data, never markup; the page has no inline script or style (CSP).
         assert "<script>alert(1)</script>" not in html
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
         assert "<script>" not in html and "style=" not in html and "<style" not in html
+        # It keeps itself current: a long-poll for the seller's changes, a meta refresh without script.
+        assert 'data-live-url="/api/live/seller"' in html and "/static/js/live.js" in html
+        assert '<noscript><meta http-equiv="refresh" content="60"></noscript>' in html
 
     def test_status_filter(self, signed_in, seller) -> None:  # type: ignore[no-untyped-def]
         pending = CallRequestFactory(transaction__seller=seller)
@@ -153,3 +159,47 @@ def test_finished_requests_offer_report_and_block(client, db_session) -> None:
     from app.services.blocks import is_blocked
 
     assert is_blocked(db_session, seller.id, done.buyer_email)
+
+
+class TestDeclineMessage:
+    def test_the_message_goes_into_the_buyers_email_only(self, signed_in, seller, db_session, enqueued) -> None:  # type: ignore[no-untyped-def]
+        from app.models import EventLog, OutboxEmail
+
+        call_request = CallRequestFactory(transaction__seller=seller)
+        response = signed_in.post(
+            f"/requests/{call_request.id}/decline",
+            data={"csrf_token": page_token(signed_in), "back": "dashboard", "message": "  Fully booked this week.\n"},
+        )
+        assert response.status_code == 303 and response.headers["Location"].endswith("/dashboard")
+        assert status_of(db_session, call_request) is RequestStatus.DECLINED
+        email = db_session.query(OutboxEmail).filter_by(template="request_declined_buyer").one()
+        assert email.context["seller_message"] == "Fully booked this week."
+        event = db_session.query(EventLog).filter_by(type="request.declined").one()
+        assert event.payload == {"message": True}  # that there was one, never its words
+
+    def test_a_message_too_long_is_refused_and_nothing_moves(self, signed_in, seller, db_session) -> None:  # type: ignore[no-untyped-def]
+        call_request = CallRequestFactory(transaction__seller=seller)
+        response = signed_in.post(
+            f"/requests/{call_request.id}/decline",
+            data={"csrf_token": page_token(signed_in), "message": "x" * 501},
+            follow_redirects=True,
+        )
+        assert "Keep the message under 500 characters." in response.get_data(as_text=True)
+        assert status_of(db_session, call_request) is RequestStatus.PENDING
+
+    def test_the_api_takes_the_message_too(self, app, signed_in, seller, db_session, enqueued) -> None:  # type: ignore[no-untyped-def]
+        from app.models import OutboxEmail
+
+        call_request = CallRequestFactory(transaction__seller=seller)
+        token = page_token(signed_in)
+        answer = signed_in.post(
+            f"/api/requests/{call_request.id}/decline", json={"message": "Sorry!"}, headers={"X-CSRFToken": token}
+        )
+        assert answer.status_code == 200 and answer.get_json()["request"]["status"] == "DECLINED"
+        email = db_session.query(OutboxEmail).filter_by(template="request_declined_buyer").one()
+        assert email.context["seller_message"] == "Sorry!"
+        wrong = CallRequestFactory(transaction__seller=seller)
+        refused = signed_in.post(
+            f"/api/requests/{wrong.id}/decline", json={"message": 5}, headers={"X-CSRFToken": token}
+        )
+        assert refused.status_code == 422 and status_of(db_session, wrong) is RequestStatus.PENDING

@@ -42,6 +42,7 @@ def paid_request(gateway: BuiltinGateway, seller, *, manual: bool = True) -> Cal
         CheckoutRequest(
             seller_id=str(seller.id),
             seller_name="Ada",
+            product_name="5-minute video call with Ada",
             checkout_id=str(uuid.uuid4()),
             amount_cents=1000,
             currency="usd",

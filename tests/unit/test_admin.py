@@ -16,7 +16,7 @@ from app.refusals import Refusal
 from app.services import admin
 from app.services.audit import record_event
 from app.services.checkout import start_checkout
-from app.services.profiles import load_paywall
+from app.services.paywall import load_paywall
 from tests.factories import AdminFactory, CallRequestFactory, ProfileFactory, TransactionFactory
 from tests.trust_support import finished_call
 

@@ -43,8 +43,9 @@ def test_the_join_link_email(db_session, render, settings, config) -> None:
     assert rendered.subject == "Ada Lovelace accepted your call — here is your link"
     link = email.context["join_url"]
     assert link in rendered.text_body and link.replace("&", "&amp;") in rendered.html_body
-    assert call.join_deadline.strftime("%H:%M UTC") in rendered.text_body
-    assert "5 minutes" in rendered.text_body
+    assert call.join_deadline.strftime("%H:%M (UTC)") in rendered.text_body  # the zone said, explicitly
+    assert "The 5-minute call starts when you are both in" in rendered.text_body
+    assert "your payment is kept" in rendered.text_body  # what happens if the buyer misses the window
 
 
 def test_the_end_of_call_emails(db_session, render, config) -> None:
@@ -86,3 +87,13 @@ def test_the_no_show_emails(db_session, render, settings, seller_joined, templat
         assert "None" not in rendered.text_body + rendered.html_body
     if not seller_joined:
         assert "refunded" in render(templates[0], emails[templates[0]].context).subject
+
+
+def test_the_join_deadline_is_in_the_buyers_zone_when_they_gave_one(db_session, render, settings, config) -> None:
+    call = accepted_call(room=None, seller_name="Ada Lovelace")
+    call.buyer_time_zone = "Asia/Tokyo"
+    db_session.flush()
+    calls.provision_room(db_session, call.id, provider=BuiltinVideo(settings.app_url), config=config, now=utcnow())
+    rendered = render("call_ready_buyer", outbox(db_session, call)["call_ready_buyer"].context)
+    tokyo = call.join_deadline.astimezone(__import__("zoneinfo").ZoneInfo("Asia/Tokyo"))
+    assert f"{tokyo:%H:%M} (Asia/Tokyo)" in rendered.text_body

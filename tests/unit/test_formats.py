@@ -47,3 +47,22 @@ class TestTimes:
 
     def test_none_stays_none(self) -> None:
         assert iso(None) is None
+
+
+def test_call_length_is_one_phrase_from_the_setting() -> None:
+    from app.formats import call_length
+
+    assert call_length(300) == "5-minute"
+    assert call_length(60) == "1-minute"
+    assert call_length(90) == "90-second"
+    assert call_length(8) == "8-second"
+
+
+def test_a_time_for_people_says_its_zone() -> None:
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from app.formats import format_utc
+
+    assert format_utc(datetime(2026, 12, 8, 15, 4, tzinfo=UTC)) == "8 Dec 2026, 15:04 UTC"
+    paris = timezone(timedelta(hours=1))
+    assert format_utc(datetime(2026, 12, 8, 16, 4, tzinfo=paris)) == "8 Dec 2026, 15:04 UTC"

@@ -21,6 +21,7 @@ def checkout_request(**changes: object) -> CheckoutRequest:
     values: dict[str, object] = {
         "seller_id": "seller-1",
         "seller_name": "Ada Lovelace",
+        "product_name": "5-minute video call with Ada Lovelace",
         "checkout_id": "chk-1",
         "amount_cents": 2500,
         "currency": "usd",

@@ -136,6 +136,8 @@ class TestRequestPayout:
         told = outbox(db_session, "payout_requested_admin")
         assert sorted(e.recipient for e in told) == sorted(a.email for a in admins)
         assert told[0].context["amount"] == "$20.00"
+        # The admin's email names the seller.
+        assert told[0].context["seller_email"] == seller.email and told[0].context["seller_name"]
 
     def test_the_counter_moves_only_when_the_transaction_commits(self, db_session) -> None:  # type: ignore[no-untyped-def]
         seller = UserFactory()
@@ -340,6 +342,11 @@ class TestEmails:
             ("payout_processed", {"reference": "TRX-9"}, ("Your payout of $25.50 is on its way", "TRX-9")),
             ("payout_rejected", {"reason": "Bank <closed>"}, ("Your payout request of $25.50 was not paid", "Bank")),
             ("payout_requested_admin", {}, ("Payout requested: $25.50", "/admin/payouts")),
+            (
+                "payout_requested_admin",
+                {"seller_name": "Ada <L>", "seller_email": "ada@example.com"},
+                ("Payout requested: $25.50 for Ada <L>", "ada@example.com"),
+            ),
         ],
     )
     def test_templates_render(self, app, template: str, extra: dict, expected: tuple[str, str]) -> None:  # type: ignore[no-untyped-def]

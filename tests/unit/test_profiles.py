@@ -1,24 +1,19 @@
-from datetime import timedelta
-
 import pytest
 
 from app.db import utcnow
-from app.models import Profile, Rating
+from app.models import Profile
 from app.refusals import Conflict, Refusal
 from app.services.profiles import (
     PRICE_DEFAULT_CENTS,
     ProfileChanges,
-    call_length_label,
     generate_slug,
-    load_dashboard,
-    load_paywall,
     save_profile,
     seller_unavailable_reason,
     set_paused,
     slug_problem,
     slugify,
 )
-from tests.factories import CallRequestFactory, ProfileFactory, TransactionFactory, UserFactory
+from tests.factories import ProfileFactory, UserFactory
 
 
 def save(session, user, currency="usd", **changes):  # type: ignore[no-untyped-def]
@@ -215,51 +210,6 @@ class TestSellerUnavailableReason:
 
     def test_no_profile_counts_as_deleted(self, db_session) -> None:
         assert seller_unavailable_reason(UserFactory(), None) == "deleted"
-
-
-class TestLoadPaywall:
-    def test_unknown_slug(self, db_session) -> None:
-        assert load_paywall(db_session, "nobody-here") is None
-
-    def test_reads_profile_seller_and_ratings(self, db_session) -> None:
-        profile = ProfileFactory(slug="rated", paused=True)
-        for stars in (5, 4, 4):
-            request = CallRequestFactory(transaction=TransactionFactory(seller=profile.user))
-            db_session.add(Rating(call_request_id=request.id, seller_id=profile.user_id, stars=stars))
-        db_session.flush()
-        view = load_paywall(db_session, "rated")
-        assert view is not None
-        assert (view.display_name, view.price_cents, view.unavailable_reason) == (
-            profile.display_name,
-            1000,
-            "paused",
-        )
-        assert (view.rating_count, view.rating_average, view.shows_rating) == (3, 4.3, True)
-
-    def test_without_ratings(self, db_session) -> None:
-        ProfileFactory(slug="fresh")
-        view = load_paywall(db_session, "fresh")
-        assert (view.rating_count, view.rating_average, view.shows_rating) == (0, None, False)
-
-
-class TestLoadDashboard:
-    def test_lists_only_live_pending_requests_of_the_seller(self, db_session) -> None:
-        profile = ProfileFactory()
-        mine = CallRequestFactory(transaction=TransactionFactory(seller=profile.user))
-        CallRequestFactory(transaction=TransactionFactory(seller=profile.user), expires_at=utcnow() - timedelta(1))
-        CallRequestFactory()  # another seller's
-        view = load_dashboard(db_session, user=profile.user, now=utcnow())
-        assert [r.id for r in view.pending_requests] == [mine.id]
-        assert view.status == "live"
-
-    def test_status_without_profile_is_setup(self, db_session) -> None:
-        assert load_dashboard(db_session, user=UserFactory(), now=utcnow()).status == "setup"
-
-
-class TestWording:
-    def test_call_length(self) -> None:
-        assert call_length_label(300) == "5-minute"
-        assert call_length_label(90) == "90-second"
 
 
 class TestSlugRaces:

@@ -10,7 +10,7 @@ from app.errors import refusal_status
 from app.models import CancelReason, EventLog, Rating, RequestStatus
 from app.refusals import Refusal
 from app.services import ratings
-from app.services.profiles import load_paywall
+from app.services.paywall import load_paywall
 from tests.factories import ProfileFactory
 from tests.trust_support import finished_call
 
@@ -34,7 +34,7 @@ class TestRateCall:
 
         assert (rating.stars, rating.seller_id, rating.call_request_id) == (4, call.seller_id, call.id)
         event = db_session.scalar(select(EventLog).where(EventLog.type == "rating.created"))
-        assert (event.ref_id, event.actor, event.payload) == (str(call.id), "buyer", {"stars": 4})
+        assert (event.ref_id, event.actor, event.payload) == (str(call.id), "buyer", {"stars": 4, "comment": False})
         assert ratings.existing_rating(db_session, call.id).id == rating.id
 
     def test_only_once_per_call(self, db_session) -> None:

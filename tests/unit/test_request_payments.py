@@ -268,7 +268,10 @@ class TestReleasePayment:
         assert release_payment(db_session, call_request.id, gateway=gateway, now=now) == "unchanged"
         assert len(gateway.calls) == 1
 
-    @pytest.mark.parametrize("reason", [CancelReason.EXPIRED, CancelReason.PAYMENT_FAILED, CancelReason.BLOCKED])
+    @pytest.mark.parametrize(
+        "reason",
+        [CancelReason.EXPIRED, CancelReason.PAYMENT_FAILED, CancelReason.BLOCKED, CancelReason.BUYER_CANCELLED],
+    )
     def test_cancelled_requests_are_released(self, db_session, gateway, reason) -> None:  # type: ignore[no-untyped-def]
         call_request = CallRequestFactory(status=RequestStatus.CANCELLED, cancel_reason=reason, cancelled_at=utcnow())
         assert release_payment(db_session, call_request.id, gateway=gateway, now=utcnow()) == "voided"

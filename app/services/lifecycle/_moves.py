@@ -1,20 +1,22 @@
 """The executor of the tables in ``table.py``: the only code that writes a request's status or a
 payment's state, each time as ONE conditional UPDATE from the move's source states.
 
-Also the one loader of a request row, and the sweep's claim on rows it follows up (a lease in
-its own column, so an ordinary write never delays recovery work).
+Also the one loader of a request row, the sweep's claim on rows it follows up (a lease in its own
+column, so an ordinary write never delays recovery work), and the one announcer of a change to the
+parties' open pages (``announce``: every move that changed a row announces it after commit).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session, joinedload
 
+from app import live
 from app.models import CallRequest, Transaction
 from app.services.lifecycle.table import PAYMENT_MOVES, REQUEST_MOVES
 
@@ -38,7 +40,9 @@ def move_requests(
         .returning(CallRequest.id)
         .execution_options(synchronize_session=False)
     )
-    return list(session.scalars(statement))
+    moved = list(session.scalars(statement))
+    announce(session, moved)
+    return moved
 
 
 def move_request(
@@ -70,7 +74,27 @@ def move_payment(
         .returning(Transaction.id)
         .execution_options(synchronize_session=False)
     )
-    return session.execute(statement).scalar_one_or_none() is not None
+    moved = session.execute(statement).scalar_one_or_none() is not None
+    if moved:
+        announce(session, session.scalars(select(CallRequest.id).where(CallRequest.transaction_id == transaction_id)))
+    return moved
+
+
+def announce(session: Session, request_ids: Iterable[uuid.UUID]) -> None:
+    """Tell the open pages of these requests' parties (the seller's dashboard and requests page,
+    the buyer's status page) that something changed, once the transaction commits. Called by
+    every move above and by the creation of a request: the one place changes are published."""
+    ids = list(request_ids)
+    if not ids or not live.enabled():
+        return
+    rows = session.execute(
+        select(CallRequest.seller_id, Transaction.stripe_checkout_session_id)
+        .join(Transaction, Transaction.id == CallRequest.transaction_id)
+        .where(CallRequest.id.in_(ids))
+    ).all()
+    channels = {live.seller_channel(row.seller_id) for row in rows}
+    channels |= {live.checkout_channel(row.stripe_checkout_session_id) for row in rows}
+    live.announce_after_commit(session, channels)
 
 
 def due_batch(*conditions: ColumnElement[bool], limit: int = SWEEP_BATCH) -> ColumnElement[bool]:

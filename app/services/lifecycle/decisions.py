@@ -26,13 +26,14 @@ from app.queue import enqueue_after_commit
 from app.refusals import Conflict, Forbidden, Invalid, NotFound
 from app.services.audit import record_event, user_actor
 from app.services.lifecycle import invitations
-from app.services.lifecycle._moves import due_batch, move_request, move_requests, require_request
-from app.services.lifecycle.notices import notify
+from app.services.lifecycle._moves import announce, due_batch, move_request, move_requests, require_request
+from app.services.lifecycle.notices import email_context, notify
 from app.services.scheduling import ScheduleConfig, first_reminder, join_opens, pending_deadline
 from tasks import request_payments as payment_tasks
 
 SYSTEM = "system"
 EXPIRY_BATCH = 200
+DECLINE_MESSAGE_MAX = 500
 
 
 def open_request(
@@ -75,6 +76,7 @@ def open_request(
     )
     session.add(call_request)
     session.flush()
+    announce(session, [call_request.id])  # the seller's dashboard shows it, the buyer's page moves on
     if refused is not None:
         record_event(session, "request.cancelled", ref_id=call_request.id, actor=SYSTEM, payload={"reason": refused})
         enqueue_after_commit(session, payment_tasks.release_hold, str(call_request.id))
@@ -160,11 +162,41 @@ def _accept_for_later(
     return call
 
 
-def decline_request(session: Session, request_id: uuid.UUID, *, seller_id: uuid.UUID, now: datetime) -> CallRequest:
-    """PENDING → DECLINED; the hold is released by a task after commit and the buyer is told."""
+def decline_request(
+    session: Session, request_id: uuid.UUID, *, seller_id: uuid.UUID, now: datetime, message: str = ""
+) -> CallRequest:
+    """PENDING → DECLINED; the hold is released by a task after commit and the buyer is told,
+    with the seller's ``message`` to them if they wrote one (it lives in the email only)."""
+    message = clean_decline_message(message)
     _decide(session, "decline", request_id, seller_id, now, declined_at=now)
-    _after_decline(session, request_id, actor=user_actor(seller_id))
+    _after_decline(session, request_id, actor=user_actor(seller_id), message=message)
     on_commit(session, metrics.request_declined)
+    return require_request(session, request_id)
+
+
+def clean_decline_message(message: str) -> str:
+    """The seller's words to the buyer, trimmed; ``Invalid`` past DECLINE_MESSAGE_MAX characters."""
+    text = "\n".join(line.rstrip() for line in message.replace("\r\n", "\n").split("\n")).strip()
+    if len(text) > DECLINE_MESSAGE_MAX:
+        raise Invalid("too_long", f"Keep the message under {DECLINE_MESSAGE_MAX} characters.", field="message")
+    return text
+
+
+def buyer_cancel_pending(session: Session, request_id: uuid.UUID, *, now: datetime) -> CallRequest:
+    """PENDING → CANCELLED (buyer_cancelled): the buyer withdraws before the seller answered. The
+    hold is released by a task right after commit; both are told. The caller has checked that
+    this is the buyer (the browser that paid)."""
+    values = {"cancel_reason": CancelReason.BUYER_CANCELLED, "cancelled_at": now}
+    if not move_request(session, "buyer_cancel_pending", request_id, now=now, values=values):
+        status = session.scalar(select(CallRequest.status).where(CallRequest.id == request_id))
+        if status is None:
+            raise NotFound("not_found", "No such request.")
+        if status == RequestStatus.ACCEPTED:
+            raise Conflict("already_accepted", "The seller accepted just now: your call is ready to join.")
+        raise Conflict("not_pending", "This request is no longer waiting for an answer, so it cannot be cancelled.")
+    record_event(session, "request.cancelled", ref_id=request_id, actor="buyer", payload={"reason": "buyer_cancelled"})
+    enqueue_after_commit(session, payment_tasks.release_hold, str(request_id))
+    notify(session, require_request(session, request_id), "request_withdrawn")
     return require_request(session, request_id)
 
 
@@ -251,10 +283,12 @@ def _suspended(seller_id: uuid.UUID) -> ColumnElement[bool]:
     return exists().where(User.id == seller_id, User.suspended_at.is_not(None))
 
 
-def _after_decline(session: Session, request_id: uuid.UUID, *, actor: str) -> None:
-    record_event(session, "request.declined", ref_id=request_id, actor=actor)
+def _after_decline(session: Session, request_id: uuid.UUID, *, actor: str, message: str = "") -> None:
+    record_event(session, "request.declined", ref_id=request_id, actor=actor, payload={"message": bool(message)})
     enqueue_after_commit(session, payment_tasks.release_hold, str(request_id))
-    notify(session, require_request(session, request_id), "request_declined", parties=("buyer",))
+    call_request = require_request(session, request_id)
+    context = email_context(session, call_request) | {"seller_message": message}
+    notify(session, call_request, "request_declined", parties=("buyer",), context=context)
 
 
 def _refusal(session: Session, request_id: uuid.UUID, seller_id: uuid.UUID) -> Exception:

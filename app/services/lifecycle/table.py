@@ -54,6 +54,7 @@ REQUEST_MOVES: dict[str, Move[RequestStatus]] = {
         Move("decline", (PENDING,), DECLINED, "seller declines, or is suspended or deleted"),
         Move("expire", (PENDING,), CANCELLED, "no answer in time or every proposed time passed, reason expired"),
         Move("cancel_pending", (PENDING,), CANCELLED, "the seller blocks the buyer, reason blocked"),
+        Move("buyer_cancel_pending", (PENDING,), CANCELLED, "the buyer cancels while pending, reason buyer_cancelled"),
         Move("ask_reschedule", (ACCEPTED,), ACCEPTED, "a party asks to move a scheduled call, once per call"),
         Move("reschedule", (ACCEPTED,), ACCEPTED, "the other party confirms the new time"),
         Move("keep_schedule", (ACCEPTED,), ACCEPTED, "the other party keeps the agreed time"),

@@ -56,3 +56,13 @@ class ChangePasswordForm(FlaskForm):
         "Repeat the new password",
         validators=[DataRequired("Repeat the new password."), EqualTo("new_password", "The two passwords differ.")],
     )
+
+
+class ChangeEmailForm(FlaskForm):
+    new_email = EmailField(
+        "New email address",
+        validators=[DataRequired("Enter the new address."), Length(max=254)],
+        description="We send a link there; your email changes when you open it.",
+    )
+    # Its own name: the page has two other password fields (change password, delete account).
+    email_password = PasswordField("Current password", validators=[DataRequired("Enter your current password.")])

@@ -7,6 +7,7 @@ from wtforms import DecimalField, EmailField, HiddenField, PasswordField, RadioF
 from wtforms.fields.choices import SelectChoice  # type: ignore[attr-defined]  # types-WTForms predates it
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
+from app.models.calls import COMMENT_MAX
 from app.services.problems import DETAILS_MAX
 from app.services.problems import NOTE_MAX as PROBLEM_NOTE_MAX
 from app.services.problems import REASONS as PROBLEM_REASONS
@@ -41,6 +42,10 @@ class RatingForm(FlaskForm):
         "Your rating",
         choices=[SelectChoice(str(n), f"{n} star{'s' if n > 1 else ''}") for n in range(5, 0, -1)],
         validators=[DataRequired("Choose from 1 to 5 stars.")],
+    )
+    comment = TextAreaField(
+        "A few words for the seller (optional)",
+        validators=[Optional(), Length(max=COMMENT_MAX, message=f"Keep it under {COMMENT_MAX} characters.")],
     )
 
 

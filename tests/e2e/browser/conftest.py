@@ -206,7 +206,7 @@ def new_context(browser):  # type: ignore[no-untyped-def]
     contexts = []
 
     def make(**options: object):  # type: ignore[no-untyped-def]
-        context = browser.new_context(viewport={"width": 1200, "height": 900}, **options)
+        context = browser.new_context(**{"viewport": {"width": 1200, "height": 900}, **options})
         context.grant_permissions(["camera", "microphone"])
         context.set_default_timeout(15000)
         contexts.append(context)

@@ -141,7 +141,7 @@ def log_in(page, url: str, email: str, password: str = PASSWORD) -> None:  # typ
     page.get_by_label("Email").fill(email)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(re.compile(r"/dashboard$"))
+    page.wait_for_url(re.compile(r"/(dashboard|admin)$"))  # an admin lands on the admin area
 
 
 def save_profile(page, url: str, *, name: str, price: str, slug: str) -> None:  # type: ignore[no-untyped-def]
@@ -160,6 +160,25 @@ def upload_photo(page, photo: bytes) -> None:  # type: ignore[no-untyped-def]
     )
     page.get_by_role("button", name="Upload photo").click()
     page.locator(".flash", has_text="Photo updated.").wait_for()
+
+
+def accept_from_dashboard(page, buyer_email: str) -> None:  # type: ignore[no-untyped-def]
+    """Accept ``buyer_email``'s request on the open dashboard (a plain form post)."""
+    item = page.locator("#request-list li.pending", has_text=buyer_email)
+    item.wait_for(timeout=30000)
+    item.get_by_role("button", name="Accept").click()
+    page.locator(".flash", has_text="Accepted").wait_for()
+
+
+def decline_from_dashboard(page, buyer_email: str, message: str = "") -> None:  # type: ignore[no-untyped-def]
+    """Decline ``buyer_email``'s request: open the second step, write the message, confirm."""
+    item = page.locator("#request-list li.pending", has_text=buyer_email)
+    item.wait_for(timeout=30000)
+    item.locator("details.decline-box summary").click()
+    if message:
+        item.get_by_label("Message to the buyer (optional)").fill(message)
+    item.get_by_role("button", name="Decline and release the hold").click()
+    page.locator(".flash", has_text="Declined").wait_for()
 
 
 # --- The buyer -------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Accessibility in a real browser: axe-core finds no serious or critical violation on any page a
-seller, a buyer or an admin sees, and a buyer can go from the paywall to a paid checkout with
-the keyboard alone (Tab, Enter and Space; no clicks)."""
+seller, a buyer or an admin sees, in the light and in the dark colour scheme, and a buyer can go
+from the paywall to a paid checkout with the keyboard alone (Tab, Enter and Space; no clicks)."""
 
 from __future__ import annotations
 
@@ -28,8 +28,12 @@ ADMIN_PAGES = (
 FOCUS_RING = "() => getComputedStyle(document.activeElement).outlineStyle !== 'none'"
 
 
+SCHEMES = ("light", "dark")
+
+
 class Audit:
-    """Runs axe on each page visited and keeps every finding, so one run reports them all."""
+    """Runs axe on each page visited, in both colour schemes (prefers-color-scheme), and keeps
+    every finding, so one run reports them all."""
 
     def __init__(self, shots: pages.Shots):
         self.shots = shots
@@ -39,10 +43,13 @@ class Audit:
     def __call__(self, page, name: str) -> None:  # type: ignore[no-untyped-def]
         page.wait_for_load_state("load")
         self.checked.append(name)
-        violations = run_axe(page)
-        if violations:
-            self.findings[name] = violations
-        self.shots(page, name)
+        for scheme in SCHEMES:
+            page.emulate_media(color_scheme=scheme)
+            violations = run_axe(page)
+            if violations:
+                self.findings[f"{name} ({scheme})"] = violations
+            self.shots(page, f"{name}-{scheme}")
+        page.emulate_media(color_scheme="light")
 
 
 def tab_to(page, selector: str, *, limit: int = 30) -> None:  # type: ignore[no-untyped-def]
@@ -80,12 +87,21 @@ def test_every_page_passes_axe(live, settings, new_context, artifacts) -> None:
     visitor.get_by_role("link", name="Report a problem").click()
     audit(visitor, "report")
 
+    pages.request_call(visitor, live.url, slug, email="axe-buyer@example.org", note="Hi")
+    audit(visitor, "checkout")
+    pages.pay(visitor)
+    pages.status_says(visitor, "pending")
+    audit(visitor, "status")
+    visitor.goto(f"{live.url}/terms")
+    audit(visitor, "terms")
+
     pages.log_in(seller, live.url, seller_email)
     seller.locator("#request-list li.pending").first.wait_for()
+    seller.locator("#request-list details.decline-box summary").first.click()  # the decline step, open
     audit(seller, "dashboard")
-    for path in ("/profile", "/requests", "/balance", "/payouts/setup", "/account"):
+    for path in ("/profile", "/requests", "/balance", "/payouts/setup", "/account", "/blocks"):
         seller.goto(live.url + path)
-        audit(seller, path.strip("/"))
+        audit(seller, path.strip("/").replace("/", "-"))
 
     pages.log_in(admin, live.url, pages.seed_admin())
     for path in ADMIN_PAGES:
@@ -93,7 +109,7 @@ def test_every_page_passes_axe(live, settings, new_context, artifacts) -> None:
         audit(admin, path.strip("/").replace("/", "-"))
 
     assert audit.findings == {}
-    assert len(audit.checked) == 25
+    assert len(audit.checked) == 29
 
 
 def test_a_buyer_pays_with_the_keyboard_alone(live, new_context, artifacts) -> None:

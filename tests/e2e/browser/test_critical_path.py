@@ -99,7 +99,9 @@ def seller_accepts(s: Scenario) -> None:
     assert NOTE in item.inner_text()
     s.shot(s.seller, "seller-dashboard-request")
     item.get_by_role("button", name="Accept").click()
-    s.seller.locator("#requests-status", has_text="Accepted").wait_for()
+    s.seller.locator(".flash", has_text="Accepted").wait_for()
+    # The call to join is on the dashboard at once, with its Join button.
+    s.seller.locator("#calls li", has_text=s.buyer_email).get_by_role("link", name="Join call").wait_for()
     s.shot(s.seller, "seller-accepted")
     pages.status_says(s.buyer, "accepted")
     s.shot(s.buyer, "buyer-status-accepted")
@@ -145,7 +147,13 @@ def the_call_ended_on_time(s: Scenario, session_id: str) -> uuid.UUID:
 
 
 def buyer_rates_and_seller_is_paid(s: Scenario, call_id: uuid.UUID, fee_bps: int) -> None:
-    s.buyer.goto(pages.link_in(s.mailbox.wait_for(s.buyer_email, "call_completed_buyer"), "/rate/"))
+    # From the end screen itself (the same link as the email's).
+    rate_link = s.buyer.locator("#call-rate a")
+    assert rate_link.is_visible()
+    assert rate_link.get_attribute("href") in pages.link_in(
+        s.mailbox.wait_for(s.buyer_email, "call_completed_buyer"), "/rate/"
+    )
+    rate_link.click()
     s.buyer.get_by_label("5 stars").check()
     s.buyer.get_by_role("button", name="Send rating").click()
     s.buyer.locator("#rating-saved", has_text="5 out of 5").wait_for()

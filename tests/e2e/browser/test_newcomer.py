@@ -35,9 +35,7 @@ def whole_paid_call(url: str, pages_of, seller_login, admin_login, shot, *, dura
 
     # The seller logs in with the printed password and accepts from the dashboard.
     pages.log_in(seller, url, seller_email, seller_password)
-    item = seller.locator("#request-list li.pending", has_text=BUYER)
-    item.get_by_role("button", name="Accept").click()
-    seller.locator("#requests-status", has_text="Accepted").wait_for()
+    pages.accept_from_dashboard(seller, BUYER)
     pages.status_says(buyer, "accepted")
 
     # Both join; the server ends the call.
