@@ -12,6 +12,7 @@ status page open. Changes alternate between:
 * ``cancel``: the buyer cancels from their status page; measured until the request is gone from
   the seller's open dashboard.
 
+Both open pages must change in place: a reload (the no-JavaScript fallback) fails the scenario.
 Each measurement runs from just before the action to the moment Playwright sees the other page
 change (its own polling adds a few tens of milliseconds, so the figures are pessimistic).
 """
@@ -75,6 +76,7 @@ class Scenario:
         self.dashboard_item(self.buyer_email).wait_for(timeout=30000)
         seconds = time.monotonic() - started
         pages.status_says(self.buyer, "pending")
+        self.buyer.evaluate("() => { window.sameDocument = true; }")  # lost if the page ever reloaded
         self.request_id = self.dashboard_item(self.buyer_email).get_attribute("data-id")
         return seconds
 
@@ -85,7 +87,9 @@ class Scenario:
         )
         assert answer.ok, answer.text()
         pages.status_says(self.buyer, state)
-        return time.monotonic() - started
+        seconds = time.monotonic() - started
+        assert self.buyer.evaluate("() => window.sameDocument === true"), "the status page reloaded"
+        return seconds
 
     def accept(self) -> float:
         return self._answer("accept", "accepted")

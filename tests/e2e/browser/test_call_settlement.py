@@ -279,6 +279,7 @@ def test_the_seller_ends_after_about_10_s_and_the_refund_is_the_exact_pro_rata_s
         wait_for_remote_video(page)
     # About 10 s into the call, by the page's own countdown from the server's clock.
     seller.wait_for_function("() => /^0:(2\\d|30)$/.test(document.getElementById('call-countdown').textContent)")
+    shown_elapsed = EARLY_DURATION - int(seller.locator("#call-countdown").inner_text().split(":")[1])
     seller.once("dialog", lambda dialog: dialog.accept())
     seller.locator("#end-button").click()
     for name, page in (("seller", seller), ("buyer", buyer)):
@@ -290,7 +291,10 @@ def test_the_seller_ends_after_about_10_s_and_the_refund_is_the_exact_pro_rata_s
 
     call, settled, earnings = load(call_id, engine)
     assert settled is not None and settled.outcome == SettlementOutcome.SELLER_ENDED_EARLY
-    assert call.ended_by == "seller" and 8 <= settled.connected_seconds <= 13
+    assert call.ended_by == "seller"
+    # At least what the page had counted when the seller clicked, and short of the full call (a
+    # loaded machine may take a few seconds between the click and the server's end).
+    assert shown_elapsed - 1 <= settled.connected_seconds < EARLY_DURATION - 5
     kept = GROSS * settled.connected_seconds // EARLY_DURATION  # rounded down: the odd cent to the buyer
     fee = (FEE * kept * 2 + GROSS) // (2 * GROSS)
     assert (settled.refund_cents, settled.fee_cents, settled.net_cents) == (GROSS - kept, fee, kept - fee)
