@@ -12,7 +12,6 @@ prints each change and the p50/p95/max. Goal: p95 <= 2 s. The exit status is 1 w
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import warnings
@@ -21,6 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
+
+from pageload import in_loopback_namespace  # noqa: E402 (the benchmarks share it)
 
 # platformdirs warns when XDG_RUNTIME_DIR is unset (root in a container); its fallback works.
 warnings.filterwarnings("ignore", category=UserWarning, module="platformdirs")
@@ -64,19 +65,8 @@ def main() -> None:
     parser.add_argument("--changes", type=int, default=20)
     parser.add_argument("--no-netns", action="store_true", help="run on this machine's network namespace")
     args = parser.parse_args()
-    if not args.no_netns and os.environ.get(IN_NETNS) != "1":
-        # Same isolation as the browser tests: only loopback, embedded engines on unix sockets.
-        os.environ[IN_NETNS] = "1"
-        os.chdir(ROOT)
-        command = [
-            sys.executable,
-            "-m",
-            "tests.e2e.netns",
-            sys.executable,
-            str(Path(__file__).resolve()),
-            *sys.argv[1:],
-        ]
-        os.execv(sys.executable, command)  # noqa: S606 (our own interpreter, no shell)
+    if not args.no_netns:
+        in_loopback_namespace(IN_NETNS, Path(__file__))
     sys.exit(0 if run(args.changes) else 1)
 
 

@@ -200,24 +200,24 @@ def run(runs: int) -> bool:
     return report(samples, problems)
 
 
+def in_loopback_namespace(flag: str, script: Path) -> None:
+    """Re-run ``script`` inside a loopback-only network namespace (tests/e2e/netns.py), the same
+    isolation as the browser tests, unless this process already runs there (``flag`` is set)."""
+    if os.environ.get(flag) == "1":
+        return
+    os.environ[flag] = "1"
+    os.chdir(ROOT)
+    command = [sys.executable, "-m", "tests.e2e.netns", sys.executable, str(script.resolve()), *sys.argv[1:]]
+    os.execv(sys.executable, command)  # noqa: S606 (our own interpreter, no shell)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--no-netns", action="store_true", help="run on this machine's network namespace")
     args = parser.parse_args()
-    if not args.no_netns and os.environ.get(IN_NETNS) != "1":
-        # Same isolation as the browser tests: only loopback, embedded engines on unix sockets.
-        os.environ[IN_NETNS] = "1"
-        os.chdir(ROOT)
-        command = [
-            sys.executable,
-            "-m",
-            "tests.e2e.netns",
-            sys.executable,
-            str(Path(__file__).resolve()),
-            *sys.argv[1:],
-        ]
-        os.execv(sys.executable, command)  # noqa: S606 (our own interpreter, no shell)
+    if not args.no_netns:
+        in_loopback_namespace(IN_NETNS, Path(__file__))
     sys.exit(0 if run(args.runs) else 1)
 
 

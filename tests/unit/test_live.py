@@ -32,7 +32,10 @@ def namespace(redis):  # type: ignore[no-untyped-def]
 
 def feed_on(redis, namespace: str, *, max_waiters: int = 4) -> live.LiveFeed:  # type: ignore[no-untyped-def]
     """A feed on its own connection pool, as another web process would have."""
-    client = redis_lib.Redis(connection_pool=redis_lib.ConnectionPool(**redis.connection_pool.connection_kwargs))
+    pool = redis.connection_pool  # a TCP or a unix-socket (embedded) connection, as the app's
+    client = redis_lib.Redis(
+        connection_pool=redis_lib.ConnectionPool(connection_class=pool.connection_class, **pool.connection_kwargs)
+    )
     FEEDS.append(live.LiveFeed(client, namespace, max_waiters=max_waiters))
     return FEEDS[-1]
 
