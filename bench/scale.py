@@ -7,16 +7,17 @@ Two databases on one PostgreSQL (DATABASE_URL's server, else an embedded one in 
 directory), both migrated, then seeded with COPY by ``tests/scale_seed.py``: the *busy year*
 (100,000 sellers, 1,000,000 call requests with their checkouts and transactions, 3,000,000 ledger
 rows, 1,000,000 outbox rows, 1,000,000 inbox events and audit rows; ``--factor`` scales it) and the
-*near-empty* twin (three sellers, 400 calls). Both hold the same work waiting today (40 live
-calls, 200 items in each admin queue), so each page shows as many rows in both and only the
-history differs. One seller is the focus: 10,000 of the calls are theirs in the busy year (twenty
-in the twin), ten of them live. Redis is REDIS_URL or an embedded one.
+*near-empty* twin (three sellers, 10,400 calls). One seller is the focus: 10,000 of the calls
+are theirs in both, ten of them live. Both hold the same work waiting today (40 live calls, 200
+items in each admin queue), so each page and the focus seller's export carry as many rows in both
+and only the platform's history around them differs: the ratio is the cost of that growth.
+Redis is REDIS_URL or an embedded one.
 
 Then each database gets its own process with the app built on it (the app's database handle is
 process-wide), and the two take turns every few requests, round after round, so a busy moment of
 a shared machine lands on both alike. Each times the same work in-process through the Flask test
 client (``bench/scale_probe.py``): the focus seller's paywall, dashboard and balance, the admin
-queues, the seller's CSV export (streamed: time to the first row and to the last), one beat sweep,
+queues, the seller's CSV export (streamed: time to the first ledger row and to the last), one beat sweep,
 and one webhook fulfilment (``process_stripe_event`` on a fresh paid checkout). Each figure is
 printed beside its near-empty twin with the ratio. Goals: every p95 within 1.5x of its twin, a
 sweep under 20 ms, memory flat during the export. With ``--admin-export`` left on, the admin's
@@ -219,7 +220,7 @@ def report(busy: Database, empty: Database) -> None:
             f"{what:28} {percentile(samples, 0.5):9.2f} {p95:9.2f} {percentile(twin, 0.5):10.2f} {twin95:10.2f}"
             f" {ratio:10.2f}  {goal}{'' if ok else '  MISSED'}"
         )
-    print("(milliseconds; the export's 'whole' grows with the seller's own rows and has no ratio goal)")
+    print("(milliseconds)")
     print()
     rows = busy.export.get("seller rows", 0)
     whole = percentile(busy.timings.get("seller export: whole", []), 0.5) / 1000
@@ -240,8 +241,6 @@ def report(busy: Database, empty: Database) -> None:
 
 
 def goal_of(what: str, p95: float, ratio: float) -> tuple[str, bool]:
-    if what == "seller export: whole":
-        return "-", True
     if what == "beat sweep":
         return f"<= {RATIO_GOAL}x and < {SWEEP_GOAL_MS:.0f} ms", ratio <= RATIO_GOAL and p95 < SWEEP_GOAL_MS
     return f"<= {RATIO_GOAL}x", ratio <= RATIO_GOAL

@@ -158,7 +158,10 @@ def seed(env: dict[str, str], unique: int) -> list[dict]:
             "id": session["payment_intent"],
             "object": "payment_intent",
             "status": "requires_capture",
+            "capture_method": "manual",
             "amount": PRICE,
+            "amount_capturable": PRICE,
+            "amount_received": 0,
             "currency": "usd",
             "metadata": metadata,
         }

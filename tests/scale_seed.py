@@ -6,8 +6,9 @@ transactions and call requests (mostly completed, some declined, expired or no-s
 pending or accepted right now), the ledger (an earning per paid call, payouts and the reversals
 of rejected ones), the email outbox, the Stripe inbox, the audit log, ratings and reports. One
 seller, the *focus* seller, has ``focus_calls`` of the calls; the benchmarks look at their pages.
-What waits right now (the live calls, each admin queue full) is the same at every size, so a page
-shows as many rows on the near-empty twin as on the busy year and only the history differs.
+What waits right now (the live calls, each admin queue full) is the same at every size, and the
+near-empty twin holds the focus seller's whole year too, so a page shows as many rows on the twin
+as on the busy year and only the rest of the platform's history differs.
 Nothing is due when the seed ends (no pending request past its expiry, no call past its end, no
 email or event waiting), so a sweep measured afterwards is a steady-state one.
 
@@ -99,8 +100,10 @@ class Scale:
 
     @classmethod
     def near_empty(cls) -> Scale:
-        """Today's work (live calls, full admin queues) without the history behind it."""
-        return cls(sellers=3, calls=400, ledger_rows=800, outbox_rows=400, focus_calls=20)
+        """The focus seller's own year and today's work (live calls, full admin queues), without
+        the platform's history around them: every page and export of the focus seller carries the
+        same rows as on the busy year, so only the rest of the data differs."""
+        return cls(sellers=3, calls=10_400, ledger_rows=31_200, outbox_rows=400, focus_calls=10_000)
 
 
 @dataclass

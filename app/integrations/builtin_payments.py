@@ -171,9 +171,10 @@ class BuiltinGateway:
         return expired
 
     def seed_session(self, session: dict[str, Any], intent: dict[str, Any] | None = None) -> None:
-        """Store a session (and its PaymentIntent) as they are; for benchmarks and tests."""
+        """Store a session (and its PaymentIntent) as they are, for benchmarks and tests; an
+        intent given without its charge gets one, as the gateway's own intents have."""
         if intent is not None:
-            self._save("pi", intent)
+            self._save_intent({"latest_charge": _new_id("ch_test"), **intent})
         self._save("cs", session)
 
     # Internals.
@@ -205,9 +206,13 @@ class BuiltinGateway:
             "status": "requires_capture" if manual else "succeeded", "created": int(time.time()),
             "amount_capturable": amount if manual else 0, "amount_received": 0 if manual else amount,
             "latest_charge": _new_id("ch_test"),
-            "_charge": {"amount_refunded": 0},
         }  # fmt: skip
-        intent["_charge"]["id"] = intent["latest_charge"]
+        return self._save_intent(intent)
+
+    def _save_intent(self, intent: dict[str, Any]) -> dict[str, Any]:
+        """Store a new intent with its charge's private record (what it has had refunded) and
+        the charge id's way back to it."""
+        intent.setdefault("_charge", {"id": intent["latest_charge"], "amount_refunded": 0})
         self._save("pi", intent)
         self.redis.set(self._key("ch", intent["latest_charge"]), intent["id"], ex=BUILTIN_TTL_SECONDS)
         return intent

@@ -48,7 +48,13 @@ class CallRequest(Base):
         CheckConstraint("(status = 'CANCELLED') = (cancel_reason IS NOT NULL)", name="cancel_reason_iff_cancelled"),
         # A seller's requests, newest first, all of them or of one status (dashboard, /requests).
         Index("ix_call_requests_seller_status_created", "seller_id", "status", "created_at"),
-        Index("ix_call_requests_seller_created", "seller_id", "created_at"),
+        # ... and the latest answered ones, newest first, without reading the rows (the paywall).
+        Index(
+            "ix_call_requests_seller_created_answered",
+            "seller_id",
+            "created_at",
+            postgresql_include=["accepted_at", "declined_at"],
+        ),
         # The sweeps look for overdue rows by status and deadline.
         Index("ix_call_requests_status_expires", "status", "expires_at"),
         Index("ix_call_requests_status_ends", "status", "ends_at"),
@@ -134,8 +140,9 @@ class Rating(Base):
     __tablename__ = "ratings"
     __table_args__ = (
         CheckConstraint("stars BETWEEN 1 AND 5", name="stars_range"),
-        # The paywall's rating summary (count and average of a seller's stars) from the index alone.
-        Index("ix_ratings_seller_stars", "seller_id", postgresql_include=["stars", "id"]),
+        # The paywall's rating summary (count and average of a seller's stars) from the index
+        # alone, and the dashboard's newest ratings walked in order.
+        Index("ix_ratings_seller_created", "seller_id", "created_at", postgresql_include=["stars", "id"]),
     )
 
     id: Mapped[UUIDPk]

@@ -72,7 +72,6 @@ def paid_call(
         {
             "id": intent, "object": "payment_intent", "amount": GROSS, "currency": "usd", "metadata": {},
             "capture_method": "manual", "status": "succeeded", "amount_received": GROSS, "amount_capturable": 0,
-            "latest_charge": f"ch_test_{tag}", "_charge": {"id": f"ch_test_{tag}", "amount_refunded": 0},
         },
     )  # fmt: skip
     now = utcnow()
