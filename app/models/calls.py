@@ -46,15 +46,17 @@ class CallRequest(Base):
     __table_args__ = (
         CheckConstraint("ends_at IS NULL OR started_at IS NOT NULL", name="ends_after_start"),
         CheckConstraint("(status = 'CANCELLED') = (cancel_reason IS NOT NULL)", name="cancel_reason_iff_cancelled"),
-        # A seller's requests, newest first, all of them or of one status (dashboard, /requests).
+        # A seller's requests, newest first: of one status (dashboard, /requests) ...
         Index("ix_call_requests_seller_status_created", "seller_id", "status", "created_at"),
-        # ... and the latest answered ones, newest first, without reading the rows (the paywall).
+        # ... or all of them, with the answer times for the paywall's latest answers (no table read) ...
         Index(
             "ix_call_requests_seller_created_answered",
             "seller_id",
             "created_at",
             postgresql_include=["accepted_at", "declined_at"],
         ),
+        # ... and the finished ones, the last to finish first (the dashboard's recent calls).
+        Index("ix_call_requests_seller_finished", "seller_id", text("coalesce(ended_at, cancelled_at, declined_at)")),
         # The sweeps look for overdue rows by status and deadline.
         Index("ix_call_requests_status_expires", "status", "expires_at"),
         Index("ix_call_requests_status_ends", "status", "ends_at"),

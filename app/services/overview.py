@@ -21,6 +21,8 @@ from app.services.ratings import RatingSummary, ReceivedRating, rating_summary, 
 PENDING_SHOWN = 50
 RECENT_SHOWN = 5
 FINISHED = (RequestStatus.COMPLETED, RequestStatus.CANCELLED, RequestStatus.DECLINED)
+# When a finished request finished (ix_call_requests_seller_finished walks a seller's in this order).
+FINISHED_AT = func.coalesce(CallRequest.ended_at, CallRequest.cancelled_at, CallRequest.declined_at)
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,7 @@ class Overview:
     status: str  # "live", "setup" (no profile yet), or an unavailable reason
     pending: list[CallRequest]  # waiting for an answer, the first to expire first
     calls: list[CallRequest]  # accepted and not over: the seller can join now
-    recent: list[CallRequest]  # the latest finished requests, newest first
+    recent: list[CallRequest]  # the finished requests, the last to finish first
     earnings: Earnings
     rating: RatingSummary
     ratings: list[ReceivedRating]
@@ -68,7 +70,7 @@ def load_overview(session: Session, *, user: User, now: datetime, currency: str)
             limit=PENDING_SHOWN,
         ),
         recent=_requests(
-            session, user.id, CallRequest.status.in_(FINISHED), order=CallRequest.updated_at.desc(), limit=RECENT_SHOWN
+            session, user.id, CallRequest.status.in_(FINISHED), order=FINISHED_AT.desc(), limit=RECENT_SHOWN
         ),
         earnings=earnings(session, user.id, now=now, currency=profile.currency if profile else currency),
         rating=rating_summary(session, user.id),

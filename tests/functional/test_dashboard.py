@@ -5,7 +5,7 @@ import re
 from datetime import UTC, datetime, timedelta
 
 from app.db import utcnow
-from app.models import LedgerEntry, LedgerKind, Rating, RequestStatus, Role
+from app.models import CancelReason, LedgerEntry, LedgerKind, Rating, RequestStatus, Role
 from tests.conftest import login
 from tests.factories import CallRequestFactory, ProfileFactory, TransactionFactory, UserFactory
 from tests.functional.test_profile_page import assert_no_inline_code, parse_tags
@@ -183,6 +183,28 @@ class TestNumbersAndFeedback:
         assert "5 out of 5" in ratings and "3 out of 5" in ratings
         assert "4.0" in section(page, "numbers") and "2 ratings" in section(page, "numbers")
         assert "Recent calls" in section(page, "recent") and "Completed" in section(page, "recent")
+
+    def test_recent_calls_come_the_last_to_finish_first(self, client, db_session) -> None:
+        """Ordered by when each call finished (ended, declined or cancelled), not by when it was
+        requested: a call booked long ago that ended an hour ago comes first."""
+        profile, now = ProfileFactory(), utcnow()
+        finished = {
+            "booked-long-ago@example.org": dict(status=RequestStatus.COMPLETED, ended_at=now - timedelta(hours=1)),
+            "declined@example.org": dict(status=RequestStatus.DECLINED, declined_at=now - timedelta(days=1)),
+            "cancelled@example.org": dict(
+                status=RequestStatus.CANCELLED, cancelled_at=now - timedelta(days=2), cancel_reason=CancelReason.EXPIRED
+            ),
+        }
+        for age_days, (email, fields) in zip((9, 2, 3), finished.items(), strict=True):
+            transaction = TransactionFactory(seller=profile.user, buyer_email=email)
+            CallRequestFactory(transaction=transaction, created_at=now - timedelta(days=age_days), **fields)
+        CallRequestFactory(transaction=TransactionFactory(seller=profile.user, buyer_email="waiting@example.org"))
+        db_session.flush()
+        login(client, profile.user)
+        recent = section(dashboard(client), "recent")
+        assert "waiting@example.org" not in recent
+        shown = sorted(finished, key=recent.index)
+        assert shown == ["booked-long-ago@example.org", "declined@example.org", "cancelled@example.org"]
 
 
 class TestLiveAndScripts:
