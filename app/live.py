@@ -12,7 +12,8 @@ open: eight sellers leaving their dashboard open would take a whole process. A l
 thread for at most ``WAIT_SECONDS`` and only while fewer than ``LIVE_WAITERS`` requests of that
 process are waiting; past that bound the endpoint answers at once with ``retryAfter`` and the page
 polls every few seconds instead. So live updates can never take more than that many threads of a
-process, and the others always serve ordinary requests.
+process, and the others always serve ordinary requests. A page that is closed or left gives its
+place back within a second (the waiter sees its client's socket closed), not at the end of its wait.
 
 A page is rendered with the version of its channel read BEFORE its data: a change committed after
 that read bumps the version past it, so the page's first wait returns at once. Each process has one
@@ -30,7 +31,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import redis
@@ -44,6 +45,10 @@ WAIT_SECONDS = 20.0  # under nginx's and browsers' idle timeouts, with room to s
 RECHECK_SECONDS = 1.0
 BUSY_RETRY_SECONDS = 3
 VERSION_TTL_SECONDS = 7 * 86400  # a page left open longer than this reloads once, harmlessly
+
+
+def _never() -> bool:
+    return False
 
 
 def seller_channel(seller_id: uuid.UUID) -> str:
@@ -118,10 +123,14 @@ class LiveFeed:
             return 0
         return int(str(value)) if value is not None else 0
 
-    def wait(self, channel: str, since: int, *, timeout: float = WAIT_SECONDS) -> Answer:
+    def wait(
+        self, channel: str, since: int, *, timeout: float = WAIT_SECONDS, gone: Callable[[], bool] = _never
+    ) -> Answer:
         """Return as soon as the channel's version differs from ``since`` (a change), or after
-        ``timeout`` seconds. Answers at once with ``retry_after`` when this process already has
-        ``max_waiters`` requests waiting."""
+        ``timeout`` seconds, or once ``gone()`` says the client left (checked every
+        ``RECHECK_SECONDS``: a closed page gives its slot back instead of holding it to the end).
+        Answers at once with ``retry_after`` when this process already has ``max_waiters``
+        requests waiting."""
         current = self.version(channel)
         if current != since:
             return Answer(current, True)
@@ -129,11 +138,11 @@ class LiveFeed:
             return Answer(current, False, retry_after=BUSY_RETRY_SECONDS)
         try:
             self._ensure_listener()
-            return self._wait(channel, since, time.monotonic() + timeout)
+            return self._wait(channel, since, time.monotonic() + timeout, gone)
         finally:
             self._slots.release()
 
-    def _wait(self, channel: str, since: int, deadline: float) -> Answer:
+    def _wait(self, channel: str, since: int, deadline: float, gone: Callable[[], bool]) -> Answer:
         with self._condition:
             self._waiting[channel] += 1
         try:
@@ -147,6 +156,8 @@ class LiveFeed:
                     current = self.version(channel)  # the safety net: a message lost or late
                     if current != since:
                         return Answer(current, True)
+                    if gone():
+                        break
             return Answer(since, False)
         finally:
             with self._condition:

@@ -10,6 +10,10 @@ way, with or without JavaScript.
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Callable
+from typing import Any
+
 from flask import Blueprint, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from flask_login import login_required
@@ -47,10 +51,30 @@ def _wait(channel: str) -> Response:
     # The wait needs no database: give the connection back to the pool before holding the thread.
     db.session.close()
     seconds = current_app.extensions["settings"].live_wait_seconds
-    answer = live.feed().wait(channel, since, timeout=seconds)
+    answer = live.feed().wait(channel, since, timeout=seconds, gone=client_gone(request.environ))
     response = jsonify(answer.to_json())
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def client_gone(environ: dict[str, Any]) -> Callable[[], bool]:
+    """Whether the client of this request has closed its connection (its page was closed or left),
+    read from the socket gunicorn hands the view: a peek that finds the end of the stream. Behind
+    nginx the same holds, nginx closing its upstream connection when its client goes. Without a
+    socket (another server, the test client) the client is never taken for gone."""
+    client = environ.get("gunicorn.socket")
+    if not isinstance(client, socket.socket):
+        return lambda: False
+
+    def gone() -> bool:
+        try:
+            return client.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except (BlockingIOError, InterruptedError, ValueError):  # nothing to read yet; TLS sockets take no flags
+            return False
+        except OSError:  # reset by the peer
+            return True
+
+    return gone
 
 
 def _since() -> int:

@@ -3,6 +3,7 @@ lifecycle announcing every change after commit (and nothing on rollback)."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 import uuid
@@ -15,6 +16,7 @@ from app.db import utcnow
 from app.models import RequestStatus
 from app.refusals import Refusal
 from app.services.lifecycle import decisions
+from app.web.live import client_gone
 from tests.factories import CallRequestFactory, ProfileFactory, TransactionFactory
 
 FEEDS: list[live.LiveFeed] = []
@@ -110,6 +112,28 @@ class TestBound:
         # Once the first is done, its slot is free again.
         assert feed.wait("seller:busy", 0, timeout=0.1).retry_after is None
 
+    def test_a_waiter_whose_client_left_gives_its_slot_back_within_a_recheck(self, redis, namespace) -> None:
+        """A page closed or left: its long-poll stops within a second instead of holding the
+        process's only slot to the end of its 20 s wait, so the next page is served live."""
+        feed = feed_on(redis, namespace, max_waiters=1)
+        left = threading.Event()
+        result: dict[str, object] = {}
+
+        def run() -> None:
+            started = time.monotonic()
+            result["answer"] = feed.wait("seller:left", 0, timeout=20, gone=left.is_set)
+            result["seconds"] = time.monotonic() - started
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        time.sleep(0.2)
+        assert feed.wait("seller:left", 0, timeout=0.1).retry_after == live.BUSY_RETRY_SECONDS
+        left.set()
+        thread.join(5)
+        assert result["answer"] == live.Answer(0, False)
+        assert result["seconds"] < 1 + 2 * live.RECHECK_SECONDS  # type: ignore[operator]
+        assert feed.wait("seller:left", 0, timeout=0.1).retry_after is None
+
     def test_zero_waiters_turns_the_long_poll_off(self, redis, namespace) -> None:
         answer = feed_on(redis, namespace, max_waiters=0).wait("seller:off", 0, timeout=5)
         assert answer.retry_after == live.BUSY_RETRY_SECONDS
@@ -178,3 +202,24 @@ class TestLifecycleAnnounces:
         )
         db_session.commit()
         assert seen and live.seller_channel(profile.user_id) in seen[0]
+
+
+class TestClientGone:
+    """``client_gone`` reads gunicorn's client socket: open and quiet, open with a request waiting
+    behind, closed by the client."""
+
+    def test_an_open_connection_is_not_gone(self) -> None:
+        server, client = socket.socketpair()
+        with server, client:
+            assert client_gone({"gunicorn.socket": server})() is False
+            client.sendall(b"GET / HTTP/1.1\r\n")  # bytes waiting are not an end of stream
+            assert client_gone({"gunicorn.socket": server})() is False
+
+    def test_a_closed_connection_is_gone(self) -> None:
+        server, client = socket.socketpair()
+        with server:
+            client.close()
+            assert client_gone({"gunicorn.socket": server})() is True
+
+    def test_without_a_socket_the_client_is_never_gone(self) -> None:
+        assert client_gone({})() is False
