@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from flask import Flask, current_app, g
+from flask import Flask, current_app, g, request
 from markupsafe import Markup, escape
 
 from app.db import utcnow
@@ -54,10 +54,21 @@ def page_uses_times() -> bool:
     return bool(g.get("local_times"))
 
 
+LIVE_REFRESH_HEADER = "X-ChatLink-Live"
+
+
+def is_live_refresh() -> bool:
+    """This render is ``static/js/live.js`` fetching the open page again to swap its live regions.
+    It leaves the flash messages in the session: they are the next real page's (the seller who
+    just clicked Accept must see "Accepted" even when the old page's refresh got there first)."""
+    return request.headers.get(LIVE_REFRESH_HEADER) == "1"
+
+
 def init_presentation(app: Flask) -> None:
     app.add_template_global(when)
     app.add_template_global(time_left)
     app.add_template_global(page_uses_times)
+    app.add_template_global(is_live_refresh)
 
     @app.context_processor
     def lengths() -> dict[str, Any]:

@@ -69,7 +69,8 @@
   }
 
   function refresh() {
-    return fetch(window.location.href, { credentials: "same-origin", cache: "no-store", headers: { Accept: "text/html" } })
+    // X-ChatLink-Live: the server keeps its flash messages for the next real page, not this fetch.
+    return fetch(window.location.href, { credentials: "same-origin", cache: "no-store", headers: { Accept: "text/html", "X-ChatLink-Live": "1" } })
       .then(function (response) { return response.ok ? response.text() : Promise.reject(new Error("retry")); })
       .then(function (html) {
         var doc = new DOMParser().parseFromString(html, "text/html");

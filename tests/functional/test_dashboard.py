@@ -208,6 +208,20 @@ class TestNumbersAndFeedback:
 
 
 class TestLiveAndScripts:
+    def test_a_live_refresh_leaves_the_flash_to_the_next_real_page(self, client, db_session) -> None:
+        """The seller clicks Accept while the old page's long-poll answers: live.js fetches the
+        page again (with its header) before the browser follows the redirect. That fetch must not
+        take the "Accepted" message the seller is about to be shown."""
+        profile = ProfileFactory()
+        login(client, profile.user)
+        with client.session_transaction() as session:
+            session["_flashes"] = [("ok", "Accepted. The call is ready to join.")]
+        refreshed = client.get("/dashboard", headers={"X-ChatLink-Live": "1"}).get_data(as_text=True)
+        assert "Accepted. The call is ready to join." not in refreshed
+        assert 'class="flash' not in refreshed
+        assert "Accepted. The call is ready to join." in dashboard(client)
+        assert "Accepted. The call is ready to join." not in dashboard(client)  # shown once
+
     def test_live_regions_the_long_poll_and_the_fallback(self, client, db_session) -> None:
         profile = ProfileFactory()
         login(client, profile.user)
