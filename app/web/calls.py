@@ -26,6 +26,7 @@ from app.services import call_endings, call_presence, calls, ratings
 from app.services.calls import AccessDenied, CallAccess, CallConfig
 from app.services.signaling import CLIENT_ID, PresenceSlots, Signaling, validate_message
 from app.web.schedule import waiting_room
+from app.web.security import credential_page
 
 bp = Blueprint("calls", __name__)
 csrf.exempt(bp)
@@ -42,7 +43,7 @@ def call_page(request_id: str) -> Response:
             db.session, request_id, request.args.get("t", ""), secret_key=settings.secret_key, now=utcnow()
         )
     except AccessDenied as denied:
-        return _private(render_template("call/denied.html", message=denied.message), 403)
+        return credential_page(render_template("call/denied.html", message=denied.message), 403)
     access = page.access
     if access.ended:
         state = calls.call_state(access.call, utcnow(), party=access.party)
@@ -60,10 +61,10 @@ def call_page(request_id: str) -> Response:
             rate_url=rating.url,
             rating_stars=rating.stars,
         )
-        return _private(page_html, 410)
+        return credential_page(page_html, 410)
     if access.call.join_opens_at is not None and utcnow() < access.call.join_opens_at:
         return waiting_room(page, request.args["t"])  # booked for later: the room is not open yet
-    response = _private(
+    response = credential_page(
         render_template(
             "call/room.html",
             call=access.call,
@@ -222,11 +223,3 @@ def _daily_permissions(room_url: str) -> str:
     origin = f'"{parts.scheme}://{parts.netloc}"'
     allowed = ", ".join(f"{feature}=(self {origin})" for feature in DAILY_FEATURES)
     return f"{allowed}, geolocation=()"
-
-
-def _private(body: str, status: int) -> Response:
-    """The page's URL carries the credential: never cache it, never send it on as a Referer."""
-    response = make_response(body, status)
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    return response

@@ -15,19 +15,21 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-from flask import Blueprint, Response, current_app, flash, jsonify, make_response, redirect, render_template, request
+from flask import Blueprint, Response, current_app, flash, jsonify, redirect, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
 
 from app.db import db, utcnow
-from app.errors import ApiError, refusal_status
+from app.errors import ApiError
 from app.extensions import csrf, limiter
 from app.formats import currency_exponent, format_money
 from app.models import CallRequest, ProblemStatus
 from app.refusals import Refusal
 from app.services import calls, problems
 from app.web.auth import admin_required, signed_in_user_id
+from app.web.forms import submit
 from app.web.forms.trust import ProblemCloseForm, ProblemForm, ProblemRefundForm
+from app.web.security import credential_page
 
 bp = Blueprint("problems", __name__)
 admin_bp = Blueprint("admin_problems", __name__)
@@ -78,19 +80,12 @@ def api_report(request_id: uuid.UUID) -> ResponseReturnValue:
 
 def _problem_page(call: CallRequest, party: str, *, action: str) -> Response:
     form = ProblemForm()
-    status, message = 200, None
-    if request.method == "POST":
-        status = 422
-        if form.validate_on_submit():
-            try:
-                draft = problems.clean_draft(form.reason.data, form.details.data)
-                problems.open_case(db.session, call, party, draft, now=utcnow())
-            except Refusal as refusal:
-                db.session.rollback()
-                status, message = refusal_status(refusal), refusal.message
-            else:
-                db.session.commit()
-                status = 201
+
+    def open_case() -> None:
+        draft = problems.clean_draft(form.reason.data, form.details.data)
+        problems.open_case(db.session, call, party, draft, now=utcnow())
+
+    status, message = submit(form, open_case)
     context = {
         "call": call,
         "party": party,
@@ -100,11 +95,7 @@ def _problem_page(call: CallRequest, party: str, *, action: str) -> Response:
         "open": calls.problem_window_open(call, utcnow()),
         "reported": problems.has_reported(db.session, call.id, party),
     }
-    response = make_response(render_template("call/problem.html", **context), status)
-    # The address carries the party's credential: never cached, never sent on as a Referer.
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    return response
+    return credential_page(render_template("call/problem.html", **context), status)
 
 
 def _secret_key() -> str:

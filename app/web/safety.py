@@ -27,6 +27,7 @@ from app.refusals import Refusal
 from app.services import ratings, safety
 from app.services.blocks import BlockOutcome, block_buyer_of_request, block_email, list_blocks, unblock
 from app.web.auth import safe_next, signed_in_user_id
+from app.web.forms import submit
 from app.web.forms.trust import BlockForm, EmptyForm, RatingForm, ReportForm
 
 bp = Blueprint("safety", __name__)
@@ -188,20 +189,12 @@ def buyer_report(request_id: uuid.UUID) -> ResponseReturnValue:
 
 def _report_page(call: Any, role: ReporterRole, *, action: str) -> Response:
     form = ReportForm()
-    status, message = 200, None
-    if http_request.method == "POST":
-        if form.validate_on_submit():
-            try:
-                draft = safety.clean_draft(form.reason.data, form.text.data)
-                safety.file_report(db.session, call, role, draft, now=utcnow())
-            except Refusal as refusal:
-                db.session.rollback()
-                status, message = refusal_status(refusal), refusal.message
-            else:
-                db.session.commit()
-                status = 201
-        else:
-            status = 422
+
+    def file_report() -> None:
+        draft = safety.clean_draft(form.reason.data, form.text.data)
+        safety.file_report(db.session, call, role, draft, now=utcnow())
+
+    status, message = submit(form, file_report)
     context = {
         "call": call,
         "role": role.value,
@@ -252,19 +245,12 @@ def rate_page(request_id: uuid.UUID) -> ResponseReturnValue:
     token = http_request.args.get("t", "")
     call = safety.buyer_call(db.session, request_id, token, secret_key=_settings().secret_key)
     form = RatingForm()
-    status, message = 200, None
-    if http_request.method == "POST":
-        status = 422
-        if form.validate_on_submit():
-            try:
-                stars = ratings.parse_stars(form.stars.data)
-                ratings.rate_call(db.session, call, stars, now=utcnow(), comment=form.comment.data or "")
-            except Refusal as refusal:
-                db.session.rollback()
-                status, message = refusal_status(refusal), refusal.message
-            else:
-                db.session.commit()
-                status = 201
+
+    def rate() -> None:
+        stars = ratings.parse_stars(form.stars.data)
+        ratings.rate_call(db.session, call, stars, now=utcnow(), comment=form.comment.data or "")
+
+    status, message = submit(form, rate)
     context = {
         "call": call,
         "form": form,

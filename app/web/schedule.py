@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, current_app, flash, jsonify, make_response, redirect, render_template, request
+from flask import Blueprint, Response, current_app, flash, jsonify, redirect, render_template, request
 from flask.typing import ResponseReturnValue
 
 from app.db import db, utcnow
@@ -27,6 +27,7 @@ from app.services.availability import load_availability, next_window, time_zone_
 from app.services.calls import CallAccess, CallPage
 from app.services.lifecycle import schedule
 from app.services.scheduling import ScheduleConfig, local_instant, parse_instant
+from app.web.security import credential_page
 
 bp = Blueprint("schedule", __name__)
 csrf.exempt(bp)
@@ -100,10 +101,7 @@ def waiting_room(page: CallPage, token: str) -> Response:
         next_window=window,
         can_cancel_in_time=now <= call.scheduled_start - _config().cancel_notice,
     )
-    response = make_response(html, 200)
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    return response
+    return credential_page(html)
 
 
 @bp.post("/call/<request_id>/reschedule")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, Response, current_app
+from flask import Flask, Response, current_app, make_response
 
 
 def content_security_policy() -> str:
@@ -27,6 +27,15 @@ def content_security_policy() -> str:
             "frame-ancestors 'none'",
         ]
     )
+
+
+def credential_page(body: str, status: int = 200) -> Response:
+    """A page whose URL carries a call credential (the call, its problem report, a booked call's
+    waiting page): never cached, never sent on as a Referer."""
+    response = make_response(body, status)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
 
 
 def init_security_headers(app: Flask) -> None:
