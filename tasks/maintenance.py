@@ -5,10 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Callable
-from datetime import datetime
-
-from sqlalchemy.orm import Session
+from collections.abc import Sequence
 
 from app.celery_app import chatlink_task
 from app.config import Settings
@@ -19,7 +16,6 @@ from app.services import (
     daily_events,
     email_delivery,
     health,
-    maintenance,
     photos,
     privacy,
     problems,
@@ -28,20 +24,20 @@ from app.services import (
     transfers,
 )
 from app.services.lifecycle import clock, decisions, schedule
+from app.services.sweeping import Question, SweepStep
 from tasks import _runtime, builtin_payments
 
 log = logging.getLogger(__name__)
 
 # Each step finds work that a lost message or a dead worker left undone and does it (or
 # re-enqueues it). Every step is idempotent and runs in its own transaction, so one failing step
-# does not hold back the others, and two beats running at once are harmless.
-SweepStep = Callable[[Session, datetime, Settings], dict[str, int]]
+# does not hold back the others, and two beats running at once are harmless. A sweep runs only
+# the steps its first query finds something for (``app.services.sweeping``).
 SWEEP_STEPS: tuple[SweepStep, ...] = (
     # Ending overdue calls comes first: it is the step the product's promise depends on.
     clock.end_overdue_calls,
     clock.apply_no_shows,
     call_endings.recover_call_work,
-    maintenance.pending_work,
     email_delivery.requeue_due_emails,
     decisions.expire_pending_requests,
     schedule.send_due_reminders,
@@ -56,6 +52,8 @@ SWEEP_STEPS: tuple[SweepStep, ...] = (
 )
 
 
+SWEEP_QUESTION = Question(SWEEP_STEPS)
+
 # The sweep's steps look a few days back to stay cheap on a long history; these look at all of it,
 # once an hour, so work older than that is still finished, never forgotten.
 FULL_HISTORY_STEPS: tuple[SweepStep, ...] = (
@@ -69,7 +67,8 @@ FULL_HISTORY_STEPS: tuple[SweepStep, ...] = (
 def sweep() -> dict[str, int]:
     settings = _runtime.settings()
     health.record_heartbeat(redis_client(), settings.celery_queue)
-    report = _run(SWEEP_STEPS, settings)
+    due, report = _ask(SWEEP_QUESTION)
+    report.update(_run(due, settings))
     # Every 5 seconds: log the sweep only when it found something (the pending counts are gauges).
     found = any(count for name, count in report.items() if not name.endswith("_pending"))
     log.log(logging.INFO if found else logging.DEBUG, "sweep", extra=report)
@@ -83,7 +82,18 @@ def sweep_full_history() -> dict[str, int]:
     return report
 
 
-def _run(steps: tuple[SweepStep, ...], settings: Settings) -> dict[str, int]:
+def _ask(question: Question) -> tuple[Sequence[SweepStep], dict[str, int]]:
+    """The steps with something to do, and the gauges; every step if the question fails (it is
+    only a shortcut: each step still finds its own work)."""
+    try:
+        with db.session_scope() as session:
+            return question.ask(session, utcnow())
+    except Exception:
+        log.exception("sweep question failed")
+        return question.steps, {}
+
+
+def _run(steps: Sequence[SweepStep], settings: Settings) -> dict[str, int]:
     report: dict[str, int] = {}
     for step in steps:
         try:

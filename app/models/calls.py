@@ -62,11 +62,12 @@ class CallRequest(Base):
         Index("ix_call_requests_status_ends", "status", "ends_at"),
         # The sweeps' follow-ups, each over the few rows that can still need one (bench/scale.py
         # shows each would otherwise read a year of calls every few seconds): rooms not yet
-        # deleted, and requests declined or cancelled lately (their money may still be held or
-        # owed back). A cancelled request is the one with a cancel_reason (a CHECK above).
+        # deleted, by when their call finished, and requests declined or cancelled lately (their
+        # money may still be held or owed back). A cancelled request is the one with a
+        # cancel_reason (a CHECK above).
         Index(
             "ix_call_requests_room_undeleted",
-            "created_at",
+            text("coalesce(ended_at, cancelled_at)"),
             postgresql_where=text("room_name IS NOT NULL AND room_deleted_at IS NULL"),
         ),
         Index("ix_call_requests_declined", "declined_at", postgresql_where=text("status = 'DECLINED'")),

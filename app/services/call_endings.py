@@ -22,7 +22,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, cast, exists, func, select, true, update
+from sqlalchemy import ColumnElement, String, cast, exists, func, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from app.config import Settings
@@ -34,7 +34,16 @@ from app.refusals import Conflict
 from app.services.audit import record_event
 from app.services.calls import SYSTEM, CallAccess, CallConfig, call_state
 from app.services.lifecycle import clock, settlement
-from app.services.lifecycle._moves import claim, follow_up_due, lease_rows, load_request, require_request
+from app.services.lifecycle._moves import (
+    any_claimable,
+    claim,
+    follow_up_due,
+    lease_rows,
+    load_request,
+    paid_with,
+    require_request,
+)
+from app.services.sweeping import Moment, looks_for
 from tasks import call_endings as call_ending_tasks
 from tasks import calls as call_tasks
 
@@ -48,6 +57,7 @@ RELEASE_GIVE_UP = timedelta(hours=1)
 # How far back the every-few-seconds sweep looks for seller no-shows not yet refunded; see
 # FOLLOW_UP_WINDOW in app/services/request_payments.py for why, and for the hourly full sweep.
 REFUND_WINDOW = timedelta(days=2)
+_FINISHED_AT = func.coalesce(CallRequest.ended_at, CallRequest.cancelled_at)
 
 
 # The end of a call.
@@ -182,6 +192,52 @@ def refund_buyer(session: Session, request_id: uuid.UUID, *, gateway: PaymentGat
 # Sweep steps.
 
 
+def _unprovisioned(now: Moment) -> tuple[ColumnElement[bool], ...]:
+    """A paid, accepted call still without a room."""
+    return (
+        # From the room's opening: a call accepted for later gets its room shortly before the start.
+        follow_up_due(func.coalesce(CallRequest.join_opens_at, CallRequest.accepted_at), now, RECOVER_AFTER),
+        CallRequest.status == RequestStatus.ACCEPTED,
+        CallRequest.room_ready_at.is_(None),
+        CallRequest.join_deadline > now,
+        paid_with(Transaction.payment_state == PaymentState.CAPTURED),
+    )
+
+
+def _room_left_open(now: Moment) -> tuple[ColumnElement[bool], ...]:
+    """An ended call whose room still exists."""
+    return (
+        follow_up_due(_FINISHED_AT, now, RECOVER_AFTER),
+        CallRequest.status.in_((RequestStatus.COMPLETED, RequestStatus.CANCELLED)),
+        CallRequest.room_name.is_not(None),
+        CallRequest.room_deleted_at.is_(None),
+        now - RELEASE_GIVE_UP < _FINISHED_AT,
+    )
+
+
+def _refund_owed(now: Moment, look_back: timedelta | None) -> tuple[ColumnElement[bool], ...]:
+    """A settlement's refund not yet given (finished ``look_back`` ago at most; None: ever)."""
+    return (
+        follow_up_due(_FINISHED_AT, now, RECOVER_AFTER),
+        exists().where(
+            CallSettlement.call_request_id == CallRequest.id,
+            CallSettlement.refund_cents > 0,
+            CallSettlement.refund_done_at.is_(None),
+        ),
+        now - look_back < _FINISHED_AT if look_back is not None else true(),
+        paid_with(Transaction.payment_state.in_((PaymentState.CAPTURED, PaymentState.HELD))),
+        # A refusal is for an operator to look at, not for the sweep to repeat.
+        ~exists().where(EventLog.type == REFUND_FAILED_EVENT, EventLog.ref_id == cast(CallRequest.id, String)),
+    )
+
+
+@looks_for(
+    lambda now: or_(
+        any_claimable(*_unprovisioned(now)),
+        any_claimable(*_room_left_open(now)),
+        any_claimable(*_refund_owed(now, REFUND_WINDOW)),
+    )
+)
 def recover_call_work(
     session: Session, now: datetime, settings: Settings, *, look_back: timedelta | None = REFUND_WINDOW
 ) -> dict[str, int]:
@@ -191,37 +247,9 @@ def recover_call_work(
     Every task is repeat-safe; each row is re-published RECOVER_AFTER after its transition,
     then at most once per RECOVER_AFTER (its sweep lease). Refunds are looked for ``look_back``
     into the past (None: all of history)."""
-    provisions = claim(
-        session,
-        # From the room's opening: a call accepted for later gets its room shortly before the start.
-        follow_up_due(func.coalesce(CallRequest.join_opens_at, CallRequest.accepted_at), now, RECOVER_AFTER),
-        CallRequest.status == RequestStatus.ACCEPTED,
-        CallRequest.room_ready_at.is_(None),
-        CallRequest.join_deadline > now,
-        Transaction.payment_state == PaymentState.CAPTURED,
-    )
-    finished_at = func.coalesce(CallRequest.ended_at, CallRequest.cancelled_at)
-    releases = claim(
-        session,
-        follow_up_due(finished_at, now, RECOVER_AFTER),
-        CallRequest.status.in_((RequestStatus.COMPLETED, RequestStatus.CANCELLED)),
-        CallRequest.room_name.is_not(None),
-        CallRequest.room_deleted_at.is_(None),
-        finished_at > now - RELEASE_GIVE_UP,
-    )
-    refunds = claim(
-        session,
-        follow_up_due(finished_at, now, RECOVER_AFTER),
-        exists().where(
-            CallSettlement.call_request_id == CallRequest.id,
-            CallSettlement.refund_cents > 0,
-            CallSettlement.refund_done_at.is_(None),
-        ),
-        finished_at > now - look_back if look_back is not None else true(),
-        Transaction.payment_state.in_((PaymentState.CAPTURED, PaymentState.HELD)),
-        # A refusal is for an operator to look at, not for the sweep to repeat.
-        ~exists().where(EventLog.type == REFUND_FAILED_EVENT, EventLog.ref_id == cast(CallRequest.id, String)),
-    )
+    provisions = claim(session, *_unprovisioned(now))
+    releases = claim(session, *_room_left_open(now))
+    refunds = claim(session, *_refund_owed(now, look_back))
     lease_rows(session, {*provisions, *releases, *refunds}, now + RECOVER_AFTER)
     for task, ids in (
         (call_tasks.provision_room, provisions),

@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Connection, Uuid, bindparam, func, select, text, update
+from sqlalchemy import Connection, Select, Uuid, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
@@ -37,6 +37,7 @@ from app.models import CallRequest, DailyEvent, DailyEventStatus, RequestStatus
 from app.queue import enqueue_after_commit, enqueue_now
 from app.services import media_presence
 from app.services.lifecycle import clock
+from app.services.sweeping import Moment, looks_for
 from tasks import call_presence as presence_tasks
 from tasks import daily_events as daily_event_tasks
 
@@ -102,15 +103,18 @@ def process_event(
     return status
 
 
+def _stuck(now: Moment) -> Select[tuple[DailyEvent]]:
+    return select(DailyEvent).where(
+        DailyEvent.status == DailyEventStatus.RECEIVED, DailyEvent.received_at < now - REQUEUE_AFTER
+    )
+
+
+@looks_for(lambda now: _stuck(now).exists())
 def requeue_stuck_events(session: Session, now: datetime, settings: Settings) -> dict[str, int]:
     """Sweep step: publish again the events still RECEIVED a minute after they arrived, backing
     off per event, and give up (FAILED, for an operator) after MAX_REQUEUES."""
     rows = session.execute(
-        select(DailyEvent)
-        .where(DailyEvent.status == DailyEventStatus.RECEIVED, DailyEvent.received_at < now - REQUEUE_AFTER)
-        .order_by(DailyEvent.received_at)
-        .limit(REQUEUE_BATCH)
-        .with_for_update(skip_locked=True)
+        _stuck(now).order_by(DailyEvent.received_at).limit(REQUEUE_BATCH).with_for_update(skip_locked=True)
     ).scalars()
     requeued = failed = 0
     for row in rows:

@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 import jinja2
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Select, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app import metrics
@@ -36,6 +36,7 @@ from app.config import Settings
 from app.integrations.email import Attachment, EmailDeliveryError, Mailer, OutgoingEmail
 from app.models import EmailStatus, OutboxEmail
 from app.queue import enqueue_now
+from app.services.sweeping import Moment, looks_for
 from tasks import email_delivery as email_tasks
 
 log = logging.getLogger(__name__)
@@ -181,20 +182,24 @@ def _finish(session: Session, email: OutboxEmail, status: EmailStatus, **values:
     session.expire(email)
 
 
+def _due(now: Moment) -> Select[tuple[uuid.UUID]]:
+    """PENDING rows whose retry is due, or never attempted a minute after being written."""
+    return select(OutboxEmail.id).where(
+        OutboxEmail.status == EmailStatus.PENDING,
+        or_(
+            OutboxEmail.next_attempt_at <= now,
+            and_(OutboxEmail.next_attempt_at.is_(None), OutboxEmail.created_at <= now - NEVER_ATTEMPTED_GRACE),
+        ),
+    )
+
+
+@looks_for(lambda now: _due(now).exists())
 def requeue_due_emails(session: Session, now: datetime, settings: Settings) -> dict[str, int]:
     """Sweep step: enqueue PENDING rows whose retry is due, or that were never attempted a minute
     after being written. Bounded, and idempotent: a re-enqueued row is leased for SWEEP_LEASE;
     rows being sent right now are locked and skipped."""
-    due = or_(
-        OutboxEmail.next_attempt_at <= now,
-        and_(OutboxEmail.next_attempt_at.is_(None), OutboxEmail.created_at <= now - NEVER_ATTEMPTED_GRACE),
-    )
     ids = session.scalars(
-        select(OutboxEmail.id)
-        .where(OutboxEmail.status == EmailStatus.PENDING, due)
-        .order_by(OutboxEmail.created_at)
-        .limit(SWEEP_BATCH)
-        .with_for_update(skip_locked=True)
+        _due(now).order_by(OutboxEmail.created_at).limit(SWEEP_BATCH).with_for_update(skip_locked=True)
     ).all()
     # Publish first and lease only what was published: a row the broker refused stays due.
     published = [email_id for email_id in ids if enqueue_now(email_tasks.send_email, str(email_id))]

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -37,6 +37,7 @@ from app.integrations.storage import Storage, StorageError
 from app.models import PhotoDeletion, Profile
 from app.queue import enqueue_after_commit
 from app.refusals import Invalid, Unavailable
+from app.services.sweeping import Moment, looks_for
 from tasks import photos as photo_tasks
 
 log = logging.getLogger(__name__)
@@ -273,14 +274,18 @@ def delete_removed_profile_photos(
     return removed
 
 
+def _deletion_due(now: Moment) -> Select[tuple[uuid.UUID]]:
+    return select(PhotoDeletion.profile_id).where(PhotoDeletion.done_at.is_(None), PhotoDeletion.next_attempt_at <= now)
+
+
+@looks_for(lambda now: _deletion_due(now).exists())
 def requeue_photo_deletions(session: Session, now: datetime, settings: Settings) -> dict[str, int]:
     """Sweep step: publish again the photo deletions still undone (the broker was down at the
     account's deletion, or the bucket for longer than the task's retries), once per
     DELETION_RETRY_AFTER each."""
     due = list(
         session.scalars(
-            select(PhotoDeletion.profile_id)
-            .where(PhotoDeletion.done_at.is_(None), PhotoDeletion.next_attempt_at <= now)
+            _deletion_due(now)
             .order_by(PhotoDeletion.next_attempt_at)
             .limit(DELETION_BATCH)
             .with_for_update(skip_locked=True)

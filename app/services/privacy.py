@@ -22,7 +22,22 @@ from datetime import datetime
 from typing import Any, cast
 from urllib.parse import quote
 
-from sqlalchemy import Column, Enum, String, Table, Text, and_, delete, func, or_, select, text, update
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Enum,
+    String,
+    Table,
+    Text,
+    TextClause,
+    and_,
+    delete,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
@@ -56,6 +71,7 @@ from app.services.blocks import erased_email, normalise_email
 from app.services.lifecycle.decisions import decline_all_pending
 from app.services.outbox import queue_email
 from app.services.photos import queue_photo_deletion
+from app.services.sweeping import looks_for
 
 FAREWELL_TEMPLATE = "account_deleted"
 EXPORT_EVENTS_LIMIT = 5000
@@ -251,17 +267,23 @@ def _silence_mail_to(session: Session, email: str, *, reason: str) -> None:
     )
 
 
+def _unscrubbed() -> tuple[ColumnElement[bool] | TextClause, ...]:
+    """Farewell emails done with (delivered, or failed for good) that still hold the address."""
+    return (
+        # The partial index ix_email_outbox_farewell_unscrubbed's own predicate, as literal SQL:
+        # with bound parameters a cached generic plan could not use the index.
+        text(f"template = '{FAREWELL_TEMPLATE}' AND right(recipient, 8) <> '@invalid'"),
+        OutboxEmail.status.in_((EmailStatus.SENT, EmailStatus.FAILED)),
+    )
+
+
+@looks_for(lambda now: select(OutboxEmail.id).where(*_unscrubbed()).exists())
 def scrub_farewell_emails(session: Session, now: datetime, settings: Settings) -> dict[str, int]:
     """Sweep step: once the "account deleted" email is delivered (or has failed for good), its
     row forgets the address and the bodies, so no trace of the old email is left."""
     result = session.execute(
         update(OutboxEmail)
-        .where(
-            # The partial index ix_email_outbox_farewell_unscrubbed's own predicate, as literal SQL:
-            # with bound parameters a cached generic plan could not use the index.
-            text(f"template = '{FAREWELL_TEMPLATE}' AND right(recipient, 8) <> '@invalid'"),
-            OutboxEmail.status.in_((EmailStatus.SENT, EmailStatus.FAILED)),
-        )
+        .where(*_unscrubbed())
         .values(
             recipient=func.concat("deleted-", OutboxEmail.context["user_id"].astext, "@invalid"),
             text_body=None,

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, cast, exists, func, select, update
+from sqlalchemy import Select, String, cast, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -44,6 +44,7 @@ from app.services.calls import ended_at, party_for_token, problem_window_open
 from app.services.lifecycle import load_request, require_request, settlement
 from app.services.lifecycle.notices import email_context, seller_contact
 from app.services.outbox import queue_email
+from app.services.sweeping import Moment, looks_for
 from tasks import problems as problem_tasks
 
 log = logging.getLogger(__name__)
@@ -271,22 +272,20 @@ def pay_problem_refund(session: Session, case_id: uuid.UUID, *, gateway: Payment
     return "refunded"
 
 
+def _refund_lost(now: Moment) -> Select[tuple[uuid.UUID]]:
+    return select(ProblemCase.id).where(
+        ProblemCase.status == ProblemStatus.REFUNDED,
+        ProblemCase.refund_done_at.is_(None),
+        func.coalesce(ProblemCase.sweep_lease_until, ProblemCase.resolved_at + RECOVER_AFTER) <= now,
+        ~exists().where(EventLog.type == REFUND_FAILED_EVENT, EventLog.ref_id == cast(ProblemCase.id, String)),
+    )
+
+
+@looks_for(lambda now: _refund_lost(now).exists())
 def recover_problem_refunds(session: Session, now: datetime, settings: Settings) -> dict[str, int]:
     """Sweep step: re-publish the refunds of upheld cases whose task was lost, a minute after the
     decision and then at most once a minute; a refusal is left to an operator."""
-    due = list(
-        session.scalars(
-            select(ProblemCase.id)
-            .where(
-                ProblemCase.status == ProblemStatus.REFUNDED,
-                ProblemCase.refund_done_at.is_(None),
-                func.coalesce(ProblemCase.sweep_lease_until, ProblemCase.resolved_at + RECOVER_AFTER) <= now,
-                ~exists().where(EventLog.type == REFUND_FAILED_EVENT, EventLog.ref_id == cast(ProblemCase.id, String)),
-            )
-            .limit(QUEUE_LIMIT)
-            .with_for_update(skip_locked=True)
-        )
-    )
+    due = list(session.scalars(_refund_lost(now).limit(QUEUE_LIMIT).with_for_update(skip_locked=True)))
     if due:
         session.execute(
             update(ProblemCase)

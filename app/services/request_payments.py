@@ -18,7 +18,7 @@ import logging
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, String, cast, exists, func, true
+from sqlalchemy import ColumnElement, String, cast, exists, func, or_, true
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from app.config import Settings
@@ -28,7 +28,8 @@ from app.queue import RetryLater, enqueue_after_commit
 from app.services.audit import record_event
 from app.services.lifecycle import clock
 from app.services.lifecycle import payments as lifecycle_payments
-from app.services.lifecycle._moves import claim, follow_up_due, lease_rows, load_request
+from app.services.lifecycle._moves import any_claimable, claim, follow_up_due, lease_rows, load_request, paid_with
+from app.services.sweeping import Moment, looks_for
 from tasks import calls as call_tasks
 from tasks import request_payments as payment_tasks
 
@@ -49,9 +50,12 @@ RELEASE_FAILED_EVENT = "payment.release_failed"
 FOLLOW_UP_AFTER = timedelta(seconds=120)
 # How far back the every-few-seconds sweep looks for releases still undone. Without a bound each
 # sweep would re-read every declined or cancelled request of the platform's history
-# (bench/scale.py: 600 ms on a year of calls); within it, it reads two days' worth. Older work is
-# not abandoned: the hourly full sweep (``payment_followups_all_history``) looks at all of it.
-FOLLOW_UP_WINDOW = timedelta(days=2)
+# (bench/scale.py: 600 ms on a year of calls); within it, it reads six hours' worth (a year of a
+# busy platform: about a hundred rows, where two days' were 850 and 2.4 ms of every sweep). Six
+# hours outlast the release task's own retries and a gateway outage of the usual kind; older
+# work is not abandoned: the hourly full sweep (``payment_followups_all_history``) looks at all
+# of it.
+FOLLOW_UP_WINDOW = timedelta(hours=6)
 SYSTEM = "system"
 
 
@@ -101,23 +105,21 @@ def release_payment(session: Session, request_id: uuid.UUID, *, gateway: Payment
     return "unchanged"
 
 
-def payment_followups(
-    session: Session, now: datetime, settings: Settings, *, look_back: timedelta | None = FOLLOW_UP_WINDOW
-) -> dict[str, int]:
-    """Sweep step: re-publish captures and releases whose task was lost (broker down at commit,
-    retries exhausted during a gateway outage). Both tasks are repeat-safe, so a duplicate of a
-    task still in flight is harmless. Releases are looked for ``look_back`` into the past (None:
-    all of history)."""
-    since = now - look_back if look_back is not None else None
-    captures = claim(
-        session,
+def _capture_owed(now: Moment) -> tuple[ColumnElement[bool], ...]:
+    """An accepted call whose hold is still uncaptured."""
+    return (
         follow_up_due(CallRequest.accepted_at, now, FOLLOW_UP_AFTER),
         CallRequest.status == RequestStatus.ACCEPTED,
-        Transaction.payment_state == PaymentState.HELD,
+        paid_with(Transaction.payment_state == PaymentState.HELD),
         CallRequest.join_deadline > now,  # past it, the call can no longer happen
     )
-    releases = claim(
-        session,
+
+
+def _release_owed(now: Moment, look_back: timedelta | None) -> tuple[ColumnElement[bool], ...]:
+    """A declined or cancelled request whose money is still held or taken, ``look_back`` into the
+    past (None: all of history)."""
+    since = now - look_back if look_back is not None else None
+    return (
         follow_up_due(func.coalesce(CallRequest.declined_at, CallRequest.cancelled_at), now, FOLLOW_UP_AFTER),
         # Each arm names its status and its time, so each is served by its partial index.
         ((CallRequest.status == RequestStatus.DECLINED) & _after(CallRequest.declined_at, since))
@@ -126,9 +128,21 @@ def payment_followups(
             & CallRequest.cancel_reason.in_(RELEASE_REASONS)
             & _after(CallRequest.cancelled_at, since)
         ),
-        Transaction.payment_state.in_((PaymentState.HELD, PaymentState.CAPTURED)),
+        paid_with(Transaction.payment_state.in_((PaymentState.HELD, PaymentState.CAPTURED))),
         ~exists().where(EventLog.type == RELEASE_FAILED_EVENT, EventLog.ref_id == cast(CallRequest.id, String)),
     )
+
+
+@looks_for(lambda now: or_(any_claimable(*_capture_owed(now)), any_claimable(*_release_owed(now, FOLLOW_UP_WINDOW))))
+def payment_followups(
+    session: Session, now: datetime, settings: Settings, *, look_back: timedelta | None = FOLLOW_UP_WINDOW
+) -> dict[str, int]:
+    """Sweep step: re-publish captures and releases whose task was lost (broker down at commit,
+    retries exhausted during a gateway outage). Both tasks are repeat-safe, so a duplicate of a
+    task still in flight is harmless. Releases are looked for ``look_back`` into the past (None:
+    all of history)."""
+    captures = claim(session, *_capture_owed(now))
+    releases = claim(session, *_release_owed(now, look_back))
     lease_rows(session, {*captures, *releases}, now + FOLLOW_UP_AFTER)
     for request_id in captures:
         enqueue_after_commit(session, payment_tasks.capture_accepted, str(request_id))
@@ -143,7 +157,7 @@ def payment_followups_all_history(session: Session, now: datetime, settings: Set
     return payment_followups(session, now, settings, look_back=None)
 
 
-def _after(moment: InstrumentedAttribute[datetime | None], since: datetime | None) -> ColumnElement[bool]:
+def _after(moment: InstrumentedAttribute[datetime | None], since: Moment | None) -> ColumnElement[bool]:
     return moment > since if since is not None else true()
 
 

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Connection, Uuid, bindparam, select, text, update
+from sqlalchemy import Connection, Select, Uuid, bindparam, select, text, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
@@ -45,6 +45,7 @@ from app.services import connect_events
 from app.services.audit import record_event as audit
 from app.services.checkout import APP_TAG, fulfil_checkout
 from app.services.lifecycle.payments import close_dispute, open_dispute, sync_refund
+from app.services.sweeping import Moment, looks_for
 from tasks import stripe_events as stripe_event_tasks
 
 log = logging.getLogger(__name__)
@@ -149,16 +150,19 @@ def process_event(
     return status
 
 
+def _stuck(now: Moment) -> Select[tuple[StripeEvent]]:
+    return select(StripeEvent).where(
+        StripeEvent.status == StripeEventStatus.RECEIVED, StripeEvent.received_at < now - REQUEUE_AFTER
+    )
+
+
+@looks_for(lambda now: _stuck(now).exists())
 def requeue_stuck_events(session: Session, now: datetime, settings: Settings) -> dict[str, int]:
     """Sweep step: publish again the events still RECEIVED a minute after they arrived (Redis
     may have been down when the webhook enqueued them), backing off per event; rows a worker is
     processing right now are locked and skipped."""
     rows = session.execute(
-        select(StripeEvent)
-        .where(StripeEvent.status == StripeEventStatus.RECEIVED, StripeEvent.received_at < now - REQUEUE_AFTER)
-        .order_by(StripeEvent.received_at)
-        .limit(REQUEUE_BATCH)
-        .with_for_update(skip_locked=True)
+        _stuck(now).order_by(StripeEvent.received_at).limit(REQUEUE_BATCH).with_for_update(skip_locked=True)
     ).scalars()
     requeued = failed = 0
     for row in rows:

@@ -19,7 +19,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.config import Settings
@@ -41,6 +41,7 @@ from app.services import payouts
 from app.services.audit import record_event, user_actor
 from app.services.checkout import APP_TAG
 from app.services.outbox import queue_email
+from app.services.sweeping import Moment, looks_for
 from tasks import transfers as transfer_tasks
 
 # A transfer still SENDING this long after its last attempt lost its task (a dead worker, the
@@ -236,17 +237,18 @@ def retry_transfer(session: Session, payout_id: uuid.UUID, *, admin_id: uuid.UUI
     return retry
 
 
+def _stuck(now: Moment) -> Select[tuple[PayoutTransfer]]:
+    return select(PayoutTransfer).where(
+        PayoutTransfer.state == TransferState.SENDING,
+        func.coalesce(PayoutTransfer.last_attempt_at, PayoutTransfer.created_at) < now - STUCK_AFTER,
+    )
+
+
+@looks_for(lambda now: _stuck(now).exists())
 def resend_stuck_transfers(session: Session, now: datetime, settings: Settings) -> dict[str, int]:
     """Sweep step: publish again the transfers left SENDING by a lost task (the key makes it safe)."""
     rows = session.scalars(
-        select(PayoutTransfer)
-        .where(
-            PayoutTransfer.state == TransferState.SENDING,
-            func.coalesce(PayoutTransfer.last_attempt_at, PayoutTransfer.created_at) < now - STUCK_AFTER,
-        )
-        .order_by(PayoutTransfer.created_at)
-        .limit(SWEEP_BATCH)
-        .with_for_update(skip_locked=True)
+        _stuck(now).order_by(PayoutTransfer.created_at).limit(SWEEP_BATCH).with_for_update(skip_locked=True)
     )
     resent = 0
     for row in rows:

@@ -208,7 +208,7 @@ class TestSweep:
         assert report["requests_expired"] == 1
         # A sweep that found work says so at INFO; an idle one (every 5 seconds) only at DEBUG.
         assert [r.levelno for r in caplog.records if r.msg == "sweep"] == [logging.INFO, logging.DEBUG]
-        assert idle["requests_expired"] == 0
+        assert "requests_expired" not in idle  # its question found nothing, so the step did not run
         db_session.expire_all()
         after = db_session.get(CallRequest, overdue.id)
         assert (after.status, after.cancel_reason) == (RequestStatus.CANCELLED, CancelReason.EXPIRED)

@@ -13,12 +13,13 @@ from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, Select, exists, func, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session, joinedload
 
 from app import live
 from app.models import CallRequest, Transaction
 from app.services.lifecycle.table import PAYMENT_MOVES, REQUEST_MOVES
+from app.services.sweeping import Moment
 
 SWEEP_BATCH = 100
 
@@ -97,6 +98,11 @@ def announce(session: Session, request_ids: Iterable[uuid.UUID]) -> None:
     live.announce_after_commit(session, channels)
 
 
+def any_due(*conditions: ColumnElement[bool]) -> ColumnElement[bool]:
+    """Whether ``due_batch`` would find a row (a sweep step's probe)."""
+    return select(CallRequest.id).where(*conditions).exists()
+
+
 def due_batch(*conditions: ColumnElement[bool], limit: int = SWEEP_BATCH) -> ColumnElement[bool]:
     """``id IN (a batch of matching rows, locked, skipping those another sweep or a click holds)``:
     a sweep's transaction stays short, and a row a concurrent transition holds is decided by it."""
@@ -118,7 +124,7 @@ def load_request(session: Session, request_id: uuid.UUID | None) -> CallRequest 
 
 
 def follow_up_due(
-    since: ColumnElement[Any] | InstrumentedAttribute[Any], now: datetime, grace: timedelta
+    since: ColumnElement[Any] | InstrumentedAttribute[Any], now: Moment, grace: timedelta
 ) -> ColumnElement[bool]:
     """A sweep may re-publish a request's work ``grace`` after the transition that first published
     it (``since``), and then once per lease (``lease_rows``): the work has had its chance to run."""
@@ -134,18 +140,30 @@ def require_request(session: Session, request_id: uuid.UUID) -> CallRequest:
 
 
 def claim(session: Session, *conditions: ColumnElement[bool]) -> list[uuid.UUID]:
-    """Ids of requests matching ``conditions`` (which may name the transaction), oldest first,
-    locked until commit, skipping rows another sweep holds."""
+    """Ids of requests matching ``conditions`` (on the transaction: through ``paid_with``),
+    oldest first, locked until commit, skipping rows another sweep holds."""
     return list(
         session.scalars(
-            select(CallRequest.id)
-            .join(Transaction, Transaction.id == CallRequest.transaction_id)
-            .where(*conditions)
+            _claimable(*conditions)
             .order_by(CallRequest.created_at)
             .limit(SWEEP_BATCH)
-            .with_for_update(of=CallRequest, skip_locked=True)
+            .with_for_update(skip_locked=True)
         )
     )
+
+
+def any_claimable(*conditions: ColumnElement[bool]) -> ColumnElement[bool]:
+    """Whether ``claim`` would find a row (a sweep step's probe)."""
+    return _claimable(*conditions).exists()
+
+
+def paid_with(*conditions: ColumnElement[bool]) -> ColumnElement[bool]:
+    """The request's transaction meets ``conditions``."""
+    return exists().where(Transaction.id == CallRequest.transaction_id, *conditions)
+
+
+def _claimable(*conditions: ColumnElement[bool]) -> Select[tuple[uuid.UUID]]:
+    return select(CallRequest.id).where(*conditions)
 
 
 def lease_rows(session: Session, ids: Collection[uuid.UUID], until: datetime) -> None:

@@ -31,8 +31,9 @@ from app.services import media_presence, settlement_text
 from app.services.audit import record_event
 from app.services.calls import CallConfig, problem_url, rate_url
 from app.services.lifecycle import settlement
-from app.services.lifecycle._moves import due_batch, move_request, move_requests, require_request
+from app.services.lifecycle._moves import any_due, due_batch, move_request, move_requests, require_request
 from app.services.lifecycle.notices import email_context, notify
+from app.services.sweeping import Moment, looks_for
 from tasks import call_endings as call_ending_tasks
 from tasks import request_payments as payment_tasks
 
@@ -111,12 +112,16 @@ def complete_call(
     return ended
 
 
+def _overdue(now: Moment) -> tuple[ColumnElement[bool], ...]:
+    return (CallRequest.status == RequestStatus.ACCEPTED, CallRequest.ends_at <= now)
+
+
+@looks_for(lambda now: any_due(*_overdue(now)))
 def end_overdue_calls(session: Session, now: datetime, settings: Settings) -> dict[str, int]:
     """Sweep step: complete every call whose ``ends_at`` has passed (the ETA task was lost or late)."""
     config = CallConfig.from_settings(settings)
-    overdue = (CallRequest.status == RequestStatus.ACCEPTED, CallRequest.ends_at <= now)
     ended = move_requests(
-        session, "complete", due_batch(*overdue), now=now, values={"ended_at": now, "ended_by": "sweep"}
+        session, "complete", due_batch(*_overdue(now)), now=now, values={"ended_at": now, "ended_by": "sweep"}
     )
     # The rooms are deleted at once, not after this step's commit: their calls are over by the
     # clock whatever happens to this transaction, and fifty completions below take a while.
@@ -127,16 +132,21 @@ def end_overdue_calls(session: Session, now: datetime, settings: Settings) -> di
     return {"calls_ended_by_sweep": len(ended)}
 
 
+def _never_started(now: Moment) -> tuple[ColumnElement[bool], ...]:
+    return (
+        CallRequest.status == RequestStatus.ACCEPTED,
+        CallRequest.started_at.is_(None),
+        CallRequest.join_deadline <= now,
+    )
+
+
+@looks_for(lambda now: any_due(*_never_started(now)))
 def apply_no_shows(session: Session, now: datetime, settings: Settings) -> dict[str, int]:
     """Sweep step: calls still not started at their join deadline are cancelled. Only the buyer
     absent → buyer_no_show, the seller is paid; the seller absent (or both) → seller_no_show, the
     buyer gets their money back; both joined but their media never connected together →
     technical_failure, the buyer gets their money back and nobody pays a fee."""
-    due = (
-        CallRequest.status == RequestStatus.ACCEPTED,
-        CallRequest.started_at.is_(None),
-        CallRequest.join_deadline <= now,
-    )
+    due = _never_started(now)
     seller_in, buyer_in = CallRequest.seller_joined_at.is_not(None), CallRequest.buyer_joined_at.is_not(None)
     config = CallConfig.from_settings(settings)
     counts = {}

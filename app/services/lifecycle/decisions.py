@@ -26,9 +26,10 @@ from app.queue import enqueue_after_commit
 from app.refusals import Conflict, Forbidden, Invalid, NotFound
 from app.services.audit import record_event, user_actor
 from app.services.lifecycle import invitations
-from app.services.lifecycle._moves import announce, due_batch, move_request, move_requests, require_request
+from app.services.lifecycle._moves import announce, any_due, due_batch, move_request, move_requests, require_request
 from app.services.lifecycle.notices import email_context, notify
 from app.services.scheduling import ScheduleConfig, first_reminder, join_opens, pending_deadline
+from app.services.sweeping import Moment, looks_for
 from tasks import request_payments as payment_tasks
 
 SYSTEM = "system"
@@ -232,17 +233,21 @@ def cancel_pending_from(
     return cancelled
 
 
+def _expired(now: Moment) -> tuple[ColumnElement[bool], ...]:
+    return (CallRequest.status == RequestStatus.PENDING, CallRequest.expires_at <= now)
+
+
+@looks_for(lambda now: any_due(*_expired(now)))
 def expire_pending_requests(session: Session, now: datetime, settings: Settings) -> dict[str, int]:
     """Sweep step: PENDING past ``expires_at`` → CANCELLED (expired), hold released, both emailed.
 
     Rows locked by a concurrent accept are skipped (``SKIP LOCKED``); the accept decides them, and
     if it loses to ``expires_at`` the next sweep takes them. A batch per run keeps the transaction short.
     """
-    due = (CallRequest.status == RequestStatus.PENDING, CallRequest.expires_at <= now)
     expired = move_requests(
         session,
         "expire",
-        due_batch(*due, limit=EXPIRY_BATCH),
+        due_batch(*_expired(now), limit=EXPIRY_BATCH),
         now=now,
         values={"cancel_reason": CancelReason.EXPIRED, "cancelled_at": now},
     )

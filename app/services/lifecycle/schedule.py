@@ -23,7 +23,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import ColumnElement, Select, select, update
 from sqlalchemy.orm import Session
 
 from app.config import Settings
@@ -43,6 +43,7 @@ from app.services.scheduling import (
     join_opens,
     reminder_due,
 )
+from app.services.sweeping import Moment, looks_for
 from tasks import call_endings as call_ending_tasks
 from tasks import request_payments as payment_tasks
 
@@ -183,18 +184,22 @@ def cancel_by_buyer(session: Session, call: CallRequest, *, config: ScheduleConf
     return call
 
 
+def _reminder_due(now: Moment) -> Select[tuple[uuid.UUID]]:
+    return select(CallRequest.id).where(
+        CallRequest.next_reminder_at <= now,
+        CallRequest.status == RequestStatus.ACCEPTED,
+        CallRequest.started_at.is_(None),
+    )
+
+
+@looks_for(lambda now: _reminder_due(now).exists())
 def send_due_reminders(session: Session, now: datetime, settings: Settings) -> dict[str, int]:
     """Sweep step: the reminders now due (24 h and 10 min before a scheduled start), for calls
     still ACCEPTED and not started. ``next_reminder_at`` moves to the next one in the same
     transaction; the outbox key makes a repeat send nothing twice."""
     config = ScheduleConfig.from_settings(settings)
-    due = select(CallRequest.id).where(
-        CallRequest.next_reminder_at <= now,
-        CallRequest.status == RequestStatus.ACCEPTED,
-        CallRequest.started_at.is_(None),
-    )
     sent = 0
-    for call_id in session.scalars(due.limit(SWEEP_BATCH).with_for_update(skip_locked=True)).all():
+    for call_id in session.scalars(_reminder_due(now).limit(SWEEP_BATCH).with_for_update(skip_locked=True)).all():
         call = require_request(session, call_id)
         assert call.scheduled_start is not None, "only scheduled calls have reminders"
         stage, following = reminder_due(call.scheduled_start, now)
