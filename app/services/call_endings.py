@@ -35,7 +35,7 @@ from app.services.audit import record_event
 from app.services.calls import SYSTEM, CallAccess, CallConfig, call_state
 from app.services.lifecycle import clock, settlement
 from app.services.lifecycle._moves import (
-    any_claimable,
+    any_request,
     claim,
     follow_up_due,
     lease_rows,
@@ -233,9 +233,9 @@ def _refund_owed(now: Moment, look_back: timedelta | None) -> tuple[ColumnElemen
 
 @looks_for(
     lambda now: or_(
-        any_claimable(*_unprovisioned(now)),
-        any_claimable(*_room_left_open(now)),
-        any_claimable(*_refund_owed(now, REFUND_WINDOW)),
+        any_request(*_unprovisioned(now)),
+        any_request(*_room_left_open(now)),
+        any_request(*_refund_owed(now, REFUND_WINDOW)),
     )
 )
 def recover_call_work(

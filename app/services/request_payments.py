@@ -28,7 +28,7 @@ from app.queue import RetryLater, enqueue_after_commit
 from app.services.audit import record_event
 from app.services.lifecycle import clock
 from app.services.lifecycle import payments as lifecycle_payments
-from app.services.lifecycle._moves import any_claimable, claim, follow_up_due, lease_rows, load_request, paid_with
+from app.services.lifecycle._moves import any_request, claim, follow_up_due, lease_rows, load_request, paid_with
 from app.services.sweeping import Moment, looks_for
 from tasks import calls as call_tasks
 from tasks import request_payments as payment_tasks
@@ -133,7 +133,7 @@ def _release_owed(now: Moment, look_back: timedelta | None) -> tuple[ColumnEleme
     )
 
 
-@looks_for(lambda now: or_(any_claimable(*_capture_owed(now)), any_claimable(*_release_owed(now, FOLLOW_UP_WINDOW))))
+@looks_for(lambda now: or_(any_request(*_capture_owed(now)), any_request(*_release_owed(now, FOLLOW_UP_WINDOW))))
 def payment_followups(
     session: Session, now: datetime, settings: Settings, *, look_back: timedelta | None = FOLLOW_UP_WINDOW
 ) -> dict[str, int]:

@@ -13,7 +13,7 @@ from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, exists, func, select, update
+from sqlalchemy import ColumnElement, exists, func, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session, joinedload
 
 from app import live
@@ -98,8 +98,9 @@ def announce(session: Session, request_ids: Iterable[uuid.UUID]) -> None:
     live.announce_after_commit(session, channels)
 
 
-def any_due(*conditions: ColumnElement[bool]) -> ColumnElement[bool]:
-    """Whether ``due_batch`` would find a row (a sweep step's probe)."""
+def any_request(*conditions: ColumnElement[bool]) -> ColumnElement[bool]:
+    """Whether a request matches ``conditions``: the probe of a sweep step that moves them
+    (``due_batch``) or claims them (``claim``)."""
     return select(CallRequest.id).where(*conditions).exists()
 
 
@@ -144,7 +145,8 @@ def claim(session: Session, *conditions: ColumnElement[bool]) -> list[uuid.UUID]
     oldest first, locked until commit, skipping rows another sweep holds."""
     return list(
         session.scalars(
-            _claimable(*conditions)
+            select(CallRequest.id)
+            .where(*conditions)
             .order_by(CallRequest.created_at)
             .limit(SWEEP_BATCH)
             .with_for_update(skip_locked=True)
@@ -152,18 +154,9 @@ def claim(session: Session, *conditions: ColumnElement[bool]) -> list[uuid.UUID]
     )
 
 
-def any_claimable(*conditions: ColumnElement[bool]) -> ColumnElement[bool]:
-    """Whether ``claim`` would find a row (a sweep step's probe)."""
-    return _claimable(*conditions).exists()
-
-
 def paid_with(*conditions: ColumnElement[bool]) -> ColumnElement[bool]:
     """The request's transaction meets ``conditions``."""
     return exists().where(Transaction.id == CallRequest.transaction_id, *conditions)
-
-
-def _claimable(*conditions: ColumnElement[bool]) -> Select[tuple[uuid.UUID]]:
-    return select(CallRequest.id).where(*conditions)
 
 
 def lease_rows(session: Session, ids: Collection[uuid.UUID], until: datetime) -> None:

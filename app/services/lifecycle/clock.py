@@ -31,7 +31,7 @@ from app.services import media_presence, settlement_text
 from app.services.audit import record_event
 from app.services.calls import CallConfig, problem_url, rate_url
 from app.services.lifecycle import settlement
-from app.services.lifecycle._moves import any_due, due_batch, move_request, move_requests, require_request
+from app.services.lifecycle._moves import any_request, due_batch, move_request, move_requests, require_request
 from app.services.lifecycle.notices import email_context, notify
 from app.services.sweeping import Moment, looks_for
 from tasks import call_endings as call_ending_tasks
@@ -116,7 +116,7 @@ def _overdue(now: Moment) -> tuple[ColumnElement[bool], ...]:
     return (CallRequest.status == RequestStatus.ACCEPTED, CallRequest.ends_at <= now)
 
 
-@looks_for(lambda now: any_due(*_overdue(now)))
+@looks_for(lambda now: any_request(*_overdue(now)))
 def end_overdue_calls(session: Session, now: datetime, settings: Settings) -> dict[str, int]:
     """Sweep step: complete every call whose ``ends_at`` has passed (the ETA task was lost or late)."""
     config = CallConfig.from_settings(settings)
@@ -140,7 +140,7 @@ def _never_started(now: Moment) -> tuple[ColumnElement[bool], ...]:
     )
 
 
-@looks_for(lambda now: any_due(*_never_started(now)))
+@looks_for(lambda now: any_request(*_never_started(now)))
 def apply_no_shows(session: Session, now: datetime, settings: Settings) -> dict[str, int]:
     """Sweep step: calls still not started at their join deadline are cancelled. Only the buyer
     absent → buyer_no_show, the seller is paid; the seller absent (or both) → seller_no_show, the

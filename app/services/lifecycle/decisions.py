@@ -26,7 +26,7 @@ from app.queue import enqueue_after_commit
 from app.refusals import Conflict, Forbidden, Invalid, NotFound
 from app.services.audit import record_event, user_actor
 from app.services.lifecycle import invitations
-from app.services.lifecycle._moves import announce, any_due, due_batch, move_request, move_requests, require_request
+from app.services.lifecycle._moves import announce, any_request, due_batch, move_request, move_requests, require_request
 from app.services.lifecycle.notices import email_context, notify
 from app.services.scheduling import ScheduleConfig, first_reminder, join_opens, pending_deadline
 from app.services.sweeping import Moment, looks_for
@@ -237,7 +237,7 @@ def _expired(now: Moment) -> tuple[ColumnElement[bool], ...]:
     return (CallRequest.status == RequestStatus.PENDING, CallRequest.expires_at <= now)
 
 
-@looks_for(lambda now: any_due(*_expired(now)))
+@looks_for(lambda now: any_request(*_expired(now)))
 def expire_pending_requests(session: Session, now: datetime, settings: Settings) -> dict[str, int]:
     """Sweep step: PENDING past ``expires_at`` → CANCELLED (expired), hold released, both emailed.
 
