@@ -31,8 +31,10 @@ import os
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import redis
 from sqlalchemy.orm import Session
@@ -76,6 +78,9 @@ class Answer:
 
 class LiveFeed:
     """Versions and notifications of live channels, in Redis under ``namespace``."""
+
+    # The feeds whose listener thread has started in this process (``stop_all``).
+    _listening: ClassVar[weakref.WeakSet[LiveFeed]] = weakref.WeakSet()
 
     def __init__(self, client: redis.Redis, namespace: str, *, max_waiters: int) -> None:
         self.client = client
@@ -174,10 +179,21 @@ class LiveFeed:
             self._listener_pid = os.getpid()
             self._listener = threading.Thread(target=self._listen, name="chatlink-live", daemon=True)
             self._listener.start()
+            LiveFeed._listening.add(self)
 
     def stop(self) -> None:
-        """End this process's listener (tests, and an app being torn down)."""
+        """End this process's listener (tests, and an app being torn down), waiting for it to let
+        go of Redis."""
         self._stopped.set()
+        listener = self._listener
+        if listener is not None and listener is not threading.current_thread():
+            listener.join(timeout=2 * RECHECK_SECONDS)
+
+    @classmethod
+    def stop_all(cls) -> None:
+        """End every feed's listener in this process: a test run's, before its Redis goes away."""
+        for feed in list(cls._listening):
+            feed.stop()
 
     def _listen(self) -> None:
         while not self._stopped.is_set():
@@ -192,6 +208,8 @@ class LiveFeed:
                 finally:
                     pubsub.close()
             except Exception:
+                if self._stopped.is_set():
+                    break
                 # Waiters fall back to re-reading versions meanwhile; reconnect calmly.
                 log.warning("live listener lost Redis; reconnecting", exc_info=True)
                 time.sleep(1)

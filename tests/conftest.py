@@ -33,7 +33,7 @@ from celery.app.task import Task
 from sqlalchemy import create_engine, text
 from werkzeug.serving import make_server
 
-from app import create_app
+from app import create_app, live
 from app.config import PROJECT_ROOT, Settings
 from app.db import Base, db
 from app.engines import ScratchEngines
@@ -57,6 +57,7 @@ def engine_urls() -> Iterator[tuple[str, str]]:
         yield engines.start()
     finally:
         db.engine.dispose() if db.engine is not None else None
+        live.LiveFeed.stop_all()  # before the embedded Redis its listeners read goes away
         engines.stop()
         shutil.rmtree(scratch, ignore_errors=True)
 
